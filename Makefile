@@ -1,0 +1,48 @@
+# DAGSTER_HOME is the project root for every entry point, so the UI, the CLI and the
+# daemon share one instance (dagster.yaml keeps its storage under .data/).
+SHELL := /bin/bash
+export DAGSTER_HOME := $(CURDIR)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_REPO := stdlib-asyncio
+DEMO_QUERY ?= run a coroutine with a timeout and cancel it
+
+.PHONY: install demo test test-fast dev validate bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU build of torch first: a bare `torch` requirement would pull CUDA wheels.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Index a real repository (the asyncio package of this interpreter's standard library)
+# end to end, offline, with the local embedder; then search it.
+demo: install
+	$(BIN)/repo-index add $(DEMO_REPO) "$$($(BIN)/python -c 'import asyncio, os; print(os.path.dirname(asyncio.__file__))')" --replace
+	$(BIN)/repo-index index $(DEMO_REPO)
+	$(BIN)/repo-index search "$(DEMO_QUERY)" --repo $(DEMO_REPO) -k 5
+
+test: install
+	$(BIN)/python -m pytest -q -ra
+
+test-fast: install
+	$(BIN)/python -m pytest -q -ra -m "not slow"
+
+# Webserver and one daemon on 127.0.0.1:3000, sharing the project's instance.
+dev: install
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+validate: install
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+clean:
+	rm -rf .data

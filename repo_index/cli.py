@@ -1,0 +1,198 @@
+"""The `repo-index` command: edit the registry, index through the Dagster job, search.
+
+Every command uses the project's Dagster instance (DAGSTER_HOME = project root), so the
+partitions and runs it creates are the ones the UI and the daemon show.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .core import paths
+
+
+def _prepare_env() -> None:
+    os.environ.setdefault("DAGSTER_HOME", str(paths.project_root()))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _instance():
+    import dagster as dg
+
+    return dg.DagsterInstance.get()
+
+
+def _fail(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(1)
+
+
+@click.group()
+@click.option("--registry", type=click.Path(dir_okay=False), envvar=paths.REGISTRY_ENV,
+              help="Registry file (default: repositories.yaml in the project root).")
+@click.pass_context
+def main(ctx: click.Context, registry: str | None) -> None:
+    """Keep semantic code-search indexes of many repositories fresh."""
+    _prepare_env()
+    if registry:
+        os.environ[paths.REGISTRY_ENV] = str(Path(registry).resolve())
+    ctx.obj = paths.registry_path()
+
+
+@main.command()
+@click.argument("name")
+@click.argument("source")
+@click.option("--ref", help="Branch, tag or commit to index (git sources).")
+@click.option("--include", multiple=True, help="Glob of files to index (repeatable).")
+@click.option("--exclude", multiple=True, help="Glob of files to skip (repeatable).")
+@click.option("--replace", is_flag=True, help="Replace an entry with the same name.")
+@click.pass_obj
+def add(registry_file: Path, name, source, ref, include, exclude, replace) -> None:
+    """Register repository NAME at SOURCE (a local path or a git URL)."""
+    from .core.registry import RegistryError, RepoSpec, add_spec, is_git_url, load_registry, save_registry, parse_entry
+    from .partitions import REPOSITORIES
+
+    if not is_git_url(source) and not source.startswith("-"):
+        local = Path(source).expanduser().resolve()
+        if not local.is_dir():
+            _fail(f"source path {str(local)!r} does not exist or is not a directory")
+        source = str(local)
+    try:
+        entry = RepoSpec(name, source, ref, tuple(include), tuple(exclude)).to_yaml()
+        spec = parse_entry(entry)
+        specs = add_spec(load_registry(registry_file), spec, replace=replace)
+    except RegistryError as exc:
+        _fail(str(exc))
+    save_registry(registry_file, specs)
+    instance = _instance()
+    if name not in instance.get_dynamic_partitions(REPOSITORIES):
+        instance.add_dynamic_partitions(REPOSITORIES, [name])
+    click.echo(f"registered {name} -> {source}{f' @ {ref}' if ref else ''} ({registry_file})")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--keep-index", is_flag=True, help="Keep the repository's Chroma collection.")
+@click.pass_obj
+def remove(registry_file: Path, name: str, keep_index: bool) -> None:
+    """Unregister repository NAME (and drop its collection unless --keep-index)."""
+    from .core.registry import RegistryError, load_registry, remove_spec, save_registry
+    from .core.store import chroma_settings_from_env, collection_name, get_collection, open_client
+    from .partitions import REPOSITORIES
+
+    try:
+        specs = remove_spec(load_registry(registry_file), name)
+    except RegistryError as exc:
+        _fail(str(exc))
+    save_registry(registry_file, specs)
+    instance = _instance()
+    if name in instance.get_dynamic_partitions(REPOSITORIES):
+        instance.delete_dynamic_partition(REPOSITORIES, name)
+    if not keep_index:
+        settings = chroma_settings_from_env()
+        client = open_client(settings)
+        coll = collection_name(settings.collection_prefix, name)
+        if get_collection(client, coll) is not None:
+            client.delete_collection(coll)
+    click.echo(f"removed {name}")
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def list_(registry_file: Path, as_json: bool) -> None:
+    """List registered repositories."""
+    from .core.registry import RegistryError, load_registry
+
+    try:
+        specs = load_registry(registry_file)
+    except RegistryError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps([s.to_yaml() for s in specs], indent=2))
+        return
+    if not specs:
+        click.echo(f"no repositories registered in {registry_file}; add one with `repo-index add NAME SOURCE`")
+    for s in specs:
+        extra = "".join([f" @ {s.ref}" if s.ref else "", f"  include={list(s.include)}" if s.include else "",
+                         f"  exclude={list(s.exclude)}" if s.exclude else ""])
+        click.echo(f"{s.name:24} {s.source}{extra}")
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Index every registered repository.")
+@click.option("--max-tokens", type=int, help="Chunk token budget (default follows the embedder).")
+@click.option("--max-concurrent", type=int, help="Embedding requests in flight at most.")
+@click.option("--estimate-only", is_flag=True, help="Count tokens and cost; send no embedding request.")
+@click.pass_obj
+def index(registry_file: Path, names, all_, max_tokens, max_concurrent, estimate_only) -> None:
+    """Run the indexing job for NAME... (or --all), one Dagster run per repository."""
+    from .core.registry import RegistryError, get_spec, load_registry
+    from .partitions import sync_partitions
+    from .progress import run_index
+
+    try:
+        specs = load_registry(registry_file)
+        if all_:
+            names = tuple(s.name for s in specs)
+        for name in names:
+            get_spec(specs, name)
+    except RegistryError as exc:
+        _fail(str(exc))
+    if not names:
+        _fail("name one or more repositories, or pass --all")
+    instance = _instance()
+    sync_partitions(instance, [s.name for s in specs])
+    ops: dict = {}
+    if max_tokens:
+        ops["code_chunks"] = {"config": {"max_tokens": max_tokens}}
+    embed_cfg = {k: v for k, v in {"max_concurrent": max_concurrent, "estimate_only": estimate_only or None}.items() if v}
+    if embed_cfg:
+        ops["chunk_embeddings"] = {"config": embed_cfg}
+    failures = run_index(instance, list(names), {"ops": ops} if ops else None, echo=click.echo)
+    if failures:
+        _fail(f"{len(failures)} of {len(names)} repositories failed: {', '.join(failures)}")
+
+
+@main.command()
+@click.argument("query")
+@click.option("--repo", "repos", multiple=True, help="Repository to search (repeatable; default all).")
+@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1, 200))
+@click.option("--language", help="Only chunks in this language (e.g. python).")
+@click.option("--path", "path_glob", help="Only files matching this glob (e.g. 'src/*.py').")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def search(query, repos, k, language, path_glob, as_json) -> None:
+    """Semantic search: ranked hits as `path:start-end  symbol  score` with a snippet."""
+    from dataclasses import asdict
+
+    from .core.search import SearchError, search as run_search
+
+    try:
+        hits = run_search(query, list(repos) or None, k=k, language=language, path_glob=path_glob)
+    except SearchError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps([asdict(h) for h in hits], indent=2))
+        return
+    if not hits:
+        click.echo("no hits")
+    several = len({h.repo for h in hits}) > 1
+    for hit in hits:
+        where = f"{hit.repo}/" if several else ""
+        click.secho(f"{where}{hit.path}:{hit.start_line}-{hit.end_line}  {hit.symbol or '-'}  {hit.score:.3f}", bold=True)
+        lines = [ln for ln in hit.text.splitlines() if ln.strip()][:4]
+        for ln in lines:
+            click.echo(f"    {ln[:100]}")
+        click.echo()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Chroma: one collection per repository, kept exactly in step with the chunk table.
+
+`sync_collection` diffs the collection against the current chunks: new ids are added
+with their vectors, ids that vanished are deleted, ids that only moved get their line
+metadata updated (a chunk id is derived from path, symbol and content, so an unchanged
+id means unchanged text and vector). Writes go in bounded batches. Collection metadata
+records the embedding model, its dimensions and the last indexed commit; a collection
+built with another model is rebuilt, never mixed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .paths import data_dir
+
+WRITE_BATCH = 1000
+READ_BATCH = 5000
+CHROMA_TOKEN_ENV = "CHROMA_AUTH_TOKEN"  # the server token is read from this variable
+RECORD_FIELDS = ("path", "start_line", "end_line", "symbol", "language", "content_hash", "commit")
+
+
+@dataclass(frozen=True)
+class ChromaSettings:
+    mode: str = "embedded"  # "embedded" (PersistentClient) or "server" (HttpClient)
+    path: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ssl: bool = False
+    token: str | None = None
+    collection_prefix: str = "repo_index-"
+
+
+@dataclass
+class SyncStats:
+    added: int = 0
+    deleted: int = 0
+    moved: int = 0
+    unchanged: int = 0
+    rebuilt: bool = False
+    total: int = 0
+
+
+def chroma_settings_from_env() -> ChromaSettings:
+    """Chroma location from REPO_INDEX_CHROMA_* variables (the Dagster resource reads the same)."""
+    return ChromaSettings(
+        mode=os.environ.get("REPO_INDEX_CHROMA_MODE", "embedded"),
+        path=os.environ.get("REPO_INDEX_CHROMA_PATH") or str(data_dir() / "chroma"),
+        host=os.environ.get("REPO_INDEX_CHROMA_HOST", "127.0.0.1"),
+        port=int(os.environ.get("REPO_INDEX_CHROMA_PORT", "8000")),
+        ssl=os.environ.get("REPO_INDEX_CHROMA_SSL", "").lower() in ("1", "true", "yes"),
+        token=os.environ.get(CHROMA_TOKEN_ENV) or None,
+        collection_prefix=os.environ.get("REPO_INDEX_COLLECTION_PREFIX", "repo_index-"),
+    )
+
+
+def open_client(settings: ChromaSettings):
+    import chromadb
+    from chromadb.config import Settings
+
+    chroma_settings = Settings(anonymized_telemetry=False)
+    if settings.mode == "embedded":
+        Path(settings.path).mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=settings.path, settings=chroma_settings)
+    if settings.mode == "server":
+        headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else None
+        return chromadb.HttpClient(host=settings.host, port=settings.port, ssl=settings.ssl,
+                                   headers=headers, settings=chroma_settings)
+    raise ValueError(f"unknown Chroma mode {settings.mode!r}: use 'embedded' or 'server'")
+
+
+def collection_name(prefix: str, repo: str) -> str:
+    return f"{prefix}{repo}"
+
+
+def _record_metadata(row, commit: str) -> dict:
+    return {
+        "path": row.path, "start_line": int(row.start_line), "end_line": int(row.end_line),
+        "symbol": row.symbol, "language": row.language, "content_hash": row.content_hash,
+        "commit": commit,
+    }
+
+
+def existing_records(collection) -> dict[str, dict]:
+    """id -> metadata for the whole collection, read in pages."""
+    out: dict[str, dict] = {}
+    offset = 0
+    while True:
+        page = collection.get(include=["metadatas"], limit=READ_BATCH, offset=offset)
+        for cid, meta in zip(page["ids"], page["metadatas"]):
+            out[cid] = meta or {}
+        if len(page["ids"]) < READ_BATCH:
+            return out
+        offset += READ_BATCH
+
+
+def get_collection(client, name: str):
+    from chromadb.errors import NotFoundError
+
+    try:
+        return client.get_collection(name, embedding_function=None)
+    except (NotFoundError, ValueError):
+        return None
+
+
+def sync_collection(
+    client,
+    name: str,
+    chunks: pd.DataFrame,
+    chunk_ids: list[str],
+    vectors: np.ndarray,
+    model: str,
+    dimensions: int,
+    commit: str,
+    repo: str,
+) -> SyncStats:
+    """Make collection `name` hold exactly `chunks` (vectors[i] belongs to chunk_ids[i])."""
+    stats = SyncStats()
+    if list(chunks["chunk_id"]) != list(chunk_ids):
+        raise ValueError("chunk table and embeddings disagree: re-materialize chunk_embeddings")
+    collection = get_collection(client, name)
+    if collection is not None:
+        meta = collection.metadata or {}
+        if meta.get("embedding_model") != model or int(meta.get("dimensions", -1)) != dimensions:
+            client.delete_collection(name)  # vectors of two models never share a space
+            collection, stats.rebuilt = None, True
+    coll_meta = {"embedding_model": model, "dimensions": dimensions, "repository": repo, "commit": commit}
+    if collection is None:
+        collection = client.create_collection(
+            name, metadata=coll_meta, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
+
+    current = existing_records(collection)
+    wanted = set(chunk_ids)
+    stale = [cid for cid in current if cid not in wanted]
+    for i in range(0, len(stale), WRITE_BATCH):
+        collection.delete(ids=stale[i:i + WRITE_BATCH])
+    stats.deleted = len(stale)
+
+    rows = list(chunks.itertuples(index=False))
+    new_rows = [i for i, cid in enumerate(chunk_ids) if cid not in current]
+    moved_rows = [
+        i for i, cid in enumerate(chunk_ids)
+        if cid in current and (
+            current[cid].get("start_line") != int(rows[i].start_line)
+            or current[cid].get("end_line") != int(rows[i].end_line)
+        )
+    ]
+    for i in range(0, len(new_rows), WRITE_BATCH):
+        part = new_rows[i:i + WRITE_BATCH]
+        collection.add(
+            ids=[chunk_ids[j] for j in part],
+            embeddings=vectors[part],
+            documents=[rows[j].text for j in part],
+            metadatas=[_record_metadata(rows[j], commit) for j in part],
+        )
+    for i in range(0, len(moved_rows), WRITE_BATCH):
+        part = moved_rows[i:i + WRITE_BATCH]
+        collection.update(ids=[chunk_ids[j] for j in part],
+                          metadatas=[_record_metadata(rows[j], commit) for j in part])
+    stats.added, stats.moved = len(new_rows), len(moved_rows)
+    stats.unchanged = len(chunk_ids) - stats.added - stats.moved
+    collection.modify(metadata=coll_meta)
+    stats.total = collection.count()
+    return stats
+
+
+@dataclass(frozen=True)
+class Hit:
+    repo: str
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str
+    language: str
+    score: float  # cosine similarity, 1 is identical
+    text: str
+
+
+def query_collection(collection, repo: str, vector: np.ndarray, k: int,
+                     where: dict | None = None, path_glob: str | None = None) -> list[Hit]:
+    # A path glob is applied after the query, so ask for more candidates.
+    n = k * 10 if path_glob else k
+    result = collection.query(query_embeddings=vector.reshape(1, -1), n_results=n, where=where or None,
+                              include=["metadatas", "documents", "distances"])
+    hits = []
+    for meta, doc, dist in zip(result["metadatas"][0], result["documents"][0], result["distances"][0]):
+        if path_glob and not fnmatch.fnmatch(meta["path"], path_glob):
+            continue
+        hits.append(Hit(repo, meta["path"], int(meta["start_line"]), int(meta["end_line"]),
+                        meta.get("symbol", ""), meta.get("language", ""), 1.0 - float(dist), doc))
+    return hits[:k]

@@ -1,0 +1,23 @@
+"""The one Definitions object; workspace.yaml and `dagster -m repo_index.definitions` load it."""
+
+import dagster as dg
+
+from .assets.chunks import code_chunks
+from .assets.collection import vector_collection
+from .assets.embeddings import chunk_embeddings
+from .assets.files import repo_files
+from .automation import registry_sensor
+from .jobs import INDEX_JOB, index_job
+from .resources import default_resources
+
+defs = dg.Definitions(
+    assets=[repo_files, code_chunks, chunk_embeddings, vector_collection],
+    jobs=[index_job],
+    sensors=[registry_sensor],
+    resources=default_resources(),
+)
+
+
+def get_index_job() -> dg.JobDefinition:
+    """Module-level so `dg.reconstructable` can rebuild the job in step processes."""
+    return defs.resolve_job_def(INDEX_JOB)

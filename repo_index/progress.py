@@ -1,0 +1,148 @@
+"""Run the indexing job for repositories from the CLI, streaming the run's events.
+
+The job runs with `execute_job` on the project's instance (the same job, executor and
+storage the UI uses); a watcher thread follows the run's event log and prints each
+stage's start, log lines and result, then a one-screen summary per repository.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+from dagster._core.events import DagsterEventType
+
+INVOCATION_TAG = "repo_index/invocation"
+STAGES = ("repo_files", "code_chunks", "chunk_embeddings", "vector_collection")
+
+
+@dataclass
+class RunSummary:
+    repo: str
+    success: bool = False
+    run_id: str = ""
+    seconds: float = 0.0
+    metadata: dict[str, dict] = field(default_factory=dict)  # asset -> metadata values
+    error: str = ""
+
+
+def _value(meta_value):
+    return getattr(meta_value, "value", meta_value)
+
+
+class RunWatcher(threading.Thread):
+    """Follows the event log of the run tagged `invocation` and prints what happens."""
+
+    def __init__(self, instance: dg.DagsterInstance, invocation: str, repo: str, echo: Callable[[str], None]):
+        super().__init__(daemon=True)
+        self.instance, self.invocation, self.repo, self.echo = instance, invocation, repo, echo
+        self.stop_event = threading.Event()
+        self.run_id: str | None = None
+        self.cursor: str | None = None
+        self.step_started: dict[str, float] = {}
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            self.poll()
+            self.stop_event.wait(0.5)
+        self.poll()  # whatever arrived after the last tick
+
+    def poll(self) -> None:
+        if self.run_id is None:
+            runs = self.instance.get_runs(dg.RunsFilter(tags={INVOCATION_TAG: self.invocation}), limit=1)
+            if not runs:
+                return
+            self.run_id = runs[0].run_id
+            self.echo(f"[{self.repo}] run {self.run_id[:8]} started")
+        while True:
+            conn = self.instance.get_records_for_run(self.run_id, cursor=self.cursor, limit=200)
+            for record in conn.records:
+                self.show(record.event_log_entry)
+            self.cursor = conn.cursor
+            if not conn.has_more:
+                return
+
+    def show(self, entry) -> None:
+        step = entry.step_key or ""
+        event = entry.dagster_event
+        prefix = f"[{self.repo}] {step:17}"
+        if event is None:
+            if step and entry.user_message:
+                self.echo(f"{prefix} {entry.user_message}")
+            return
+        kind = event.event_type
+        if kind == DagsterEventType.STEP_START:
+            self.step_started[step] = entry.timestamp
+            self.echo(f"{prefix} started")
+        elif kind == DagsterEventType.STEP_SUCCESS:
+            took = entry.timestamp - self.step_started.get(step, entry.timestamp)
+            self.echo(f"{prefix} done in {took:.1f}s")
+        elif kind == DagsterEventType.STEP_FAILURE:
+            error = event.step_failure_data.error
+            self.echo(f"{prefix} FAILED: {error.message.strip() if error else 'see the run in the UI'}")
+        elif kind == DagsterEventType.STEP_UP_FOR_RETRY:
+            self.echo(f"{prefix} will retry")
+
+
+def _summarize(result: dg.ExecuteJobResult, summary: RunSummary) -> None:
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            mat = event.event_specific_data.materialization
+            summary.metadata[mat.asset_key.to_user_string()] = {k: _value(v) for k, v in mat.metadata.items()}
+        elif event.event_type == DagsterEventType.STEP_FAILURE and not summary.error:
+            error = event.step_failure_data.error
+            summary.error = f"{event.step_key}: {error.message.strip() if error else 'failed'}"
+
+
+def format_summary(s: RunSummary) -> str:
+    if not s.success:
+        return f"{s.repo}: FAILED after {s.seconds:.1f}s — {s.error or 'see the run in the UI'} (run {s.run_id})"
+    files = s.metadata.get("repo_files", {})
+    chunks = s.metadata.get("code_chunks", {})
+    emb = s.metadata.get("chunk_embeddings", {})
+    coll = s.metadata.get("vector_collection", {})
+    commit = files.get("commit") or f"tree {files.get('tree_fingerprint', '?')}"
+    lines = [
+        f"{s.repo} @ {commit[:12]}  ({s.seconds:.1f}s, run {s.run_id[:8]})",
+        f"  files       {files.get('files', 0):>8,}  ({files.get('skipped', 0):,} skipped: {files.get('skipped_by_reason', {})})",
+        f"  chunks      {chunks.get('chunks', 0):>8,}  ({chunks.get('tokens', 0):,} tokens, max {chunks.get('max_tokens', '?')}/chunk)",
+        f"  embeddings  {emb.get('embedded', 0):>8,} new, {emb.get('reused', 0):,} reused  "
+        f"({emb.get('requests', 0)} requests, {emb.get('retries', 0)} retries, {emb.get('model', '?')}, "
+        f"~${emb.get('estimated_usd', 0):.4f})",
+    ]
+    if coll:
+        lines.append(f"  collection  {coll.get('records', 0):>8,}  records in {coll.get('collection')} "
+                     f"(+{coll.get('added', 0)} -{coll.get('deleted', 0)} moved {coll.get('moved', 0)})")
+    return "\n".join(lines)
+
+
+def run_index(instance: dg.DagsterInstance, repos: list[str], run_config: dict | None,
+              echo: Callable[[str], None] = print) -> list[str]:
+    """One run of the indexing job per repository, in turn; returns the names that failed."""
+    from .definitions import get_index_job
+
+    job = dg.reconstructable(get_index_job)
+    failures = []
+    for repo in repos:
+        invocation = uuid.uuid4().hex
+        watcher = RunWatcher(instance, invocation, repo, echo)
+        watcher.start()
+        started = time.perf_counter()
+        summary = RunSummary(repo)
+        try:
+            with dg.execute_job(job, instance=instance, run_config=run_config,
+                                tags={"dagster/partition": repo, INVOCATION_TAG: invocation}) as result:
+                summary.success, summary.run_id = result.success, result.run_id
+                _summarize(result, summary)
+        finally:
+            watcher.stop_event.set()
+            watcher.join(timeout=10)
+        summary.seconds = time.perf_counter() - started
+        echo(format_summary(summary))
+        if not summary.success:
+            failures.append(repo)
+    return failures
