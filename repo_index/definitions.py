@@ -6,7 +6,7 @@ from .assets.chunks import code_chunks
 from .assets.collection import vector_collection
 from .assets.embeddings import chunk_embeddings
 from .assets.files import repo_files
-from .automation import registry_sensor
+from .automation import nightly_reindex, registry_sensor
 from .jobs import INDEX_JOB, index_job
 from .resources import default_resources
 
@@ -14,6 +14,7 @@ defs = dg.Definitions(
     assets=[repo_files, code_chunks, chunk_embeddings, vector_collection],
     jobs=[index_job],
     sensors=[registry_sensor],
+    schedules=[nightly_reindex],
     resources=default_resources(),
 )
 

@@ -8,6 +8,7 @@ the same ranks and hash check, so we always resolve to the bundled copy.
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import accumulate
 
 import tiktoken
 
@@ -33,3 +34,32 @@ def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
 def count_tokens(text: str, encoding: tiktoken.Encoding) -> int:
     # disallowed_special=() so text that happens to contain "<|endoftext|>" counts as text.
     return len(encoding.encode(text, disallowed_special=()))
+
+
+@lru_cache(maxsize=8)
+def _token_byte_lengths(encoding: tiktoken.Encoding) -> list[int] | None:
+    # Byte length of every token id, so offsets need no per-token decode call.
+    ranks = getattr(encoding, "_mergeable_ranks", None)
+    if not isinstance(ranks, dict):
+        return None
+    lengths = [0] * encoding.n_vocab
+    for token, rank in ranks.items():
+        lengths[rank] = len(token)
+    for token, rank in getattr(encoding, "_special_tokens", {}).items():
+        lengths[rank] = len(token.encode("utf-8"))
+    return lengths
+
+
+def token_end_offsets(text: str, encoding: tiktoken.Encoding) -> list[int]:
+    """UTF-8 byte offset where each token of `text` ends (tokenised as `count_tokens` does).
+
+    Lets a caller estimate the tokens of any byte range of `text` by bisection after one
+    encode of the whole text.
+    """
+    tokens = encoding.encode(text, disallowed_special=())
+    lengths = _token_byte_lengths(encoding)
+    if lengths is None:
+        sizes = map(len, encoding.decode_tokens_bytes(tokens))
+    else:
+        sizes = map(lengths.__getitem__, tokens)
+    return list(accumulate(sizes))

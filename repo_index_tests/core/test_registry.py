@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+
+from repo_index.core.registry import (
+    RegistryError, RepoSpec, add_spec, load_registry, parse_registry, remove_spec, save_registry,
+)
+
+
+def entry(**kw):
+    return {"name": "svc", "source": "/src/svc", **kw}
+
+
+@pytest.mark.parametrize("name", ["", "Svc", "-svc", "svc-", "a..b", "../etc", "a/b", "a b", "x" * 64, 7])
+def test_bad_names_are_refused_with_the_rule(name):
+    with pytest.raises(RegistryError, match="invalid repository name"):
+        parse_registry({"repositories": [entry(name=name)]})
+
+
+@pytest.mark.parametrize("name", ["a", "svc", "my-service", "lib.core_v2", "0day"])
+def test_good_names(name):
+    assert parse_registry({"repositories": [entry(name=name)]})[0].name == name
+
+
+def test_duplicate_names_are_refused():
+    with pytest.raises(RegistryError, match="duplicate repository name 'svc'"):
+        parse_registry({"repositories": [entry(), entry(source="/other")]})
+
+
+@pytest.mark.parametrize("source", ["--upload-pack=touch /tmp/x", "ext::sh -c touch% /tmp/x", "ftp://host/repo.git",
+                                    "http://host/repo.git", ""])
+def test_dangerous_or_unsupported_sources_are_refused(source):
+    with pytest.raises(RegistryError):
+        parse_registry({"repositories": [entry(source=source)]})
+
+
+@pytest.mark.parametrize("source", ["https://github.com/a/b.git", "git@github.com:a/b.git", "ssh://git@h/a/b",
+                                    "file:///srv/git/b", "./relative/dir", "/abs/dir"])
+def test_supported_sources(source):
+    assert parse_registry({"repositories": [entry(source=source)]})[0].source == source
+
+
+def test_unknown_field_and_missing_source_name_the_entry():
+    with pytest.raises(RegistryError, match="repository 'svc': unknown field"):
+        parse_registry({"repositories": [entry(branch="main")]})
+    with pytest.raises(RegistryError, match="'name' and 'source' are required"):
+        parse_registry({"repositories": [{"name": "svc"}]})
+
+
+def test_round_trip_add_remove(tmp_path: Path):
+    path = tmp_path / "repositories.yaml"
+    assert load_registry(path) == []
+    spec = RepoSpec("svc", "/src/svc", "v1.2", ("src/**",), ("*.lock",))
+    save_registry(path, add_spec([], spec))
+    assert load_registry(path) == [spec]
+    with pytest.raises(RegistryError, match="already registered"):
+        add_spec(load_registry(path), spec)
+    moved = RepoSpec("svc", "/elsewhere")
+    assert add_spec(load_registry(path), moved, replace=True) == [moved]
+    assert remove_spec([spec], "svc") == []
+    with pytest.raises(RegistryError, match="not registered"):
+        remove_spec([spec], "nope")
+
+
+def test_invalid_yaml_is_a_clear_error(tmp_path: Path):
+    path = tmp_path / "repositories.yaml"
+    path.write_text("repositories: [name: x\n")
+    with pytest.raises(RegistryError, match="not valid YAML"):
+        load_registry(path)
+    path.write_text("- name: x\n")
+    with pytest.raises(RegistryError, match="top-level 'repositories:'"):
+        load_registry(path)
