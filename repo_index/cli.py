@@ -17,10 +17,11 @@ from .core import paths
 
 
 def _prepare_env() -> None:
+    from .core.embedders import OFFLINE_ENV
+
     os.environ.setdefault("DAGSTER_HOME", str(paths.project_root()))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name, value in OFFLINE_ENV.items():
+        os.environ.setdefault(name, value)
 
 
 def _instance():

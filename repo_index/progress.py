@@ -7,6 +7,7 @@ stage's start, log lines and result, then a one-screen summary per repository.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -71,7 +72,7 @@ class RunWatcher(threading.Thread):
         event = entry.dagster_event
         prefix = f"[{self.repo}] {step:17}"
         if event is None:
-            if step and entry.user_message:
+            if step and entry.user_message and entry.level >= logging.INFO:
                 self.echo(f"{prefix} {entry.user_message}")
             return
         kind = event.event_type
@@ -126,6 +127,8 @@ def run_index(instance: dg.DagsterInstance, repos: list[str], run_config: dict |
     from .definitions import get_index_job
 
     job = dg.reconstructable(get_index_job)
+    # The watcher prints the run's events; Dagster's console logger would repeat them all.
+    run_config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     failures = []
     for repo in repos:
         invocation = uuid.uuid4().hex

@@ -37,7 +37,7 @@ def code_chunks(
             "max_tokens": max_tokens,
             "tokens": int(chunks["n_tokens"].sum()),
             "largest_chunk_tokens": int(chunks["n_tokens"].max()) if len(chunks) else 0,
-            "chunks_by_language": dict(chunks["language"].value_counts().astype(int)),
+            "chunks_by_language": {k: int(v) for k, v in chunks["language"].value_counts().items()},
             "seconds": round(seconds, 2),
         },
     )

