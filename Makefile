@@ -9,8 +9,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_REPO := stdlib-asyncio
-DEMO_QUERY ?= run a coroutine with a timeout and cancel it
+DEMO_REPO := stdlib-logging
+DEMO_QUERY ?= rotate the log file when it grows too large
 
 .PHONY: install demo test test-fast dev validate bench clean
 
@@ -24,10 +24,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Index a real repository (the asyncio package of this interpreter's standard library)
+# Index a real repository (the logging package of this interpreter's standard library)
 # end to end, offline, with the local embedder; then search it.
 demo: install
-	$(BIN)/repo-index add $(DEMO_REPO) "$$($(BIN)/python -c 'import asyncio, os; print(os.path.dirname(asyncio.__file__))')" --replace
+	$(BIN)/repo-index add $(DEMO_REPO) "$$($(BIN)/python -c 'import logging, os; print(os.path.dirname(logging.__file__))')" --replace
 	$(BIN)/repo-index index $(DEMO_REPO)
 	$(BIN)/repo-index search "$(DEMO_QUERY)" --repo $(DEMO_REPO) -k 5
 

@@ -1,32 +1,90 @@
-"""vector_collection: the repository's Chroma collection, synced to the current chunks."""
+"""vector_collection: the repository's Chroma collection, synced to the current chunks,
+with asset checks that read the collection back."""
 
 import dagster as dg
 
-from ..core.store import collection_name, sync_collection
+from ..core import paths
+from ..core.search import embed_query
+from ..core.store import (
+    check_consistency, collection_name, get_collection, pick_smoke_symbol, symbol_rank, sync_collection,
+)
+from ..core.vector_cache import VectorCache
 from ..partitions import repositories
-from ..resources import ChromaResource
+from ..resources import ChromaResource, EmbedderResource
+
+IN_STEP = "ids_match_chunks"
+DIMENSIONS = "vector_dimensions"
+SMOKE = "smoke_query"
+SMOKE_TOP_K = 5
+
+
+def _checks(context, collection, chunks, embeddings, embedder) -> list[dg.AssetCheckResult]:
+    seen = check_consistency(collection, embeddings.chunk_ids, embeddings.dimensions)
+    results = [
+        dg.AssetCheckResult(
+            check_name=IN_STEP, passed=not seen.missing and not seen.orphaned,
+            metadata={"missing": len(seen.missing), "orphaned": len(seen.orphaned), "records": seen.records,
+                      "chunks": len(embeddings.chunk_ids), "missing_examples": seen.missing[:5],
+                      "orphaned_examples": seen.orphaned[:5]},
+        ),
+        dg.AssetCheckResult(
+            check_name=DIMENSIONS, passed=seen.wrong_dimensions == 0,
+            metadata={"dimensions": embeddings.dimensions, "wrong": seen.wrong_dimensions, "model": embeddings.model},
+        ),
+    ]
+    picked = pick_smoke_symbol(chunks)
+    if picked is None:
+        results.append(dg.AssetCheckResult(check_name=SMOKE, passed=True,
+                                           metadata={"skipped": "no named definition to look for"}))
+        return results
+    symbol, query = picked
+    model = embedder.build()
+    if model.model != embeddings.model:
+        return [*results, dg.AssetCheckResult(
+            check_name=SMOKE, passed=False, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"reason": f"configured embedder {model.model} differs from the collection's {embeddings.model}"})]
+    # The query vector is cached like chunk vectors, so an unchanged reindex sends nothing.
+    with VectorCache(paths.data_dir() / "embeddings.sqlite") as cache:
+        vector = embed_query(model, query, cache)
+    rank = symbol_rank(collection, vector, symbol, SMOKE_TOP_K)
+    results.append(dg.AssetCheckResult(
+        check_name=SMOKE, passed=rank is not None, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"query": query, "expected_symbol": symbol, "rank": rank or 0, "top_k": SMOKE_TOP_K},
+    ))
+    return results
 
 
 @dg.asset(
     partitions_def=repositories,
     group_name="indexing",
     kinds={"chromadb"},
+    pool="chroma",
+    check_specs=[
+        dg.AssetCheckSpec(IN_STEP, asset="vector_collection",
+                          description="The collection's ids equal the current chunk ids (missing / orphaned)."),
+        dg.AssetCheckSpec(DIMENSIONS, asset="vector_collection",
+                          description="Every vector has the embedding model's dimensions."),
+        dg.AssetCheckSpec(SMOKE, asset="vector_collection",
+                          description=f"A query for a distinctive symbol returns its chunk in the top {SMOKE_TOP_K}."),
+    ],
     description="One Chroma collection per repository holding exactly the current chunks: new ones "
     "added, vanished ones deleted, moved ones' line metadata updated without re-embedding.",
 )
 def vector_collection(
-    context: dg.AssetExecutionContext, chroma: ChromaResource, code_chunks, chunk_embeddings
+    context: dg.AssetExecutionContext, chroma: ChromaResource, embedder: EmbedderResource, code_chunks, chunk_embeddings
 ) -> dg.MaterializeResult:
     if chunk_embeddings.vectors.shape[0] != len(code_chunks):
         raise dg.Failure("chunk_embeddings holds no vectors (estimate_only run?): materialize it without estimate_only")
     settings = chroma.settings()
+    client = chroma.client()
     name = collection_name(settings.collection_prefix, context.partition_key)
     commit = code_chunks.attrs.get("commit") or f"tree:{code_chunks.attrs.get('tree', '')}"
     stats = sync_collection(
-        chroma.client(), name, code_chunks, chunk_embeddings.chunk_ids, chunk_embeddings.vectors,
+        client, name, code_chunks, chunk_embeddings.chunk_ids, chunk_embeddings.vectors,
         chunk_embeddings.model, chunk_embeddings.dimensions, commit, context.partition_key,
     )
     context.log.info(f"{name}: +{stats.added} -{stats.deleted} moved {stats.moved}, {stats.total} records")
+    checks = _checks(context, get_collection(client, name), code_chunks, chunk_embeddings, embedder)
     return dg.MaterializeResult(
         metadata={
             "collection": name,
@@ -39,5 +97,6 @@ def vector_collection(
             "unchanged": stats.unchanged,
             "rebuilt_for_new_model": stats.rebuilt,
             "embedding_model": chunk_embeddings.model,
-        }
+        },
+        check_results=checks,
     )

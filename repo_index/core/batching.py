@@ -1,22 +1,32 @@
 """The embedding loop: reuse what is cached, pack the rest into requests, keep at most
 `max_concurrent` in flight, retry what fails transiently, write results back in order.
 
-Requests are packed to the provider's limits (inputs per request, tokens per request).
-429s, 5xx, timeouts and dropped connections are retried with exponential backoff and
-full jitter, honouring `Retry-After` / `x-ratelimit-reset-*`; a run of 429s also halves
-the number of requests allowed in flight, which then grows back one at a time. A
-request rejected as too large is split in two. Every response is written to the cache
-as it arrives, so a crash loses nothing already paid for.
+- Requests are packed to the provider's limits: inputs per request (and `batch_size`),
+  tokens per request; an input over the per-input limit is refused before any request.
+- 429s, 5xx, timeouts and dropped connections are retried with exponential backoff and
+  full jitter, or after the wait the server asked for (`retry-after-ms`, `Retry-After`,
+  `x-ratelimit-reset-*`). A request rejected as too large is split in two.
+- Concurrency is AIMD (as TCP): a round of requests in which 429s outnumber successes
+  halves the number allowed in flight; every other round adds one back, up to
+  `max_concurrent`. Sporadic 429s cost a retry, not the throughput.
+- Optional requests- and tokens-per-minute budgets are shared by every request of the
+  process (`shared_rate_limiter`).
+- Responses with the wrong number of vectors or the wrong dimensions are errors.
+- Vectors are reused by (model, dimensions, sha256 of the embedded text), and every
+  response is written to the cache as it arrives, so a crash loses nothing paid for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import email.utils
 import hashlib
 import random
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +38,10 @@ from .vector_cache import VectorCache
 
 ProgressFn = Callable[["EmbedStats"], None]
 
+MAX_WAIT_S = 60.0  # longest single wait before a retry, whatever the server suggests
+BACKOFF_BASE_S = 0.25  # first retry within 0.5 s, then 1 s, 2 s, ... (full jitter)
+BACKOFF_CAP_S = 30.0
+
 
 @dataclass
 class EmbedStats:
@@ -38,21 +52,30 @@ class EmbedStats:
     embedded: int = 0
     requests: int = 0
     retries: int = 0
+    rate_limited: int = 0  # 429 answers
     splits: int = 0
     tokens: int = 0
     estimated_usd: float = 0.0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole call
+    embed_seconds: float = 0.0  # from the first request to the last response
+    peak_in_flight: int = 0
+    lowest_concurrency: int = 0  # the AIMD limit's lowest point (max_concurrent if never lowered)
     pruned: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def chunks_per_second(self) -> float:
+        return self.embedded / self.embed_seconds if self.embed_seconds else 0.0
 
 
 @dataclass
 class EmbedResult:
     chunk_ids: list[str]
-    vectors: np.ndarray  # float32 (n, dimensions), row i belongs to chunk_ids[i]
+    vectors: np.ndarray  # float32 (n, dimensions), row i belongs to chunk_ids[i]; (0, d) if estimate_only
     model: str
     dimensions: int
     stats: EmbedStats
+    keys: list[bytes] = field(default_factory=list)  # text_key of row i: where its vector lives in the cache
 
 
 class EmbeddingFailed(RuntimeError):
@@ -63,8 +86,12 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
+# -- how long the server asks us to wait ---------------------------------------------
+
+
 def _header_seconds(value: str | None) -> float | None:
-    """`Retry-After` seconds, or OpenAI's reset durations like "1s", "6m0s", "20ms"."""
+    """Seconds in `Retry-After` (a number or an HTTP date) or in OpenAI's reset durations
+    such as "1s", "6m0s", "20ms"."""
     if not value:
         return None
     try:
@@ -75,32 +102,48 @@ def _header_seconds(value: str | None) -> float | None:
     for amount, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", value):
         matched = True
         total += float(amount) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
-    return total if matched else None
+    if matched:
+        return total
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
+    """The wait the response asks for, or None (then exponential backoff decides).
+
+    `retry-after-ms`, then `Retry-After`: the server's own answer. Otherwise the
+    `x-ratelimit-reset-*` of the limits reported exhausted (`x-ratelimit-remaining-*` of
+    0), or, when none says so, the earliest reset: waiting for a whole-minute token window
+    to refill completely would be far longer than needed for one request.
+    """
+    headers = getattr(getattr(exc, "response", None), "headers", None)
     if headers is None:
         return None
     ms = headers.get("retry-after-ms")
     if ms:
         try:
-            return float(ms) / 1000
+            return max(0.0, float(ms) / 1000)
         except ValueError:
             pass
-    waits = [_header_seconds(headers.get(h)) for h in
-             ("retry-after", "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")]
-    waits = [w for w in waits if w is not None]
-    return max(waits) if waits else None
+    after = _header_seconds(headers.get("retry-after"))
+    if after is not None:
+        return after
+    resets = {kind: _header_seconds(headers.get(f"x-ratelimit-reset-{kind}")) for kind in ("requests", "tokens")}
+    resets = {k: v for k, v in resets.items() if v is not None}
+    exhausted = [v for k, v in resets.items() if headers.get(f"x-ratelimit-remaining-{k}", "").strip() == "0"]
+    if exhausted:
+        return max(exhausted)
+    return min(resets.values()) if resets else None
 
 
 def classify_error(exc: BaseException) -> str:
-    """'rate_limit', 'server', 'network', 'too_large', 'response' or 'fatal'."""
+    """'rate_limit', 'server', 'network', 'too_large', 'response', 'bad_response' or 'fatal'."""
     import openai
 
     if isinstance(exc, EmbeddingResponseError):
-        return "response"
+        return "response" if exc.retryable else "bad_response"
     if isinstance(exc, openai.RateLimitError):
         return "rate_limit"
     if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, asyncio.TimeoutError)):
@@ -109,46 +152,140 @@ def classify_error(exc: BaseException) -> str:
         if exc.status_code >= 500 or exc.status_code in (408, 409):
             return "server"
         text = str(exc).lower()
-        if exc.status_code in (400, 413) and ("token" in text or "too large" in text or "too many" in text):
+        if exc.status_code in (400, 413) and ("token" in text or "too large" in text or "too many" in text
+                                              or "too long" in text):
             return "too_large"
     return "fatal"
 
 
+RETRYABLE = {"rate_limit", "server", "network", "response"}
+
+
+def backoff_seconds(attempt: int, hinted: float | None) -> float:
+    """The wait before retry number `attempt` (1, 2, ...): the server's hint with a little
+    jitter, else exponential backoff with full jitter."""
+    if hinted is not None:
+        return min(MAX_WAIT_S, hinted) * random.uniform(1.0, 1.2)
+    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** attempt))
+
+
+# -- concurrency and rate ---------------------------------------------------------------
+
+
 class AdaptiveLimit:
-    """A semaphore whose size halves on rate limiting and grows back after successes."""
+    """At most `limit` requests in flight, and `limit` never above `maximum`.
+
+    Slots are granted first come, first served (a deque of futures: O(1) per request
+    however many batches wait). The limit is judged once per round of `limit` answers:
+    more 429s than successes halve it, any other round below `maximum` adds one. Answers
+    to requests sent before the last decrease are not counted: they report on the old
+    limit, and counting them would halve it again for the same congestion.
+    """
 
     def __init__(self, maximum: int):
-        self.maximum = maximum
-        self.limit = maximum
+        self.maximum = self.limit = self.lowest = maximum
         self.in_flight = 0
         self.peak = 0
-        self._successes = 0
-        self._cond = asyncio.Condition()
+        self.epoch = 0  # bumped at every decrease
+        self._ok = 0
+        self._refused = 0
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()
 
-    async def __aenter__(self) -> AdaptiveLimit:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.in_flight < self.limit)
-            self.in_flight += 1
-            self.peak = max(self.peak, self.in_flight)
-        return self
+    async def acquire(self) -> int:
+        """Wait for a slot; returns the epoch to pass to `record` with the answer."""
+        if self.in_flight < self.limit and not self._waiters:
+            self._take()
+            return self.epoch
+        granted = asyncio.get_running_loop().create_future()
+        self._waiters.append(granted)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():  # granted as we were cancelled: give it back
+                self.release()
+            raise
+        return self.epoch
 
-    async def __aexit__(self, *exc) -> None:
-        async with self._cond:
-            self.in_flight -= 1
-            self._cond.notify_all()
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._wake()
 
-    def on_rate_limited(self) -> None:
-        self.limit = max(1, self.limit // 2)
-        self._successes = 0
+    def record(self, rate_limited: bool, epoch: int) -> None:
+        """Count one answer; at the end of a round, halve or grow the limit."""
+        if epoch != self.epoch:
+            return
+        if rate_limited:
+            self._refused += 1
+        else:
+            self._ok += 1
+        if self._ok + self._refused < self.limit:
+            return
+        if self._refused > self._ok:
+            self.limit = max(1, self.limit // 2)
+            self.lowest = min(self.lowest, self.limit)
+            self.epoch += 1
+        elif self.limit < self.maximum:
+            self.limit += 1
+            self._wake()
+        self._ok = self._refused = 0
 
-    async def on_success(self) -> None:
-        if self.limit < self.maximum:
-            self._successes += 1
-            if self._successes >= self.limit:
-                self._successes = 0
-                async with self._cond:
-                    self.limit += 1
-                    self._cond.notify_all()
+    def _take(self) -> None:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._take()
+                waiter.set_result(None)
+
+
+class RateLimiter:
+    """Requests- and tokens-per-minute budgets, as a generic cell rate algorithm.
+
+    `reserve(tokens)` books the request's place in both budgets and returns how long to
+    wait before sending; bookings are first come, first served. Up to `burst_s` seconds of
+    budget may be spent at once. Time-based and thread-safe, so one instance can serve
+    every event loop and thread of a process.
+    """
+
+    def __init__(self, requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
+                 burst_s: float = 1.0):
+        self.rates = (requests_per_minute / 60 if requests_per_minute else None,
+                      tokens_per_minute / 60 if tokens_per_minute else None)
+        self.burst_s = burst_s
+        self._tat = [0.0, 0.0]  # theoretical arrival time of the next unit, per budget
+        self._lock = threading.Lock()
+
+    def reserve(self, tokens: int) -> float:
+        with self._lock:
+            now = time.monotonic()
+            start = now
+            for rate, tat in zip(self.rates, self._tat):
+                if rate:
+                    start = max(start, tat - self.burst_s)
+            for i, (rate, cost) in enumerate(zip(self.rates, (1, tokens))):
+                if rate:
+                    self._tat[i] = max(self._tat[i], start) + cost / rate
+            return start - now
+
+
+_shared_limiters: dict[tuple, RateLimiter] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_rate_limiter(scope: str, requests_per_minute: float | None,
+                        tokens_per_minute: float | None) -> RateLimiter | None:
+    """The process's one limiter for `scope` (a provider account and model) and budgets."""
+    if not requests_per_minute and not tokens_per_minute:
+        return None
+    with _shared_lock:
+        return _shared_limiters.setdefault((scope, requests_per_minute, tokens_per_minute),
+                                           RateLimiter(requests_per_minute, tokens_per_minute))
+
+
+# -- packing -------------------------------------------------------------------------------
 
 
 def pack_requests(token_counts: list[int], max_inputs: int, max_tokens: int) -> list[list[int]]:
@@ -167,6 +304,9 @@ def pack_requests(token_counts: list[int], max_inputs: int, max_tokens: int) -> 
     return batches
 
 
+# -- the loop ------------------------------------------------------------------------------
+
+
 async def _embed_all(
     texts: list[str],
     token_counts: list[int],
@@ -177,25 +317,33 @@ async def _embed_all(
     batch_size: int,
     max_retries: int,
     progress: ProgressFn | None,
-) -> int:
+    rate: RateLimiter | None,
+) -> None:
     limit = AdaptiveLimit(max_concurrent)
     max_inputs = min(batch_size, embedder.max_inputs_per_request)
 
     async def run(indexes: list[int]) -> None:
+        tokens = sum(token_counts[i] for i in indexes)
         attempt = 0
         while True:
-            async with limit:
+            epoch = await limit.acquire()
+            try:
+                if rate is not None:
+                    # Inside the slot: when the budget binds, it is the bottleneck, not the slots.
+                    await asyncio.sleep(rate.reserve(tokens))
                 stats.requests += 1
-                try:
-                    matrix = await embedder.embed([texts[i] for i in indexes])
-                    error = None
-                except Exception as exc:  # classified below; fatal ones re-raised
-                    error = exc
+                matrix = await embedder.embed([texts[i] for i in indexes])
+            except Exception as exc:  # classified below; the rest re-raised as EmbeddingFailed
+                error = exc
+            else:
+                error = None
+            finally:
+                limit.release()
             if error is None:
-                await limit.on_success()
+                limit.record(False, epoch)
                 on_vectors(indexes, matrix)
                 stats.embedded += len(indexes)
-                stats.tokens += sum(token_counts[i] for i in indexes)
+                stats.tokens += tokens
                 if progress:
                     progress(stats)
                 return
@@ -206,20 +354,20 @@ async def _embed_all(
                 half = len(indexes) // 2
                 await asyncio.gather(run(indexes[:half]), run(indexes[half:]))
                 return
-            if kind in ("fatal", "too_large") or attempt >= max_retries:
+            if kind not in RETRYABLE or attempt >= max_retries:
                 raise EmbeddingFailed(
                     f"embedding request of {len(indexes)} inputs failed after {attempt} retries: "
                     f"{type(error).__name__}: {error}"
                 ) from error
             if kind == "rate_limit":
-                limit.on_rate_limited()
+                stats.rate_limited += 1
+                limit.record(True, epoch)
             attempt += 1
             stats.retries += 1
-            backoff = random.uniform(0, min(30.0, 0.5 * 2 ** attempt))  # full jitter
-            hinted = retry_after_seconds(error)
-            await asyncio.sleep(min(60.0, hinted + random.uniform(0, 0.1)) if hinted is not None else backoff)
+            await asyncio.sleep(backoff_seconds(attempt, retry_after_seconds(error)))
 
     batches = pack_requests(token_counts, max_inputs, embedder.max_tokens_per_request)
+    started = time.perf_counter()
     try:
         tasks = [asyncio.create_task(run(b)) for b in batches]
         try:
@@ -230,11 +378,22 @@ async def _embed_all(
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
     finally:
+        stats.embed_seconds = time.perf_counter() - started
+        stats.peak_in_flight, stats.lowest_concurrency = limit.peak, limit.lowest
         await embedder.aclose()
-    return limit.peak
 
 
-def embed_chunks(
+def _check_input_sizes(chunk_ids: Sequence[str], token_counts: list[int], embedder: Embedder) -> None:
+    cap = embedder.max_tokens_per_input
+    over = [(cid, n) for cid, n in zip(chunk_ids, token_counts) if n > cap]
+    if over:
+        examples = ", ".join(f"{cid} ({n} tokens)" for cid, n in over[:3])
+        raise EmbeddingFailed(
+            f"{len(over)} chunks exceed the {cap} tokens {embedder.model} reads per input, e.g. {examples}: "
+            "chunk again with a smaller max_tokens")
+
+
+async def embed_chunks_async(
     chunks: pd.DataFrame,
     embedder: Embedder,
     cache: VectorCache | None = None,
@@ -244,51 +403,73 @@ def embed_chunks(
     estimate_only: bool = False,
     owner: str | None = None,
     progress: ProgressFn | None = None,
+    requests_per_minute: float | None = None,
+    tokens_per_minute: float | None = None,
 ) -> EmbedResult:
     """Vectors for every chunk (rows in `chunks` order), embedding only texts not cached.
 
-    With `owner` (the repository), the cache's references are updated after success and
-    vectors no repository uses any more are pruned.
+    With `owner` (the repository) the cache keeps every vector this call needs referenced
+    from the start (a crash loses none), then references exactly the current ones and
+    prunes those no repository uses any more.
     """
     started = time.perf_counter()
     model, dims = embedder.model, embedder.dimensions
-    texts = [embedding_text(p, s, t) for p, s, t in zip(chunks["path"], chunks["symbol"], chunks["text"])]
+    texts = [embedding_text(p, s, t) for p, s, t in
+             zip(chunks["path"].tolist(), chunks["symbol"].tolist(), chunks["text"].tolist())]
     keys = [text_key(t) for t in texts]
-    stats = EmbedStats(chunks=len(texts))
+    stats = EmbedStats(chunks=len(texts), lowest_concurrency=max_concurrent)
 
     first_row: dict[bytes, int] = {}
     for row, key in enumerate(keys):
         first_row.setdefault(key, row)
-    stats.unique_texts = len(first_row)
-    vectors: dict[bytes, np.ndarray] = cache.get_many(model, dims, list(first_row)) if cache else {}
+    unique = list(first_row)
+    stats.unique_texts = len(unique)
+    if cache is not None and owner and not estimate_only:
+        cache.reserve(owner, model, dims, unique)  # before reading: see vector_cache
+    vectors: dict[bytes, np.ndarray] = cache.get_many(model, dims, unique) if cache is not None else {}
     stats.reused = len(vectors)
 
-    missing = [k for k in first_row if k not in vectors]
+    missing = [k for k in unique if k not in vectors]
+    rows = [first_row[k] for k in missing]
     stats.to_embed = len(missing)
-    miss_texts = [texts[first_row[k]] for k in missing]
-    miss_tokens = [int(chunks["n_tokens"].iat[first_row[k]]) for k in missing]
+    n_tokens = chunks["n_tokens"].tolist()
+    miss_tokens = [int(n_tokens[r]) for r in rows]
+    chunk_ids = chunks["chunk_id"].tolist()
+    _check_input_sizes([chunk_ids[r] for r in rows], miss_tokens, embedder)
     stats.estimated_usd = sum(miss_tokens) / 1e6 * embedder.info.usd_per_million_tokens
 
     if estimate_only:
         stats.tokens = sum(miss_tokens)
         stats.seconds = time.perf_counter() - started
-        return EmbedResult(list(chunks["chunk_id"]), np.zeros((0, dims), np.float32), model, dims, stats)
+        return EmbedResult(chunk_ids, np.zeros((0, dims), np.float32), model, dims, stats, keys)
 
     def on_vectors(indexes: list[int], matrix: np.ndarray) -> None:
         got = [(missing[i], matrix[j]) for j, i in enumerate(indexes)]
-        if cache:
+        if cache is not None:
             cache.put_many(model, dims, got)
         vectors.update(got)
 
-    concurrency = min(max_concurrent, getattr(embedder, "max_concurrency", max_concurrent))
     if missing:
-        asyncio.run(_embed_all(miss_texts, miss_tokens, embedder, on_vectors, stats,
-                               concurrency, batch_size, max_retries, progress))
+        concurrency = min(max_concurrent, getattr(embedder, "max_concurrency", max_concurrent))
+        scope = f"{embedder.provider}:{getattr(embedder, 'base_url', None) or ''}:{model}"
+        await _embed_all([texts[r] for r in rows], miss_tokens, embedder, on_vectors, stats, concurrency,
+                         batch_size, max_retries, progress,
+                         shared_rate_limiter(scope, requests_per_minute, tokens_per_minute))
 
     matrix = np.empty((len(keys), dims), dtype=np.float32)
     for row, key in enumerate(keys):
         matrix[row] = vectors[key]
-    if cache and owner:
-        stats.pruned = cache.set_refs(owner, model, dims, set(first_row))
+    if cache is not None and owner:
+        stats.pruned = cache.set_refs(owner, model, dims, set(unique))
     stats.seconds = time.perf_counter() - started
-    return EmbedResult(list(chunks["chunk_id"]), matrix, model, dims, stats)
+    return EmbedResult(chunk_ids, matrix, model, dims, stats, keys)
+
+
+def embed_chunks(chunks: pd.DataFrame, embedder: Embedder, cache: VectorCache | None = None,
+                 max_concurrent: int = 10, batch_size: int = 100, max_retries: int = 8,
+                 estimate_only: bool = False, owner: str | None = None, progress: ProgressFn | None = None,
+                 requests_per_minute: float | None = None, tokens_per_minute: float | None = None) -> EmbedResult:
+    """`embed_chunks_async` on a new event loop (the embedder's client is created inside it)."""
+    return asyncio.run(embed_chunks_async(
+        chunks, embedder, cache, max_concurrent, batch_size, max_retries, estimate_only, owner, progress,
+        requests_per_minute, tokens_per_minute))

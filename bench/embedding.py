@@ -1,0 +1,317 @@
+"""Benchmark of the embedding loop (`embed_chunks`, the code the asset runs) against the
+loopback OpenAI-compatible server, with a fixed latency per request.
+
+    .venv/bin/python bench/embedding.py                 # every scenario, 3 repetitions
+    .venv/bin/python bench/embedding.py --reps 5 --only seed,rate_limited
+
+Prints one JSON document and writes it to bench/results/embedding.json. Figures are
+medians over the repetitions; each repetition embeds into a fresh SQLite cache, as a
+first run of the asset does.
+
+The server is `repo_index_tests.fakes.openai_server` in a separate process (sharing the
+client's process, and so its GIL, would cap the client near 2k inputs/s). Its bag-of-words
+vectors cost ~80 µs of Python per input, which at these rates would make the fake
+server's CPU, not the latency, the bound; so by default (`--vectors table`) it answers
+with a row of a fixed random table chosen by a hash of the text. That stays
+deterministic, so every vector the client receives is checked against the expected one.
+`--vectors words` keeps the stock vectors.
+
+Scenarios (the limit is `max_concurrent x batch_size / latency` chunks per second):
+  seed          10,000 chunks, 300 ms, max_concurrent=10, batch_size=100: limit 3.0 s
+  wide          50 ms, max_concurrent=32, batch_size=256 (1536 and 48 dimensions)
+  rate_limited  the seed setting with 30% of requests answered 429, with an OpenAI-style
+                `x-ratelimit-reset-requests` hint and bare; target: wall time within 2x
+                of the seed run, every vector present and correct
+  reindex       a corpus from the standard library (default: the asyncio package, as
+                `make demo`) embedded, re-embedded unchanged (target: 0 requests), then
+                with one function edited (requests only for the changed chunks)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "embedding.json"
+TABLE_ROWS = 4096
+MAX_DIMS = 3072
+
+
+# -- the server process ---------------------------------------------------------------------
+
+
+def _table() -> np.ndarray:
+    rows = np.random.default_rng(20240601).standard_normal((TABLE_ROWS, MAX_DIMS)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def table_vector(table: np.ndarray, text: str, dims: int) -> np.ndarray:
+    return table[zlib.crc32(text.encode()) % TABLE_ROWS, :dims]
+
+
+def serve(latency: float, vectors: str) -> None:
+    """Run the fake server; answer line commands on stdin (stats, reset, faults ...)."""
+    from repo_index_tests.fakes import openai_server as fake
+
+    if vectors == "table":
+        table = _table()
+        fake.fake_embedding = lambda text, dims=fake.DEFAULT_DIMENSIONS: table_vector(table, text, dims)
+    server = fake.FakeOpenAIServer(latency=latency).start()
+    print(server.base_url, flush=True)
+    for line in sys.stdin:
+        cmd, *args = line.split()
+        if cmd == "stats":
+            print(json.dumps({"requests": server.requests_total, "ok": server.requests_ok,
+                              "inputs": server.inputs_embedded, "max_in_flight": server.max_in_flight,
+                              "status": {str(k): v for k, v in server.status_counts.items()}}), flush=True)
+        elif cmd == "reset":
+            server.clear_faults()
+            server.reset_counters()
+            print("ok", flush=True)
+        elif cmd == "faults":  # faults P429 N SEED HINT: N queued answers, each a 429 with probability P
+            p, n, seed, hint = float(args[0]), int(args[1]), int(args[2]), args[3]
+            rng = random.Random(seed)
+            headers = ({"x-ratelimit-reset-requests": hint, "x-ratelimit-remaining-requests": "0"}
+                       if hint != "none" else {})
+            server.add_faults(*[fake.Fault.status(429, headers=headers) if rng.random() < p
+                                else fake.Fault.timeout(0.0) for _ in range(n)])  # timeout(0): a normal answer
+            print("ok", flush=True)
+    server.stop()
+
+
+class Server:
+    def __init__(self, latency: float, vectors: str):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", "--latency", str(latency),
+                                      "--vectors", vectors],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        self.base_url = self.proc.stdout.readline().strip()
+
+    def ask(self, command: str) -> str:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def stats(self) -> dict:
+        return json.loads(self.ask("stats"))
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# -- the client ----------------------------------------------------------------------------
+
+
+def synthetic_chunks(n: int, seed: int = 0) -> pd.DataFrame:
+    """`n` distinct function-sized chunks of about 300 characters (~75 tokens)."""
+    body = "    total = 0\n    for item in items:\n        if item.enabled and item.weight > {k}:\n" \
+           "            total += item.weight * factor\n    return total + offset\n"
+    rows = [(f"c{seed}-{i}", f"pkg/module_{i % 400}.py", "python", 1, 6, f"compute_{seed}_{i}", 75,
+             f"def compute_{seed}_{i}(items, factor, offset):\n" + body.format(k=i % 13), "") for i in range(n)]
+    return pd.DataFrame(rows, columns=["chunk_id", "path", "language", "start_line", "end_line", "symbol",
+                                       "n_tokens", "text", "content_hash"])
+
+
+def check_vectors(result, chunks: pd.DataFrame, table: np.ndarray | None) -> bool:
+    from repo_index.core.chunker import embedding_text
+
+    if result.vectors.shape != (len(chunks), result.dimensions) or result.vectors.dtype != np.float32:
+        return False
+    if table is None:
+        return bool(np.isfinite(result.vectors).all())
+    expected = np.vstack([table_vector(table, embedding_text(p, s, t), result.dimensions)
+                          for p, s, t in zip(chunks["path"], chunks["symbol"], chunks["text"])])
+    return bool(np.array_equal(result.vectors, expected))
+
+
+def embed_once(server: Server, chunks: pd.DataFrame, max_concurrent: int, batch_size: int, dims: int | None,
+               cache_dir: Path, table: np.ndarray | None) -> dict:
+    from repo_index.core.batching import embed_chunks
+    from repo_index.core.embedders import OpenAIEmbedder
+    from repo_index.core.vector_cache import VectorCache
+
+    embedder = OpenAIEmbedder(api_key="bench", base_url=server.base_url, requested_dimensions=dims)
+    path = cache_dir / f"cache-{time.monotonic_ns()}.sqlite"
+    with VectorCache(path) as cache:
+        started = time.perf_counter()
+        result = embed_chunks(chunks, embedder, cache, max_concurrent=max_concurrent, batch_size=batch_size,
+                              owner="bench")
+        wall = time.perf_counter() - started
+    path.unlink()
+    s = result.stats
+    return {"wall_s": wall, "loop_s": s.embed_seconds, "chunks_per_s": len(chunks) / wall,
+            "requests": s.requests, "retries": s.retries, "rate_limited": s.rate_limited,
+            "lowest_concurrency": s.lowest_concurrency, "peak_in_flight": s.peak_in_flight,
+            "all_vectors_correct": check_vectors(result, chunks, table)}
+
+
+def median_of(runs: list[dict]) -> dict:
+    out = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs]
+        if isinstance(values[0], bool):
+            out[key] = all(values)
+        elif isinstance(values[0], (int, float)):
+            out[key] = round(statistics.median(values), 4)
+    return out
+
+
+def throughput(name: str, n: int, latency: float, max_concurrent: int, batch_size: int, dims: int | None,
+               reps: int, vectors: str, cache_dir: Path) -> dict:
+    table = _table() if vectors == "table" else None
+    chunks = synthetic_chunks(n)
+    limit = max_concurrent * batch_size / latency
+    waves = -(-n // (max_concurrent * batch_size))
+    with Server(latency, vectors) as server:
+        embed_once(server, synthetic_chunks(max_concurrent * batch_size, seed=99), max_concurrent, batch_size,
+                   dims, cache_dir, None)  # warm up: imports, connections
+        runs = [embed_once(server, chunks, max_concurrent, batch_size, dims, cache_dir, table) for _ in range(reps)]
+        max_in_flight = server.stats()["max_in_flight"]
+    m = median_of(runs)
+    return {"scenario": name, "chunks": n, "latency_s": latency, "max_concurrent": max_concurrent,
+            "batch_size": batch_size, "dimensions": dims or 1536, "limit_chunks_per_s": limit,
+            "limit_wall_s": waves * latency, **m, "of_limit": round(m["chunks_per_s"] / limit, 3),
+            "server_max_in_flight": max_in_flight, "runs_wall_s": [round(r["wall_s"], 3) for r in runs]}
+
+
+def rate_limited(clean: dict, reps: int, vectors: str, cache_dir: Path) -> list[dict]:
+    table = _table() if vectors == "table" else None
+    n, latency, mc, bs = clean["chunks"], clean["latency_s"], clean["max_concurrent"], clean["batch_size"]
+    chunks = synthetic_chunks(n)
+    out = []
+    for hint in ("100ms", "none"):
+        with Server(latency, vectors) as server:
+            embed_once(server, synthetic_chunks(mc * bs, seed=99), mc, bs, None, cache_dir, None)
+            runs = []
+            for rep in range(reps):
+                server.ask("reset")
+                server.ask(f"faults 0.3 2000 {rep} {hint}")
+                run = embed_once(server, chunks, mc, bs, None, cache_dir, table)
+                stats = server.stats()
+                run["server_requests"], run["server_429"] = stats["requests"], stats["status"].get("429", 0)
+                runs.append(run)
+        m = median_of(runs)
+        out.append({"scenario": f"rate_limited_30pct_{'hinted' if hint != 'none' else 'bare'}",
+                    "hint": f"x-ratelimit-reset-requests: {hint}" if hint != "none" else "none (backoff only)",
+                    "chunks": n, **m, "vs_clean": round(m["wall_s"] / clean["wall_s"], 3),
+                    "runs_wall_s": [round(r["wall_s"], 3) for r in runs]})
+    return out
+
+
+def reindex(corpus: Path, vectors: str, cache_dir: Path) -> dict:
+    from repo_index.core.batching import embed_chunks
+    from repo_index.core.embedders import OpenAIEmbedder
+    from repo_index.core.repo_chunks import chunk_repository
+    from repo_index.core.vector_cache import VectorCache
+
+    work = Path(tempfile.mkdtemp(dir=cache_dir)) / corpus.name
+    shutil.copytree(corpus, work, ignore=shutil.ignore_patterns("__pycache__"))
+    out: dict = {"scenario": "reindex", "corpus": str(corpus)}
+    with Server(0.0, vectors) as server, VectorCache(cache_dir / "reindex.sqlite") as cache:
+        def run(label: str) -> pd.DataFrame:
+            chunks = chunk_repository(work, max_tokens=512)
+            server.ask("reset")
+            started = time.perf_counter()
+            result = embed_chunks(chunks, OpenAIEmbedder(api_key="bench", base_url=server.base_url), cache,
+                                  owner="stdlib", max_concurrent=10, batch_size=100)
+            stats = server.stats()
+            out[label] = {"chunks": len(chunks), "requests": stats["requests"], "inputs_sent": stats["inputs"],
+                          "reused": result.stats.reused, "embedded": result.stats.embedded,
+                          "pruned": result.stats.pruned, "seconds": round(time.perf_counter() - started, 3)}
+            return chunks
+
+        before = run("first")
+        run("unchanged")
+        target = _edit_one_function(work)
+        after = run("one_function_edited")
+        out["one_function_edited"]["edited"] = target
+        out["one_function_edited"]["chunks_changed"] = len(set(after["content_hash"]) - set(before["content_hash"]))
+    shutil.rmtree(work.parent)
+    return out
+
+
+def _edit_one_function(root: Path) -> str:
+    """Add a statement to the first function of the largest module; returns where."""
+    import ast
+
+    path = max(sorted(root.rglob("*.py")), key=lambda p: p.stat().st_size)
+    source = path.read_text()
+    fn = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef) and n.body)
+    lines = source.splitlines(keepends=True)
+    first = fn.body[0]
+    indent = " " * first.col_offset
+    lines.insert(first.lineno - 1, f"{indent}_edited_by_bench = True\n")
+    path.write_text("".join(lines))
+    return f"{path.relative_to(root)}:{fn.name}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--only", default="seed,wide,rate_limited,reindex")
+    p.add_argument("--vectors", choices=["table", "words"], default="table")
+    p.add_argument("--corpus", type=Path, default=None, help="default: the asyncio package of this Python")
+    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--latency", type=float, default=0.0, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.serve:
+        return serve(a.latency, a.vectors)
+
+    for name, value in {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
+        os.environ.setdefault(name, value)
+    only = set(a.only.split(","))
+    results: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                 "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]},
+                     "reps": a.reps, "vectors": a.vectors, "scenarios": []}
+    with tempfile.TemporaryDirectory(prefix="bench-embedding-") as tmp:
+        cache_dir = Path(tmp)
+        seed = None
+        if only & {"seed", "rate_limited"}:
+            seed = throughput("seed", 10_000, 0.3, 10, 100, None, a.reps, a.vectors, cache_dir)
+            results["scenarios"].append(seed)
+            print(json.dumps(seed), file=sys.stderr)
+        if "wide" in only:
+            for dims, n in ((1536, 32 * 256 * 4), (48, 32 * 256 * 20)):
+                r = throughput(f"wide_{dims}d", n, 0.05, 32, 256, dims, a.reps, a.vectors, cache_dir)
+                results["scenarios"].append(r)
+                print(json.dumps(r), file=sys.stderr)
+        if "rate_limited" in only:
+            for r in rate_limited(seed, a.reps, a.vectors, cache_dir):
+                results["scenarios"].append(r)
+                print(json.dumps(r), file=sys.stderr)
+        if "reindex" in only:
+            import asyncio
+
+            corpus = a.corpus or Path(asyncio.__file__).parent
+            r = reindex(corpus, a.vectors, cache_dir)
+            results["scenarios"].append(r)
+            print(json.dumps(r), file=sys.stderr)
+    results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
