@@ -9,12 +9,13 @@ medians over the repetitions; each repetition embeds into a fresh SQLite cache, 
 first run of the asset does.
 
 The server is `repo_index_tests.fakes.openai_server` in a separate process (sharing the
-client's process, and so its GIL, would cap the client near 2k inputs/s). Its bag-of-words
-vectors cost ~80 µs of Python per input, which at these rates would make the fake
-server's CPU, not the latency, the bound; so by default (`--vectors table`) it answers
-with a row of a fixed random table chosen by a hash of the text. That stays
+client's process, and so its GIL, would cap the client near 2k inputs/s). As the tests
+use it, it spends ~150 µs of Python per input (bag-of-words vectors, stdlib json and
+base64), so on a small machine the fake server's CPU, not the latency, would be the
+bound. By default (`--server fast`) the server process answers with a row of a fixed
+random table chosen by a hash of the text and encodes with orjson and pybase64: still
 deterministic, so every vector the client receives is checked against the expected one.
-`--vectors words` keeps the stock vectors.
+`--server stock` keeps the fake exactly as the tests use it.
 
 Scenarios (the limit is `max_concurrent x batch_size / latency` chunks per second):
   seed          10,000 chunks, 300 ms, max_concurrent=10, batch_size=100: limit 3.0 s
@@ -44,7 +45,9 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
+import pybase64
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "embedding.json"
@@ -64,13 +67,24 @@ def table_vector(table: np.ndarray, text: str, dims: int) -> np.ndarray:
     return table[zlib.crc32(text.encode()) % TABLE_ROWS, :dims]
 
 
-def serve(latency: float, vectors: str) -> None:
+class _FastJson:
+    """The fake server's `json`, backed by orjson (its encoder is the server's hot spot)."""
+
+    loads = staticmethod(orjson.loads)
+
+    @staticmethod
+    def dumps(obj) -> str:
+        return orjson.dumps(obj).decode()
+
+
+def serve(latency: float, server_kind: str) -> None:
     """Run the fake server; answer line commands on stdin (stats, reset, faults ...)."""
     from repo_index_tests.fakes import openai_server as fake
 
-    if vectors == "table":
+    if server_kind == "fast":
         table = _table()
         fake.fake_embedding = lambda text, dims=fake.DEFAULT_DIMENSIONS: table_vector(table, text, dims)
+        fake.json, fake.base64 = _FastJson, pybase64
     server = fake.FakeOpenAIServer(latency=latency).start()
     print(server.base_url, flush=True)
     for line in sys.stdin:
@@ -95,9 +109,9 @@ def serve(latency: float, vectors: str) -> None:
 
 
 class Server:
-    def __init__(self, latency: float, vectors: str):
+    def __init__(self, latency: float, server_kind: str):
         self.proc = subprocess.Popen([sys.executable, __file__, "--serve", "--latency", str(latency),
-                                      "--vectors", vectors],
+                                      "--server", server_kind],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         self.base_url = self.proc.stdout.readline().strip()
 
@@ -178,12 +192,12 @@ def median_of(runs: list[dict]) -> dict:
 
 
 def throughput(name: str, n: int, latency: float, max_concurrent: int, batch_size: int, dims: int | None,
-               reps: int, vectors: str, cache_dir: Path) -> dict:
-    table = _table() if vectors == "table" else None
+               reps: int, server_kind: str, cache_dir: Path) -> dict:
+    table = _table() if server_kind == "fast" else None
     chunks = synthetic_chunks(n)
     limit = max_concurrent * batch_size / latency
     waves = -(-n // (max_concurrent * batch_size))
-    with Server(latency, vectors) as server:
+    with Server(latency, server_kind) as server:
         embed_once(server, synthetic_chunks(max_concurrent * batch_size, seed=99), max_concurrent, batch_size,
                    dims, cache_dir, None)  # warm up: imports, connections
         runs = [embed_once(server, chunks, max_concurrent, batch_size, dims, cache_dir, table) for _ in range(reps)]
@@ -195,13 +209,13 @@ def throughput(name: str, n: int, latency: float, max_concurrent: int, batch_siz
             "server_max_in_flight": max_in_flight, "runs_wall_s": [round(r["wall_s"], 3) for r in runs]}
 
 
-def rate_limited(clean: dict, reps: int, vectors: str, cache_dir: Path) -> list[dict]:
-    table = _table() if vectors == "table" else None
+def rate_limited(clean: dict, reps: int, server_kind: str, cache_dir: Path) -> list[dict]:
+    table = _table() if server_kind == "fast" else None
     n, latency, mc, bs = clean["chunks"], clean["latency_s"], clean["max_concurrent"], clean["batch_size"]
     chunks = synthetic_chunks(n)
     out = []
     for hint in ("100ms", "none"):
-        with Server(latency, vectors) as server:
+        with Server(latency, server_kind) as server:
             embed_once(server, synthetic_chunks(mc * bs, seed=99), mc, bs, None, cache_dir, None)
             runs = []
             for rep in range(reps):
@@ -219,7 +233,7 @@ def rate_limited(clean: dict, reps: int, vectors: str, cache_dir: Path) -> list[
     return out
 
 
-def reindex(corpus: Path, vectors: str, cache_dir: Path) -> dict:
+def reindex(corpus: Path, server_kind: str, cache_dir: Path) -> dict:
     from repo_index.core.batching import embed_chunks
     from repo_index.core.embedders import OpenAIEmbedder
     from repo_index.core.repo_chunks import chunk_repository
@@ -228,7 +242,7 @@ def reindex(corpus: Path, vectors: str, cache_dir: Path) -> dict:
     work = Path(tempfile.mkdtemp(dir=cache_dir)) / corpus.name
     shutil.copytree(corpus, work, ignore=shutil.ignore_patterns("__pycache__"))
     out: dict = {"scenario": "reindex", "corpus": str(corpus)}
-    with Server(0.0, vectors) as server, VectorCache(cache_dir / "reindex.sqlite") as cache:
+    with Server(0.0, server_kind) as server, VectorCache(cache_dir / "reindex.sqlite") as cache:
         def run(label: str) -> pd.DataFrame:
             chunks = chunk_repository(work, max_tokens=512)
             server.ask("reset")
@@ -270,41 +284,42 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--only", default="seed,wide,rate_limited,reindex")
-    p.add_argument("--vectors", choices=["table", "words"], default="table")
+    p.add_argument("--server", choices=["fast", "stock"], default="fast",
+                   help="fast: table vectors, orjson and pybase64 in the fake server (see the docstring)")
     p.add_argument("--corpus", type=Path, default=None, help="default: the asyncio package of this Python")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--latency", type=float, default=0.0, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.serve:
-        return serve(a.latency, a.vectors)
+        return serve(a.latency, a.server)
 
     for name, value in {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
         os.environ.setdefault(name, value)
     only = set(a.only.split(","))
     results: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                  "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]},
-                     "reps": a.reps, "vectors": a.vectors, "scenarios": []}
+                     "reps": a.reps, "server": a.server, "scenarios": []}
     with tempfile.TemporaryDirectory(prefix="bench-embedding-") as tmp:
         cache_dir = Path(tmp)
         seed = None
         if only & {"seed", "rate_limited"}:
-            seed = throughput("seed", 10_000, 0.3, 10, 100, None, a.reps, a.vectors, cache_dir)
+            seed = throughput("seed", 10_000, 0.3, 10, 100, None, a.reps, a.server, cache_dir)
             results["scenarios"].append(seed)
             print(json.dumps(seed), file=sys.stderr)
         if "wide" in only:
             for dims, n in ((1536, 32 * 256 * 4), (48, 32 * 256 * 20)):
-                r = throughput(f"wide_{dims}d", n, 0.05, 32, 256, dims, a.reps, a.vectors, cache_dir)
+                r = throughput(f"wide_{dims}d", n, 0.05, 32, 256, dims, a.reps, a.server, cache_dir)
                 results["scenarios"].append(r)
                 print(json.dumps(r), file=sys.stderr)
         if "rate_limited" in only:
-            for r in rate_limited(seed, a.reps, a.vectors, cache_dir):
+            for r in rate_limited(seed, a.reps, a.server, cache_dir):
                 results["scenarios"].append(r)
                 print(json.dumps(r), file=sys.stderr)
         if "reindex" in only:
             import asyncio
 
             corpus = a.corpus or Path(asyncio.__file__).parent
-            r = reindex(corpus, a.vectors, cache_dir)
+            r = reindex(corpus, a.server, cache_dir)
             results["scenarios"].append(r)
             print(json.dumps(r), file=sys.stderr)
     results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -164,6 +164,30 @@ def index(registry_file: Path, names, all_, max_tokens, max_concurrent, estimate
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(registry_file: Path, as_json: bool) -> None:
+    """Each repository's indexed commit, chunk count, and whether its collection is in step."""
+    from .core.registry import RegistryError, load_registry
+    from .status import repository_status
+
+    try:
+        specs = load_registry(registry_file)
+    except RegistryError as exc:
+        _fail(str(exc))
+    rows = repository_status(_instance(), specs, registry_file)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no repositories registered")
+    click.echo(f"{'repository':24} {'indexed':12} {'head':12} {'chunks':>8}  state")
+    for r in rows:
+        click.echo(f"{r['name']:24} {(r['indexed_commit'] or '-')[:12]:12} {(r['head'] or '-')[:12]:12} "
+                   f"{r['records']:>8}  {r['state']}")
+
+
+@main.command()
 @click.argument("query")
 @click.option("--repo", "repos", multiple=True, help="Repository to search (repeatable; default all).")
 @click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1, 200))

@@ -28,6 +28,7 @@ class RunSummary:
     run_id: str = ""
     seconds: float = 0.0
     metadata: dict[str, dict] = field(default_factory=dict)  # asset -> metadata values
+    checks: dict[str, bool] = field(default_factory=dict)  # check name -> passed
     error: str = ""
 
 
@@ -94,6 +95,9 @@ def _summarize(result: dg.ExecuteJobResult, summary: RunSummary) -> None:
         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             mat = event.event_specific_data.materialization
             summary.metadata[mat.asset_key.to_user_string()] = {k: _value(v) for k, v in mat.metadata.items()}
+        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            summary.checks[evaluation.check_name] = evaluation.passed
         elif event.event_type == DagsterEventType.STEP_FAILURE and not summary.error:
             error = event.step_failure_data.error
             summary.error = f"{event.step_key}: {error.message.strip() if error else 'failed'}"
@@ -118,6 +122,8 @@ def format_summary(s: RunSummary) -> str:
     if coll:
         lines.append(f"  collection  {coll.get('records', 0):>8,}  records in {coll.get('collection')} "
                      f"(+{coll.get('added', 0)} -{coll.get('deleted', 0)} moved {coll.get('moved', 0)})")
+    if s.checks:
+        lines.append("  checks      " + ", ".join(f"{name} {'ok' if ok else 'FAILED'}" for name, ok in s.checks.items()))
     return "\n".join(lines)
 
 

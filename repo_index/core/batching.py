@@ -70,12 +70,14 @@ class EmbedStats:
 
 @dataclass
 class EmbedResult:
-    chunk_ids: list[str]
-    vectors: np.ndarray  # float32 (n, dimensions), row i belongs to chunk_ids[i]; (0, d) if estimate_only
+    # repr=False on the big fields: asyncio.run formats its task's result with repr() on the
+    # way out (CPython's signal-handler restore), which would print 10^4 ids and vectors.
+    chunk_ids: list[str] = field(repr=False)
+    vectors: np.ndarray = field(repr=False)  # float32 (n, dims), row i for chunk_ids[i]; (0, dims) if estimate_only
     model: str
     dimensions: int
     stats: EmbedStats
-    keys: list[bytes] = field(default_factory=list)  # text_key of row i: where its vector lives in the cache
+    keys: list[bytes] = field(default_factory=list, repr=False)  # text_key of row i: its vector's cache key
 
 
 class EmbeddingFailed(RuntimeError):

@@ -13,7 +13,9 @@ Retries, packing and concurrency live in `batching`; a provider makes one reques
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import ssl
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -137,6 +139,17 @@ def _decode_base64_rows(rows: list[str], dimensions: int) -> np.ndarray:
     return matrix
 
 
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    """The trust store httpx uses (certifi), loaded once per process: loading it takes
+    ~50 ms, which every new client would otherwise pay again."""
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - httpx depends on certifi
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 @dataclass
 class OpenAIEmbedder:
     model: str = "text-embedding-3-small"
@@ -159,13 +172,14 @@ class OpenAIEmbedder:
     def _get_client(self):
         # Created lazily inside the coroutine: an AsyncOpenAI client binds to its loop.
         if self._client is None:
-            from openai import AsyncOpenAI
+            from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
             self._client = AsyncOpenAI(
                 api_key=self.api_key or os.environ.get("OPENAI_API_KEY") or "missing-key",
                 base_url=self.base_url,
                 timeout=self.timeout_s,
                 max_retries=0,  # batching owns retries (Retry-After, backoff, splitting)
+                http_client=DefaultAsyncHttpxClient(verify=_ssl_context()),
             )
         return self._client
 

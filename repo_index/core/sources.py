@@ -123,3 +123,19 @@ def resolve_source(spec: RepoSpec, registry_file: Path, cache_dir: Path) -> Sour
             f"repository {spec.name!r} (source {spec.source!r}): {exc}. "
             "Fix the entry in the registry (`repo-index add {0} SOURCE --replace`) or the source.".format(spec.name)
         ) from exc
+
+
+def current_head(spec: RepoSpec, registry_file: Path, timeout: float = 30) -> str | None:
+    """The commit the source points at now, without fetching into the cache (None: not git)."""
+    if not spec.is_git_url and not spec.ref:
+        root = resolve_local_source(spec, registry_file)
+        return head_commit(root) if root.is_dir() else None
+    url = _git_url(spec, registry_file)
+    refs = git("ls-remote", "--", url, *([spec.ref, f"{spec.ref}^{{}}"] if spec.ref else ["HEAD"]), timeout=timeout)
+    lines = [line.split("\t") for line in refs.splitlines() if "\t" in line]
+    if not lines:
+        if spec.ref and len(spec.ref) >= 7 and all(c in "0123456789abcdef" for c in spec.ref.lower()):
+            return None  # a commit id: not advertised by the remote; compare by prefix instead
+        raise SourceError(f"ref {spec.ref!r} not found at {spec.source}")
+    peeled = [sha for sha, name in lines if name.endswith("^{}")]  # annotated tag -> its commit
+    return peeled[0] if peeled else lines[0][0]
