@@ -154,7 +154,7 @@ def index(registry_file: Path, names, all_, max_tokens, max_concurrent, estimate
     sync_partitions(instance, [s.name for s in specs])
     ops: dict = {}
     if max_tokens:
-        ops["code_chunks"] = {"config": {"max_tokens": max_tokens}}
+        ops["code_chunks"] = {"ops": {"split_files": {"config": {"max_tokens": max_tokens}}}}
     embed_cfg = {k: v for k, v in {"max_concurrent": max_concurrent, "estimate_only": estimate_only or None}.items() if v}
     if embed_cfg:
         ops["chunk_embeddings"] = {"config": embed_cfg}

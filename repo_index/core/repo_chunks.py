@@ -1,15 +1,20 @@
-"""Chunk the discovered files of a repository into the chunk table, over processes.
+"""Chunk the discovered files of a repository into the chunk table, in shards.
 
-`chunk_repository(path)` is the library entry point (discovery + chunking, no Dagster);
-the `code_chunks` asset runs `chunk_files` on the table `repo_files` produced. A file
-that fails to read or parse is counted under a reason, never fatal to the run.
+A repository is cut into a few large shards of similar size (about 2 × workers, never
+fewer than MIN_FILES_PER_SHARD files each, so a small repository pays for no extra
+process); each shard is chunked on its own and the parts concatenated. The Dagster asset
+maps shards over step processes; `chunk_repository(path)` (the library entry point)
+maps them over a process pool. A file that fails to read or chunk is counted under a
+reason, never fatal to the run.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -18,62 +23,93 @@ from .chunker import Chunk, chunk_source, chunks_frame
 from .discovery import decode_source, discover
 from .tokens import DEFAULT_ENCODING, get_encoding
 
-# Below this many files a process pool costs more than it saves.
-MIN_FILES_PER_WORKER = 64
+MIN_FILES_PER_SHARD = 100
 
 
-def _chunk_one(root: Path, path: str, language: str, max_tokens: int, encoding_name: str) -> list[Chunk]:
-    data = (root / path).read_bytes()
-    return chunk_source(decode_source(data), path, language, max_tokens, get_encoding(encoding_name))
+@dataclass
+class ShardResult:
+    chunks: list[Chunk] = field(default_factory=list)
+    failed: Counter = field(default_factory=Counter)  # reason -> files
+    examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> "path: message"
+
+    def fail(self, reason: str, path: str, message: str) -> None:
+        self.failed[reason] += 1
+        self.examples.setdefault(reason, [])
+        if len(self.examples[reason]) < 5:
+            self.examples[reason].append(f"{path}: {message}"[:300])
+
+    def merge(self, other: ShardResult) -> None:
+        self.chunks.extend(other.chunks)
+        self.failed.update(other.failed)
+        for reason, items in other.examples.items():
+            self.examples[reason] = (self.examples.get(reason, []) + items)[:5]
 
 
 def chunk_shard(root: str, files: list[tuple[str, str]], max_tokens: int,
-                encoding_name: str = DEFAULT_ENCODING) -> tuple[list[Chunk], Counter]:
+                encoding_name: str = DEFAULT_ENCODING) -> ShardResult:
     """Chunks of `files` [(path, language)] under `root`, and failures by reason."""
-    chunks: list[Chunk] = []
-    failed: Counter = Counter()
+    encoding = get_encoding(encoding_name)
+    out = ShardResult()
     for path, language in files:
         try:
-            chunks.extend(_chunk_one(Path(root), path, language, max_tokens, encoding_name))
-        except OSError:
-            failed["unreadable"] += 1
-        except (UnicodeDecodeError, ValueError):
-            failed["not_utf8"] += 1
+            data = (Path(root) / path).read_bytes()
+            text = decode_source(data)
+        except OSError as exc:
+            out.fail("unreadable", path, str(exc))
+            continue
+        except UnicodeDecodeError as exc:  # changed since discovery
+            out.fail("not_utf8", path, str(exc))
+            continue
+        try:
+            out.chunks.extend(chunk_source(text, path, language, max_tokens, encoding))
         except RecursionError:
-            failed["too_deeply_nested"] += 1
-    return chunks, failed
+            out.fail("too_deeply_nested", path, "nesting too deep to parse")
+        except Exception as exc:  # one bad file must not sink the repository
+            out.fail("chunk_error", path, f"{type(exc).__name__}: {exc}")
+    return out
 
 
-def shard_files(files: list[tuple[str, str, int]], n_shards: int) -> list[list[tuple[str, str]]]:
-    """Split [(path, language, size)] into `n_shards` lists of similar total size."""
-    shards: list[list[tuple[str, str]]] = [[] for _ in range(max(1, n_shards))]
-    loads = [0] * len(shards)
-    for path, language, size in sorted(files, key=lambda f: -f[2]):
+def plan_shards(files: list[tuple[str, str, int]], workers: int,
+                min_files: int = MIN_FILES_PER_SHARD) -> list[list[tuple[str, str]]]:
+    """Split [(path, language, size)] into at most 2 × workers shards of similar total size.
+
+    Always at least one shard (possibly empty), so downstream steps always run.
+    """
+    n = max(1, min(2 * max(1, workers), math.ceil(len(files) / min_files)))
+    shards: list[list[tuple[str, str]]] = [[] for _ in range(n)]
+    loads = [0] * n
+    for path, language, size in sorted(files, key=lambda f: (-f[2], f[0])):
         i = loads.index(min(loads))
         shards[i].append((path, language))
         loads[i] += size
-    return [s for s in shards if s]
+    return [s for s in shards if s] or [[]]
+
+
+def file_items(files: pd.DataFrame) -> list[tuple[str, str, int]]:
+    return list(zip(files["path"], files["language"], files["size_bytes"].astype(int)))
+
+
+def collect(parts: list[ShardResult]) -> tuple[pd.DataFrame, ShardResult]:
+    """One chunk table, sorted by path then position, from shard results in any order."""
+    total = ShardResult()
+    for part in parts:
+        total.merge(part)
+    total.chunks.sort(key=lambda c: (c.path, c.start_line))  # stable: keeps a file's order
+    return chunks_frame(total.chunks), total
 
 
 def chunk_files(root: Path, files: pd.DataFrame, max_tokens: int, workers: int | None = None,
-                encoding_name: str = DEFAULT_ENCODING) -> tuple[pd.DataFrame, Counter]:
-    """The chunk table for `files` (columns path, language, size_bytes), sorted by path."""
-    items = list(zip(files["path"], files["language"], files["size_bytes"]))
+                encoding_name: str = DEFAULT_ENCODING) -> tuple[pd.DataFrame, ShardResult]:
+    """The chunk table for `files` (columns path, language, size_bytes), over processes."""
     workers = workers or os.cpu_count() or 1
-    workers = max(1, min(workers, len(items) // MIN_FILES_PER_WORKER))
-    if workers == 1:
-        chunks, failed = chunk_shard(str(root), [(p, lang) for p, lang, _ in items], max_tokens, encoding_name)
+    shards = plan_shards(file_items(files), workers)
+    if workers == 1 or len(shards) == 1:
+        parts = [chunk_shard(str(root), shard, max_tokens, encoding_name) for shard in shards]
     else:
-        chunks, failed = [], Counter()
-        with ProcessPoolExecutor(workers) as pool:
-            futures = [pool.submit(chunk_shard, str(root), shard, max_tokens, encoding_name)
-                       for shard in shard_files(items, workers * 2)]
-            for fut in futures:
-                part, part_failed = fut.result()
-                chunks.extend(part)
-                failed.update(part_failed)
-    chunks.sort(key=lambda c: (c.path, c.start_line))
-    return chunks_frame(chunks), failed
+        with ProcessPoolExecutor(min(workers, len(shards))) as pool:
+            parts = list(pool.map(chunk_shard, [str(root)] * len(shards), shards,
+                                  [max_tokens] * len(shards), [encoding_name] * len(shards)))
+    return collect(parts)
 
 
 def chunk_repository(path: str | Path, max_tokens: int = 512, workers: int | None = None,
@@ -81,9 +117,7 @@ def chunk_repository(path: str | Path, max_tokens: int = 512, workers: int | Non
     """Discover and chunk a working tree; the same code the `code_chunks` asset runs."""
     root = Path(path).resolve()
     found = discover(root, include, exclude)
-    files = pd.DataFrame(
-        [(f.path, f.language, f.size_bytes) for f in found.files],
-        columns=["path", "language", "size_bytes"],
-    )
+    files = pd.DataFrame([(f.path, f.language, f.size_bytes) for f in found.files],
+                         columns=["path", "language", "size_bytes"])
     table, _ = chunk_files(root, files, max_tokens, workers)
     return table
