@@ -5,9 +5,11 @@ import os
 import dagster as dg
 
 from .core.registry import RegistryError
+from .core.sources import SourceError, current_head
 from .jobs import INDEX_JOB
 from .partitions import REPOSITORIES, partition_changes, repositories
 from .resources import RegistryResource
+from .status import latest_metadata
 
 
 @dg.sensor(
@@ -47,3 +49,36 @@ def nightly_reindex(context: dg.ScheduleEvaluationContext):
     # run_key = day + repository: a tick evaluated twice never launches a second run.
     return [dg.RunRequest(run_key=f"nightly-{day}-{key}", partition_key=key, tags={"repo_index/trigger": "nightly"})
             for key in keys]
+
+
+@dg.sensor(
+    job_name=INDEX_JOB,
+    minimum_interval_seconds=int(os.environ.get("REPO_INDEX_FRESHNESS_INTERVAL", "300")),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Reindexes a repository when its source head moves past the indexed commit.",
+)
+def source_change_sensor(context: dg.SensorEvaluationContext, registry: RegistryResource):
+    try:
+        specs = registry.specs()
+    except RegistryError as exc:
+        return dg.SkipReason(f"registry not readable: {exc}")
+    partitions = set(context.instance.get_dynamic_partitions(REPOSITORIES))
+    requests, unreachable = [], []
+    for spec in specs:
+        indexed = latest_metadata(context.instance, "repo_files", spec.name).get("commit")
+        if spec.name not in partitions or not indexed:
+            continue  # never indexed: that is a backfill's job, not a freshness one
+        try:
+            head = current_head(spec, registry.file())
+        except SourceError as exc:
+            unreachable.append(spec.name)
+            context.log.warning(str(exc))
+            continue
+        if head and head != indexed:
+            context.log.info(f"{spec.name}: source at {head[:12]}, indexed {indexed[:12]}: stale")
+            # One run per new head, however many ticks see it.
+            requests.append(dg.RunRequest(run_key=f"{spec.name}@{head}", partition_key=spec.name,
+                                          tags={"repo_index/trigger": "source_changed"}))
+    if not requests:
+        return dg.SkipReason(f"all indexed repositories are current{f'; unreachable: {unreachable}' if unreachable else ''}")
+    return dg.SensorResult(run_requests=requests)

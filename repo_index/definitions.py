@@ -6,16 +6,17 @@ from .assets.chunks import code_chunks
 from .assets.collection import vector_collection
 from .assets.embeddings import chunk_embeddings
 from .assets.files import repo_files
-from .automation import nightly_reindex, registry_sensor
+from .automation import nightly_reindex, registry_sensor, source_change_sensor
+from .io_managers import EmbeddingsIOManager
 from .jobs import INDEX_JOB, index_job
 from .resources import default_resources
 
 defs = dg.Definitions(
     assets=[repo_files, code_chunks, chunk_embeddings, vector_collection],
     jobs=[index_job],
-    sensors=[registry_sensor],
+    sensors=[registry_sensor, source_change_sensor],
     schedules=[nightly_reindex],
-    resources=default_resources(),
+    resources={**default_resources(), "embeddings_io_manager": EmbeddingsIOManager()},
 )
 
 

@@ -11,7 +11,7 @@ from .core.sources import SourceError, current_head
 from .core.store import chroma_settings_from_env, collection_name, get_collection, open_client
 
 
-def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict:
+def latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict:
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1).records
     if not records:
@@ -35,7 +35,7 @@ def repository_status(instance: dg.DagsterInstance, specs: list[RepoSpec], regis
             head, error = None, str(exc)
         else:
             error = ""
-        chunks = _latest_metadata(instance, "code_chunks", spec.name).get("chunks")
+        chunks = latest_metadata(instance, "code_chunks", spec.name).get("chunks")
         if coll is None:
             state = "not indexed"
         elif error:

@@ -106,3 +106,28 @@ def test_nightly_schedule_one_run_per_repository_with_stable_keys():
         assert [(r.partition_key, r.run_key) for r in requests] == [
             ("alpha", "nightly-2026-11-23-alpha"), ("beta", "nightly-2026-11-23-beta")]
         assert [r.run_key for r in again] == [r.run_key for r in requests]
+
+
+def test_source_change_sensor_requests_one_run_per_new_head(tmp_path: Path):
+    from repo_index.automation import source_change_sensor
+    from repo_index_tests.gitutil import commit_files, make_repo
+
+    src = make_repo(tmp_path / "src", {"a.py": "x = 1\n"})
+    first = commit_files(src, {"b.py": "y = 2\n"}, "second")
+    registry_file = tmp_path / "repositories.yaml"
+    save_registry(registry_file, [RepoSpec("svc", str(src)), RepoSpec("fresh", str(src))])
+
+    def tick(instance):
+        context = dg.build_sensor_context(instance=instance, resources={"registry": RegistryResource(path=str(registry_file))})
+        return source_change_sensor(context)
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(REPOSITORIES, ["svc", "fresh"])
+        assert isinstance(tick(instance), dg.SkipReason)  # nothing indexed yet: not stale, just new
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("repo_files", partition="svc", metadata={"commit": first}))
+        assert isinstance(tick(instance), dg.SkipReason)  # indexed at the head
+
+        moved = commit_files(src, {"c.py": "z = 3\n"}, "third")
+        result = tick(instance)
+        assert [(r.partition_key, r.run_key) for r in result.run_requests] == [("svc", f"svc@{moved}")]
