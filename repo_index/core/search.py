@@ -8,11 +8,12 @@ repositories are merged by score.
 from __future__ import annotations
 
 import asyncio
+import os
 
 import numpy as np
 
 from .batching import text_key
-from .embedders import Embedder, embedder_for_collection
+from .embedders import LOCAL_MODEL, Embedder, embedder_for_collection
 from .store import (
     ChromaSettings, Hit, chroma_settings_from_env, collection_name, get_collection, open_client,
     query_collection,
@@ -86,6 +87,10 @@ def search(
         if not model or not dims:
             raise SearchError(f"collection for {repo!r} does not record its embedding model: re-run `repo-index index {repo}`")
         if (model, dims) not in query_vectors:
+            if model != LOCAL_MODEL and not os.environ.get("OPENAI_API_KEY"):
+                raise SearchError(
+                    f"{repo!r} was indexed with {model}; set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible "
+                    f"server) to query it, or rebuild the index with the current embedder: `repo-index index {repo}`")
             try:
                 query_vectors[(model, dims)] = embed_query(embedder_for_collection(model, dims), query)
             except SearchError:
