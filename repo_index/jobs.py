@@ -6,12 +6,22 @@ executor is the plain multiprocess executor with its defaults in the job's confi
 """
 
 import os
+import resource
 
 import dagster as dg
 
 from .partitions import repositories
 
 INDEX_JOB = "index_repository"
+USAGE_PREFIX = "step usage:"
+
+
+@dg.success_hook(name="record_step_usage")
+def record_step_usage(context: dg.HookContext) -> None:
+    """Log the step process's CPU seconds and peak RSS, so runs show what each step costs."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    context.log.info(f"{USAGE_PREFIX} cpu_s={usage.ru_utime + usage.ru_stime:.2f} "
+                     f"peak_rss_mb={usage.ru_maxrss / 1024:.0f} pid={os.getpid()}")
 
 index_job = dg.define_asset_job(
     INDEX_JOB,
@@ -24,5 +34,6 @@ index_job = dg.define_asset_job(
         # Steps fork from a server that has already imported the project: no per-step import cost.
         "start_method": {"forkserver": {"preload_modules": ["repo_index.definitions"]}},
     }}},
+    hooks={record_step_usage},
     description="Discover, chunk, embed and store one repository (one partition).",
 )
