@@ -131,10 +131,12 @@ def run_index(instance: dg.DagsterInstance, repos: list[str], run_config: dict |
               echo: Callable[[str], None] = print) -> list[str]:
     """One run of the indexing job per repository, in turn; returns the names that failed."""
     from .definitions import get_index_job
+    from .jobs import DEFAULT_RUN_CONFIG
 
     job = dg.reconstructable(get_index_job)
     # The watcher prints the run's events; Dagster's console logger would repeat them all.
-    run_config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    run_config = {**DEFAULT_RUN_CONFIG, **(run_config or {}),
+                  "loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     failures = []
     for repo in repos:
         invocation = uuid.uuid4().hex
