@@ -3,35 +3,42 @@
 How a file is cut (`chunk_source`):
 
 1. Parse with tree-sitter (code, Markdown) or split into blank-line blocks (data and
-   text files). Tokenise the whole file once; the token count of any byte range is then
-   estimated by bisection over the token end offsets.
-2. Pack siblings greedily, in order, up to the budget: whole small definitions, statements
-   and comments are merged while they fit. A node that alone exceeds the budget is
-   descended into and its children are packed the same way (the parent's header - pending
-   small siblings such as `class A(B):` or a decorator - is carried into the first piece).
-   Comments, decorators and attributes directly above a definition move with it. A node
-   that cannot be descended (a leaf such as a long string, or past `_MAX_DEPTH` levels of
-   nesting) is split by lines, and a line by tokens. Recursion is bounded by `_MAX_DEPTH`,
-   so thousands of nested brackets cannot overflow the stack.
+   text files). Tokenise the whole file once; the tokens of any byte range are then
+   estimated by bisection over the token end offsets (no re-tokenising per node).
+2. Pack siblings greedily, in order, up to the budget: small definitions, statements and
+   comments merge while they fit. A node too big alone is descended into and its
+   children packed the same way, under its name if it is a definition. What is pending
+   goes down with it: a header (`def f(x):`, `namespace a {`) into the first piece of
+   the body; before a definition of its own, only the comments/decorators/attributes
+   right above it (which otherwise move forward to the definition when it fits). A node
+   that has no syntax children to cut at (a long string or comment, or deeper than
+   `_MAX_DEPTH` levels of oversized nesting) is split by lines, and a line by tokens.
+   Recursion is bounded by `_MAX_DEPTH`, so thousands of nested brackets cannot
+   overflow the stack.
 3. Groups become chunks: the file is partitioned at the group starts (moved back to the
    start of the line when only indentation precedes them), so nothing is lost or
-   duplicated; each piece is trimmed and its exact token count (header included) is
-   checked. A piece over the cap (the estimate is not exact: tiktoken counts are not
-   additive) is halved at a syntax boundary, else a line, else a token boundary.
+   duplicated. Each piece is trimmed and counted exactly (header included); one over
+   the cap (tiktoken counts are not additive, the estimate can be off) is halved at a
+   syntax boundary, else a line, else a token. A chunk of a few tokens (a `}` that
+   missed its block's chunk) joins its neighbour when the result fits.
 
 Chunk text: the exact source slice, trimmed: leading blank lines and trailing whitespace
 are removed; the indentation of the first line is kept unless the previous chunk ends on
 that same line (a line split mid-way, e.g. minified code). So `text` spans exactly the
-lines `start_line..end_line` (1-based, inclusive, counted by "\\n"); two consecutive chunks
-share a line only when that line itself was split.
+lines `start_line..end_line` (1-based, inclusive, counted by "\\n"); two consecutive
+chunks share a line only when that line itself was split.
 
 Breadcrumbs (`symbol`): definition names joined by the language's separator ("." for most
 languages, "::" for C, C++, Rust, PHP and Ruby, " > " between Markdown headings), e.g.
 `Class.method`, `ns::Widget::draw`, `impl Display for Foo::fmt`, `Server.Handle` (Go
-methods are named `Receiver.Method`), `Install > Linux`. A chunk holding exactly one
-definition (plus comments or top-level statements) is named after it; a chunk holding
-several is named after their common scope ("" at top level); a piece of a split
-definition is named after that definition.
+methods are `Receiver.Method`), `Install > Linux`. A chunk is named after its most
+specific definition when every other name in it is an enclosing one (a whole method, or
+a class header with its first method); otherwise after what its contents share (several
+methods: the class; several top-level functions: ""). A piece of a split definition is
+named after that definition.
+
+Input text must be a valid Python str without lone surrogates (files are decoded as
+UTF-8 upstream).
 """
 
 from __future__ import annotations
@@ -141,7 +148,9 @@ def chunks_frame(chunks: list[Chunk]) -> pd.DataFrame:
 def chunk_source(text: str, path: str, language: str, max_tokens: int,
                  encoding: tiktoken.Encoding) -> list[Chunk]:
     """Split one file into chunks of at most `max_tokens` (header included), covering all
-    of its non-whitespace text in order. Never raises on bad syntax."""
+    of its non-whitespace text in order. Syntax errors are fine (they are chunked like
+    any other node); raises ValueError only if `max_tokens` < MIN_MAX_TOKENS or the path
+    alone leaves under 16 tokens for code."""
     if max_tokens < MIN_MAX_TOKENS:
         raise ValueError(f"max_tokens={max_tokens} is below the minimum of {MIN_MAX_TOKENS}")
     if not text.strip():
@@ -219,7 +228,7 @@ def _symbol(labels: dict[tuple[str, ...], int], scope: tuple[str, ...]) -> tuple
 class _Chunker:
     def __init__(self, text: str, path: str, language: str, max_tokens: int,
                  encoding: tiktoken.Encoding) -> None:
-        self.text, self.path, self.language = text, path, language
+        self.path, self.language = path, language
         self.max_tokens, self.enc = max_tokens, encoding
         self.spec: LanguageSpec = get_spec(language)
         self.sep = self.spec.separator
@@ -282,7 +291,9 @@ class _Chunker:
     def _classify(self, item, scope, owner) -> tuple[int, tuple[str, ...] | None, bool, bool]:
         """(label kind, label, attaches forward, is a wrapper) of one item."""
         if type(item) is _Span:
-            return (_OWNER, owner, False, False) if owner is not None else (_NONE, None, False, False)
+            if owner is not None:
+                return _OWNER, owner, False, False
+            return _NONE, None, False, False
         spec, kind = self.spec, item.type
         if kind in spec.definitions:
             name = definition_name(item, spec)
@@ -327,9 +338,11 @@ class _Chunker:
             return [_Span(item.start_byte, mid, "frag"), _Span(mid, item.end_byte, "frag")]
         if depth < _MAX_DEPTH and item.child_count:
             kids = self._with_gaps(item.children, item.start_byte, item.end_byte)
-            # Text that no child covers (a string around its escape sequences) makes the
-            # node a leaf for our purposes: lines are better cut points than escapes.
-            if kids and not any(type(k) is _Span for k in kids):
+            # When most of the text is not in any child (a string around its escape
+            # sequences) the node is a leaf for our purposes: lines are better cut points
+            # than escapes. A little uncovered text (error recovery) becomes spans.
+            uncovered = sum(k.end_byte - k.start_byte for k in kids if type(k) is _Span)
+            if kids and 2 * uncovered < item.end_byte - item.start_byte:
                 return kids
         return self._lines(item.start_byte, item.end_byte, budget)
 
@@ -393,12 +406,17 @@ class _Chunker:
         """Greedy split/merge of sibling items into groups that fit the budget; `cur` is
         a group carried in from the parent level (a header, or comments above)."""
         out: list[_Group] = []
-        spec = self.spec
+        spec, next_scope = self.spec, None
         for node in items:
+            if next_scope is not None:
+                scope, next_scope = next_scope, None
             start, end = node.start_byte, node.end_byte
             if end <= start:
                 continue
             kind, label, attach, wrapper = self._classify(node, scope, owner)
+            if kind == _DEF and node.type in spec.sticky and \
+                    node.child_by_field_name("body") is None:
+                next_scope = label  # `namespace A.B;` scopes the rest of the file
             # The node of the definition being split (`export` > `const f` > `f = () =>`)
             # is a piece of it, not a definition of its own.
             own_def = kind == _DEF and label != owner
@@ -463,10 +481,6 @@ class _Chunker:
             out.extend(subs[:-1])
             cur = subs[-1]
             cur.closed = 2 if own_def else max(cur.closed, 1)
-
-            if node.type in spec.sticky and kind == _DEF and \
-                    node.child_by_field_name("body") is None:
-                scope = label  # `namespace A.B;` scopes the rest of the file
 
         if cur is not None:
             out.append(cur)

@@ -60,7 +60,8 @@ _JS_DEFS = (
     "enum_declaration internal_module module variable_declarator public_field_definition "
     "field_definition pair assignment_expression"
 )
-_JS_WRAPPERS = "export_statement lexical_declaration variable_declaration expression_statement ambient_declaration"
+_JS_WRAPPERS = ("export_statement lexical_declaration variable_declaration "
+                "expression_statement ambient_declaration")
 
 SPECS: dict[str, LanguageSpec] = {s.id: s for s in [
     _spec("python", "python", "class_definition function_definition", "decorated_definition"),
@@ -237,7 +238,8 @@ def definition_name(node: Node, spec: LanguageSpec) -> str | None:
         value = field("value") or field("right")
         if value is None or value.type not in _FUNCTION_VALUES:
             return None
-        return _text(field("name") or field("property") or field("key") or field("left")) or None
+        name = field("name") or field("property") or field("key") or field("left")
+        return _text(name).strip("'\"`") or None
     if spec.id == "go" and kind == "method_declaration":
         recv = _go_receiver_type(node)
         name = _text(field("name"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from repo_index.core.chunker import Chunk, embedding_text
+from repo_index.core.chunker import Chunk, chunk_ids, embedding_text
 from repo_index.core.tokens import count_tokens
 
 
@@ -52,29 +52,47 @@ def check_chunks(src: str, chunks: list[Chunk], max_tokens: int, encoding) -> No
             assert "\n" not in src[cursor:pos], "ranges overlap without a split line"
         cursor, prev_end_line = pos + len(c.text), c.end_line
     assert not src[cursor:].strip()
+    assert len(set(chunk_ids(chunks))) == len(chunks)
+
+
+def _token_like(node) -> bool:
+    """A leaf, or a node that is mostly its own text (a string around its escapes)."""
+    if node.child_count == 0:
+        return True
+    covered = sum(c.end_byte - c.start_byte for c in node.children)
+    return 2 * covered < node.end_byte - node.start_byte
 
 
 def check_syntax_boundaries(src: str, chunks: list[Chunk], language: str, max_tokens: int,
                             encoding) -> None:
-    """No chunk starts or ends inside a syntax node unless that node alone is too big for
-    a chunk (then it was cut by lines/tokens)."""
+    """No chunk starts or ends inside a token (a string, a comment, an identifier...)
+    unless that token alone is too big for a chunk, so it had to be cut by lines/tokens."""
     from repo_index.core.languages import get_parser
 
     data = src.encode("utf-8")
     root = get_parser(language).parse(data).root_node
-    cursor = 0
+    header, sizes = max_tokens // 3, {}
+    cursor = offset = 0  # offset: UTF-8 length of src[:cursor]
     for c in chunks:
         pos = src.find(c.text, cursor)
-        cursor = pos + len(c.text)
         body = c.text.lstrip()
-        first = len(src[: pos + len(c.text) - len(body)].encode("utf-8"))
-        last = len(src[: cursor - 1].encode("utf-8"))  # start of the last character
-        end = len(src[:cursor].encode("utf-8"))
+        first = offset + len(src[cursor: pos + len(c.text) - len(body)].encode("utf-8"))
+        end = first + len(body.encode("utf-8"))
+        last = end - len(body[-1].encode("utf-8"))  # start of the last character
+        cursor, offset = pos + len(c.text), end
         for lo, hi in ((first, first + len(body[0].encode("utf-8"))), (last, end)):
             node = root.descendant_for_byte_range(lo, hi)
             starts_inside = lo == first and data[node.start_byte:first].strip()
             ends_inside = hi == end and data[end:node.end_byte].strip()
-            if starts_inside or ends_inside:
-                big = count_tokens(node.text.decode("utf-8", "replace"), encoding)
-                assert big > max_tokens // 2, (
+            if (starts_inside or ends_inside) and _token_like(node):
+                # Cut only if it did not fit next to the header (at most a third of the
+                # budget, or the path's header if that is longer) - with some slack for
+                # the estimate.
+                header = max(header, count_tokens(embedding_text(c.path, "", ""), encoding))
+                room = max_tokens - header
+                key = (node.start_byte, node.end_byte)
+                if key not in sizes:  # a long string may be cut many times
+                    sizes[key] = count_tokens(node.text.decode("utf-8", "replace"), encoding)
+                big = sizes[key]
+                assert big > room - 4, (
                     f"chunk {c.start_line}-{c.end_line} cuts a {node.type} of {big} tokens")

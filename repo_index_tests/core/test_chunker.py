@@ -74,7 +74,8 @@ def python_block(draw, indent: int = 0, depth: int = 0) -> str:
         elif kind == 4:
             lines.append(f'{pad}"""{draw(WORDS)}\n{pad}{draw(WORDS)}\n{pad}"""')
         elif kind == 5:
-            lines.append(f"{pad}{name} = [{', '.join(str(i) for i in range(draw(st.integers(0, 300))))}]")
+            items = ", ".join(str(i) for i in range(draw(st.integers(0, 300))))
+            lines.append(f"{pad}{name} = [{items}]")
         elif kind in (6, 7):
             deco = f"{pad}@{draw(NAMES)}\n" if draw(st.booleans()) else ""
             args = ", ".join(draw(st.lists(NAMES, max_size=4, unique=True)))
@@ -91,6 +92,7 @@ def python_block(draw, indent: int = 0, depth: int = 0) -> str:
 
 @st.composite
 def js_block(draw, depth: int = 0) -> str:
+    sep = draw(st.sampled_from(["\n", "\n\n", " "]))  # " ": minified-ish lines
     parts = []
     for _ in range(draw(st.integers(1, 6))):
         kind = draw(st.integers(0, 8 if depth < 3 else 4))
@@ -98,7 +100,7 @@ def js_block(draw, depth: int = 0) -> str:
         if kind == 0:
             parts.append(f"let {name} = {draw(NAMES)} * {draw(st.integers(0, 999))};")
         elif kind == 1:
-            parts.append(f"// {draw(WORDS)}")
+            parts.append(f"// {draw(WORDS)}\n" if sep == " " else f"// {draw(WORDS)}")
         elif kind == 2:
             parts.append(f"{name}({', '.join(draw(st.lists(NAMES, max_size=8)))});")
         elif kind == 3:
@@ -108,12 +110,12 @@ def js_block(draw, depth: int = 0) -> str:
         elif kind == 5:
             parts.append(f"function {name}(a, b) {{\n{draw(js_block(depth + 1))}}}")
         elif kind == 6:
-            parts.append(f"class {name.title()} {{\n  {draw(NAMES)}(x) {{\n{draw(js_block(depth + 1))}}}\n}}")
+            body = draw(js_block(depth + 1))
+            parts.append(f"class {name.title()} {{\n  {draw(NAMES)}(x) {{\n{body}}}\n}}")
         elif kind == 7:
             parts.append(f"const {name} = (x) => {{\n{draw(js_block(depth + 1))}}};")
         else:
             parts.append(f"if ({name}) {{ {draw(js_block(depth + 1))} }} else {{ {name}(); }}")
-    sep = draw(st.sampled_from(["\n", "\n\n", " "]))  # " ": minified-ish lines
     return sep.join(parts) + "\n"
 
 
@@ -291,7 +293,8 @@ def test_minified_2mb_single_line_js():
 
 def test_2mb_single_string_literal():
     rng = random.Random(3)
-    src = 'var s = "' + "".join(rng.choice(string.ascii_letters + "  ") for _ in range(2_000_000)) + '";'
+    text = "".join(rng.choice(string.ascii_letters + "  ") for _ in range(2_000_000))
+    src = f'var s = "{text}";'
     check_chunks(src, chunk(src, "javascript", 200), 200, ENC)
 
 
@@ -423,3 +426,14 @@ def test_speed_guard():
     for _ in range(3):
         chunk(src, "python", 200)
     assert (time.perf_counter() - start) / 3 < 0.5
+
+
+def test_file_scoped_namespaces():
+    # `namespace A.B;` has no body: it scopes the rest of the file.
+    body = "\n".join(f"        {s};" for s in BODY)
+    cs = (f"namespace Shop.Orders;\n\npublic class Order\n{{\n    public void Grant()\n"
+          f"    {{\n{body.replace('total', 'int total')}\n    }}\n}}\n")
+    assert named(cs, "csharp", "Grant()", max_tokens=90) == ["Shop.Orders.Order.Grant"]
+    php = (f"<?php\nnamespace App\\Models;\n\nclass User\n{{\n    public function grant()\n"
+           f"    {{\n{body.replace('total', '$total')}\n    }}\n}}\n")
+    assert named(php, "php", "grant()", max_tokens=90) == ["App\\Models::User::grant"]

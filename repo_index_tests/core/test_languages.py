@@ -95,10 +95,12 @@ def _definitions(language: str, source: str) -> list[str]:
     ("javascript", "Foo.prototype.bar = function () {};\nconst o = { k: () => 1 };\n",
      ["Foo.prototype.bar", "k"]),
     ("java", "class A { void m() {} A() {} }", ["A", "m", "A"]),
-    ("kotlin", "class V { fun len() = 1 }\nfun V.ext() {}\nobject O {}\n", ["V", "len", "V.ext", "O"]),
+    ("kotlin", "class V { fun len() = 1 }\nfun V.ext() {}\nobject O {}\n",
+     ["V", "len", "V.ext", "O"]),
     ("ruby", "module M\n  class C\n    def m; end\n    def self.s; end\n  end\nend\n",
      ["M", "C", "m", "self.s"]),
-    ("lua", "function M.f() end\nfunction M:g() end\nlocal function h() end\n", ["M.f", "M:g", "h"]),
+    ("lua", "function M.f() end\nfunction M:g() end\nlocal function h() end\n",
+     ["M.f", "M:g", "h"]),
     ("markdown", "# A\n\n## B *c*\n\ntext\n", ["A", "B *c*"]),
 ])
 def test_definition_names(language, source, expected):
