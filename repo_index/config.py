@@ -17,7 +17,7 @@ class FilesConfig(dg.Config):
 
 class ChunkingConfig(dg.Config):
     max_tokens: Optional[int] = Field(
-        default=None, ge=16, le=8191,
+        default=None, ge=32, le=8191,
         description="Token budget per chunk (embedding model's tiktoken encoding, context header "
         "included). Default follows the embedder: 512 for text-embedding-3, 200 for the local "
         "all-MiniLM-L6-v2. A budget above the embedder's window is refused.",
@@ -29,16 +29,42 @@ class ChunkingConfig(dg.Config):
 
 class EmbeddingConfig(dg.Config):
     max_concurrent: int = Field(
-        default=10, ge=1, le=256, description="Embedding requests in flight at most.",
+        default=10, ge=1, le=256,
+        description="Embedding requests in flight at most. Sustained 429s halve it for a while; it grows "
+        "back by one per round of successes.",
     )
     batch_size: int = Field(
-        default=100, ge=1, le=2048, description="Inputs per embedding request at most.",
+        default=100, ge=1, le=2048,
+        description="Inputs per embedding request at most (OpenAI accepts 2,048 inputs and 300,000 tokens "
+        "per request; requests are also packed to the token limit).",
     )
     max_retries: int = Field(
-        default=8, ge=0, le=50,
-        description="Retries per request on 429, 5xx, timeouts and dropped connections.",
+        default=10, ge=0, le=50,
+        description="Retries per request on 429, 5xx, timeouts and dropped connections (backoff with jitter, "
+        "or the wait the server asks for).",
+    )
+    model: Optional[str] = Field(
+        default=None,
+        description="Embedding model for this run, e.g. text-embedding-3-large; default: the embedder "
+        "resource's (REPO_INDEX_EMBEDDING_MODEL).",
+    )
+    dimensions: Optional[int] = Field(
+        default=None, ge=1, le=3072,
+        description="Shortened vectors (text-embedding-3 only); default: the embedder resource's, else the "
+        "model's own.",
+    )
+    requests_per_minute: Optional[int] = Field(
+        default=None, ge=1, le=10_000_000,
+        description="Requests-per-minute budget shared by every request of the step's process (parallel "
+        "partitions each have their own: cap those with the 'embedding' pool); default: none, 429s still "
+        "slow the step down.",
+    )
+    tokens_per_minute: Optional[int] = Field(
+        default=None, ge=1, le=1_000_000_000,
+        description="Tokens-per-minute budget shared by every request of the step's process; default: none.",
     )
     estimate_only: bool = Field(
         default=False,
-        description="Count the tokens and estimated cost of what would be embedded; send nothing.",
+        description="Count the tokens and estimated cost of what would be embedded (cached texts excluded); "
+        "send nothing.",
     )

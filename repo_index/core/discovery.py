@@ -1,15 +1,28 @@
 """Walk a working tree and decide, for every file, whether it is indexed or why not.
 
-Every file ends either as a FileRecord or counted under a skip reason; directories that
-are pruned wholesale (`.git`, `node_modules`, ignored folders) are counted too. Ignore
-rules are `.gitignore` files at every level (gitignore semantics from `pathspec`), the
-registry entry's include/exclude globs, and the default excludes below.
+The tree is untrusted: every file ends either as a FileRecord or counted under a skip
+reason (with a few examples), and directories pruned wholesale (`.git`, `node_modules`,
+submodules, ignored folders, unreadable ones) are counted the same way. Nothing is
+followed out of the tree and nothing is read whole before its size is known.
+
+Rules, in order: names that are not UTF-8 (they cannot be stored as text); `.gitignore`
+files at every level (gitignore semantics from `pathspec`) and the registry entry's
+include/exclude globs; files that usually hold credentials; generated files, by name and by
+`linguist-generated` / `linguist-vendored` in `.gitattributes` files at every level;
+symlinks (never indexed: a link inside the tree duplicates its target, which is indexed
+under its own path, and a link out of it would leak); then the bytes: too large, binary,
+Git LFS pointer, not UTF-8, empty, minified.
+
+Names with spaces, unicode or even newlines are indexed: paths travel as JSON strings,
+Chroma metadata and SQLite text, none of which care.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
+import re
 import stat
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,23 +41,51 @@ DEFAULT_EXCLUDED_DIRS = frozenset({
     ".hypothesis", ".idea", ".vscode", ".gradle", ".terraform", ".next", ".nuxt",
     "site-packages", "dist", "build", "target", ".eggs",
 })
+DEFAULT_EXCLUDED_FILES = frozenset({".git"})  # a worktree's or submodule's pointer to its repository
 
-# Files that commonly hold credentials never leave the machine.
-SECRET_FILE_PATTERNS = pathspec.PathSpec.from_lines("gitwildmatch", [
-    ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore",
-    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", ".netrc", ".pgpass", ".npmrc",
-    ".pypirc", "credentials", "credentials.json", ".aws/credentials", ".docker/config.json",
-    "*.kdbx", "secrets.y*ml", "service-account*.json",
+# Files that commonly hold credentials never leave the machine. Without a slash a pattern
+# matches at any depth; `**/` does the same for the ones that need their folder.
+SECRET_FILE_PATTERNS = pathspec.GitIgnoreSpec.from_lines([
+    ".env", ".env.*", "*.env", ".envrc", "*.pem", "*.key", "*.p8", "*.p12", "*.pfx", "*.jks",
+    "*.keystore", "*.ppk", "*.kdbx", "*.asc", "*.gpg", "secring.*",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
+    ".netrc", "_netrc", ".pgpass", ".npmrc", ".pypirc", ".git-credentials", ".htpasswd",
+    ".dockercfg", "**/.docker/config.json", "**/.kube/config", "kubeconfig",
+    "credentials", "credentials.json", "**/.aws/credentials", "**/.aws/config",
+    "application_default_credentials.json", "service-account*.json", ".boto", ".s3cfg",
+    "*.tfstate", "*.tfstate.*", "*.tfvars", "secrets.y*ml", "secrets.json",
 ])
 
-GENERATED_FILE_PATTERNS = pathspec.PathSpec.from_lines("gitwildmatch", [
+GENERATED_FILE_PATTERNS = pathspec.GitIgnoreSpec.from_lines([
     "*.min.js", "*.min.css", "*.min.*", "*.map", "package-lock.json", "yarn.lock",
     "pnpm-lock.yaml", "poetry.lock", "Cargo.lock", "Gemfile.lock", "composer.lock",
     "go.sum", "uv.lock", "Pipfile.lock", "*.pb.go", "*_pb2.py", "*.designer.cs",
 ])
 
+
+def _one_regex(spec: pathspec.PathSpec) -> re.Pattern:
+    """The patterns of `spec` (no negations) as one regex: one search per path instead of one
+    per pattern, which is most of discovery's time on a large tree."""
+    if any(p.include is False for p in spec.patterns):
+        raise ValueError("a negated pattern needs the whole spec's semantics")
+    parts = [re.sub(r"\(\?P<\w+>", "(?:", p.regex.pattern) for p in spec.patterns if p.include]
+    return re.compile("|".join(f"(?:{part})" for part in parts))
+
+
+_SECRET_RE = _one_regex(SECRET_FILE_PATTERNS)
+_GENERATED_RE = _one_regex(GENERATED_FILE_PATTERNS)
+
+# .gitattributes attributes that mark a file as not worth indexing (GitHub Linguist's).
+SKIP_ATTRIBUTES = ("linguist-generated", "linguist-vendored")
+
 BINARY_SNIFF_BYTES = 8192
 MINIFIED_AVG_LINE = 300  # characters per line beyond which text is machine-written
+RULES_FILE_MAX_BYTES = 1_000_000  # a .gitignore, .gitattributes or .gitmodules larger is not read
+LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
+LFS_POINTER_MAX_BYTES = 1024  # git-lfs itself treats larger files as content
+# UTF-32 first: its little-endian BOM begins with UTF-16's.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,21 +102,36 @@ class Discovery:
     skipped: Counter = field(default_factory=Counter)  # reason -> files
     skipped_examples: dict[str, list[str]] = field(default_factory=dict)
     pruned_dirs: Counter = field(default_factory=Counter)  # reason -> directories
+    pruned_examples: dict[str, list[str]] = field(default_factory=dict)
 
     def skip(self, reason: str, path: str) -> None:
         self.skipped[reason] += 1
-        examples = self.skipped_examples.setdefault(reason, [])
-        if len(examples) < 5:
-            examples.append(path)
+        _example(self.skipped_examples, reason, path)
+
+    def prune(self, reason: str, path: str) -> None:
+        self.pruned_dirs[reason] += 1
+        _example(self.pruned_examples, reason, path)
 
 
-def _load_gitignore(directory: Path, rel_dir: str) -> pathspec.PathSpec | None:
+def _example(examples: dict[str, list[str]], reason: str, path: str) -> None:
+    items = examples.setdefault(reason, [])
+    if len(items) < 5:
+        items.append(path)
+
+
+# -- rules files: .gitignore, .gitattributes, .gitmodules ----------------------------------
+
+
+def _read_rules_file(path: Path) -> list[str]:
+    """Lines of a small regular file; nothing for a missing, huge, linked or special one
+    (a hostile tree may name a FIFO `.gitignore`, and reading it would block forever)."""
     try:
-        lines = (directory / ".gitignore").read_text(encoding="utf-8", errors="replace").splitlines()
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > RULES_FILE_MAX_BYTES:
+            return []
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
-        return None
-    spec = pathspec.GitIgnoreSpec.from_lines(lines)
-    return spec if spec.patterns else None
+        return []
 
 
 def _ignored(rules: list[tuple[str, pathspec.PathSpec]], rel: str, is_dir: bool) -> bool:
@@ -89,15 +145,81 @@ def _ignored(rules: list[tuple[str, pathspec.PathSpec]], rel: str, is_dir: bool)
     return verdict
 
 
+AttributeRule = tuple[pathspec.Pattern, dict[str, bool]]
+
+
+def parse_gitattributes(lines: list[str]) -> list[AttributeRule]:
+    """The SKIP_ATTRIBUTES settings of a .gitattributes file, as (pattern, {attribute: set?}).
+
+    `attr`, `attr=true` set; `-attr`, `attr=false` and `!attr` unset. As in git, negated
+    patterns are invalid, and a pattern matches files only, never a folder's contents (so
+    `dir/` matches nothing and `dir/**` is the way to mark a folder).
+    """
+    rules = []
+    for line in lines:
+        fields = line.split()
+        if not fields or fields[0].startswith(("#", "!")) or fields[0].endswith("/"):
+            continue
+        values = {}
+        for attr in fields[1:]:
+            name, _, value = attr.lstrip("-!").partition("=")
+            if name in SKIP_ATTRIBUTES:
+                values[name] = not attr.startswith(("-", "!")) and value.lower() not in ("false", "0", "no")
+        if values:
+            rules.append((pathspec.GitIgnoreSpec.from_lines([fields[0]]).patterns[0], values))
+    return rules
+
+
+def _skip_attribute(rules: list[tuple[str, list[AttributeRule]]], rel: str) -> str | None:
+    """The SKIP_ATTRIBUTES set on `rel`: deeper files and later lines take precedence."""
+    values: dict[str, bool] = {}
+    for base, file_rules in rules:
+        sub = rel[len(base) + 1:] if base else rel
+        for pattern, setting in file_rules:
+            found = pattern.match_file(sub)
+            # A gitignore pattern also matches what is inside a matching folder; git's
+            # attribute patterns do not.
+            if found is not None and not found.match.groupdict().get("ps_d"):
+                values.update(setting)
+    return next((name for name in SKIP_ATTRIBUTES if values.get(name)), None)
+
+
+def submodule_paths(root: Path) -> set[str]:
+    """Paths of the submodules declared in `root/.gitmodules` (a clone leaves them empty)."""
+    paths = set()
+    for line in _read_rules_file(root / ".gitmodules"):
+        m = re.match(r"\s*path\s*=\s*(.+?)\s*$", line)
+        if m:
+            paths.add(m.group(1).strip('"').strip("/"))
+    return paths
+
+
+# -- bytes ---------------------------------------------------------------------------------
+
+
+def _encoding(data: bytes) -> str:
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            return name
+    return "utf-8-sig"
+
+
 def classify_bytes(data: bytes) -> str | None:
-    """A skip reason for file content, or None when it is indexable text."""
-    head = data[:BINARY_SNIFF_BYTES]
-    if b"\x00" in head:
+    """A skip reason for file content, or None when it is indexable text.
+
+    Text is UTF-8 (a BOM is fine), or UTF-16/32 with a BOM, as Windows tools write it.
+    """
+    if data.startswith(LFS_POINTER_PREFIX) and len(data) <= LFS_POINTER_MAX_BYTES:
+        return "lfs_pointer"
+    encoding = _encoding(data)
+    if encoding == "utf-8-sig" and b"\x00" in data[:BINARY_SNIFF_BYTES]:
         return "binary"
     try:
-        text = data.decode("utf-8")
+        text = data.decode(encoding)
     except UnicodeDecodeError:
-        return "not_utf8"
+        return "not_utf8" if encoding == "utf-8-sig" else "binary"
+    if "\x00" in text:
+        return "binary"
     if not text.strip():
         return "empty"
     lines = text.count("\n") + 1
@@ -107,11 +229,51 @@ def classify_bytes(data: bytes) -> str | None:
 
 
 def decode_source(data: bytes) -> str:
-    """UTF-8 text with any BOM dropped and CRLF / lone CR line ends made LF."""
-    text = data.decode("utf-8-sig")
+    """Text with any BOM dropped and CRLF / lone CR line ends made LF."""
+    text = data.decode(_encoding(data))
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text
+
+
+# -- the walk ------------------------------------------------------------------------------
+
+
+def _symlink_reason(path: Path, root: Path) -> str:
+    # realpath never raises: a loop or a dangling link resolves to a path that does not exist.
+    target = Path(os.path.realpath(path))
+    if not target.exists():
+        return "broken_symlink"
+    if not target.is_relative_to(root):
+        return "symlink_outside_tree"
+    return "symlink"
+
+
+def _storable_name(rel: str) -> bool:
+    # os.walk hands non-UTF-8 bytes over as surrogates, which no JSON, SQLite or Chroma
+    # string can hold.
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@dataclass
+class _Rules:
+    ignore: list[tuple[str, pathspec.PathSpec]]
+    attributes: list[tuple[str, list[AttributeRule]]]
+
+
+def _rules_for(here: Path, rel_dir: str, parent: _Rules) -> _Rules:
+    ignore, attributes = parent.ignore, parent.attributes
+    spec = pathspec.GitIgnoreSpec.from_lines(_read_rules_file(here / ".gitignore"))
+    if spec.patterns:
+        ignore = [*ignore, (rel_dir, spec)]
+    attr = parse_gitattributes(_read_rules_file(here / ".gitattributes"))
+    if attr:
+        attributes = [*attributes, (rel_dir, attr)]
+    return _Rules(ignore, attributes)
 
 
 def discover(
@@ -121,40 +283,48 @@ def discover(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> Discovery:
     """Every file under `root`, indexed or skipped with a reason; sorted by path."""
-    root = root.resolve()
-    include_spec = pathspec.PathSpec.from_lines("gitwildmatch", include) if include else None
-    exclude_spec = pathspec.PathSpec.from_lines("gitwildmatch", exclude) if exclude else None
+    root = Path(os.path.realpath(root))
+    include_spec = pathspec.GitIgnoreSpec.from_lines(include) if include else None
+    exclude_spec = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
+    submodules = submodule_paths(root)
     out = Discovery()
-    rules_by_dir: dict[str, list[tuple[str, pathspec.PathSpec]]] = {}
+    rules_by_dir: dict[str, _Rules] = {}
 
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    def unreadable_dir(exc: OSError) -> None:  # os.walk would otherwise drop it silently
+        out.prune("unreadable", Path(exc.filename).relative_to(root).as_posix() if exc.filename else "?")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable_dir, followlinks=False):
         here = Path(dirpath)
         rel_dir = here.relative_to(root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir
-        parent_rules = rules_by_dir.get(rel_dir.rsplit("/", 1)[0] if "/" in rel_dir else "", []) if rel_dir else []
-        own = _load_gitignore(here, rel_dir)
-        rules = [*parent_rules, (rel_dir, own)] if own else parent_rules
-        rules_by_dir[rel_dir] = rules
+        parent = rules_by_dir.get(rel_dir.rpartition("/")[0]) if rel_dir else None
+        rules = rules_by_dir[rel_dir] = _rules_for(here, rel_dir, parent or _Rules([], []))
 
         kept = []
         for d in sorted(dirnames):
             rel = f"{rel_dir}/{d}" if rel_dir else d
             if d in DEFAULT_EXCLUDED_DIRS:
-                out.pruned_dirs["default_excluded"] += 1
+                out.prune("default_excluded", rel)
             elif os.path.islink(here / d):
                 # Never follow a directory symlink: it may loop or leave the tree.
-                out.skip("symlink", rel)
-            elif _ignored(rules, rel, is_dir=True):
-                out.pruned_dirs["gitignored"] += 1
+                out.skip(_symlink_reason(here / d, root), rel)
+            elif rel in submodules or os.path.lexists(here / d / ".git"):
+                out.prune("submodule", rel)  # another repository: index it on its own
+            elif _ignored(rules.ignore, rel, is_dir=True):
+                out.prune("gitignored", rel)
             elif exclude_spec and exclude_spec.match_file(rel + "/"):
-                out.pruned_dirs["excluded"] += 1
+                out.prune("excluded", rel)
             else:
                 kept.append(d)
         dirnames[:] = kept
 
         for name in sorted(filenames):
             rel = f"{rel_dir}/{name}" if rel_dir else name
-            record = _classify_file(here / name, rel, root, rules, include_spec, exclude_spec, max_file_bytes, out)
+            reason = _name_reason(name, rel, rules, include_spec, exclude_spec)
+            if reason:
+                out.skip(reason, rel)
+                continue
+            record = _read_file(here / name, rel, root, max_file_bytes, out)
             if record:
                 out.files.append(record)
 
@@ -162,45 +332,46 @@ def discover(
     return out
 
 
-def _classify_file(path, rel, root, rules, include_spec, exclude_spec, max_file_bytes, out) -> FileRecord | None:
-    if "\n" in rel or "\r" in rel:
-        out.skip("unsupported_name", rel)
-        return None
-    if _ignored(rules, rel, is_dir=False):
-        out.skip("gitignored", rel)
-        return None
+def _name_reason(name: str, rel: str, rules: _Rules, include_spec, exclude_spec) -> str | None:
+    """Why `rel` is skipped by its name alone, or None."""
+    if not _storable_name(rel):
+        return "unsupported_name"
+    if name in DEFAULT_EXCLUDED_FILES:
+        return "default_excluded"
+    if _ignored(rules.ignore, rel, is_dir=False):
+        return "gitignored"
     if exclude_spec and exclude_spec.match_file(rel):
-        out.skip("excluded", rel)
-        return None
+        return "excluded"
     if include_spec and not include_spec.match_file(rel):
-        out.skip("not_included", rel)
-        return None
-    if SECRET_FILE_PATTERNS.match_file(rel):
-        out.skip("secret_looking", rel)
-        return None
-    if GENERATED_FILE_PATTERNS.match_file(rel):
-        out.skip("minified_or_generated", rel)
-        return None
+        return "not_included"
+    if _SECRET_RE.search(rel):
+        return "secret_looking"
+    if _GENERATED_RE.search(rel):
+        return "minified_or_generated"
+    attribute = _skip_attribute(rules.attributes, rel) if rules.attributes else None
+    return attribute.replace("-", "_") if attribute else None
+
+
+def _read_file(path: Path, rel: str, root: Path, max_file_bytes: int, out: Discovery) -> FileRecord | None:
+    """The record of a regular file within the size limit, or None with the skip counted."""
     try:
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
-            target = path.resolve()
-            if not target.is_relative_to(root) or not target.is_file():
-                out.skip("symlink_outside_tree", rel)
-                return None
-            st = os.stat(target)
-        if not stat.S_ISREG(st.st_mode):
+            out.skip(_symlink_reason(path, root), rel)
+            return None
+        if not stat.S_ISREG(st.st_mode):  # FIFOs, sockets, devices: reading may block
             out.skip("not_regular_file", rel)
             return None
-        if st.st_size > max_file_bytes:
+        if st.st_size > max_file_bytes:  # known from the inode: the content is never read
             out.skip("too_large", rel)
             return None
-        with open(path, "rb") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with open(fd, "rb") as fh:
             data = fh.read(max_file_bytes + 1)
     except OSError:
         out.skip("unreadable", rel)
         return None
-    reason = classify_bytes(data)
+    reason = "too_large" if len(data) > max_file_bytes else classify_bytes(data)  # grew since lstat
     if reason:
         out.skip(reason, rel)
         return None

@@ -13,13 +13,18 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
 # Lowercase slug; ends alphanumeric and has no "..": Chroma collection names require both.
+# Always fullmatch: `$` would also match before a trailing newline.
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")
 _GIT_URL_RE = re.compile(r"^(https://|ssh://|file://)\S+$|^[\w.-]+@[\w.-]+:\S+$")
 _FIELDS = {"name", "source", "ref", "include", "exclude"}
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# A branch, tag or commit: what git check-ref-format allows, minus option-like starts.
+_REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*@\{)[^\s~^:?*\[\\\x00-\x1f\x7f]+$")
 
 
 class RegistryError(ValueError):
@@ -50,11 +55,11 @@ class RepoSpec:
 
 
 def is_git_url(source: str) -> bool:
-    return bool(_GIT_URL_RE.match(source))
+    return bool(_GIT_URL_RE.fullmatch(source))
 
 
 def validate_name(name: object, where: str = "") -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
         raise RegistryError(
             f"{where}invalid repository name {name!r}: use 1-63 lowercase letters, digits, "
             "'.', '_' or '-', starting and ending with a letter or digit (e.g. 'my-service')"
@@ -63,17 +68,38 @@ def validate_name(name: object, where: str = "") -> str:
 
 
 def validate_source(source: object, where: str = "") -> str:
+    """A local path or a plain git URL; anything git could read as an option, a command or
+    a credential to store is refused."""
     if not isinstance(source, str) or not source.strip():
         raise RegistryError(f"{where}'source' must be a local path or a git URL")
+    if _CONTROL_RE.search(source):
+        raise RegistryError(f"{where}refusing source {source!r}: it contains control characters")
     if source.startswith("-") or "::" in source.split("/", 1)[0]:
         # Option-like or helper-transport URLs (`--upload-pack=…`, `ext::…`) run commands.
         raise RegistryError(f"{where}refusing source {source!r}: not a path or a plain git URL")
-    if "://" in source and not source.startswith(("https://", "ssh://", "file://")):
+    if "://" in source and not is_git_url(source):
         raise RegistryError(
-            f"{where}unsupported URL scheme in {source!r}: use https://, ssh://, git@host:path, "
+            f"{where}unsupported URL {source!r}: use https://, ssh://, git@host:path, "
             "file:// or a local path"
         )
+    if is_git_url(source):
+        _check_url_parts(source, where)
     return source
+
+
+def _check_url_parts(url: str, where: str) -> None:
+    if "://" in url:
+        parts = urlsplit(url)
+        host, userinfo = parts.hostname or "", parts.netloc.rpartition("@")[0]
+        if url.startswith("https://") and userinfo:
+            # It would be stored in the registry, the run metadata and the logs.
+            raise RegistryError(
+                f"{where}refusing a credential in the URL of {parts.scheme}://{parts.hostname}/…: "
+                "use a git credential helper or an SSH key instead")
+    else:  # scp-like user@host:path
+        host = url.split("@", 1)[1].split(":", 1)[0]
+    if host.startswith("-"):
+        raise RegistryError(f"{where}refusing source {url!r}: a host cannot start with '-'")
 
 
 def _globs(value: object, key: str, where: str) -> tuple[str, ...]:
@@ -98,8 +124,8 @@ def parse_entry(entry: object, index: int = 0) -> RepoSpec:
     if "name" not in entry or "source" not in entry:
         raise RegistryError(f"{where}'name' and 'source' are required")
     ref = entry.get("ref")
-    if ref is not None and (not isinstance(ref, str) or not ref or ref.startswith("-")):
-        raise RegistryError(f"{where}'ref' must be a branch, tag or commit")
+    if ref is not None and (not isinstance(ref, str) or not _REF_RE.fullmatch(ref)):
+        raise RegistryError(f"{where}'ref' must be a branch, tag or commit (got {ref!r})")
     return RepoSpec(
         name=validate_name(entry["name"], where),
         source=validate_source(str(entry["source"]), where),

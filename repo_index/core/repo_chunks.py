@@ -5,7 +5,9 @@ fewer than MIN_FILES_PER_SHARD files each, so a small repository pays for no ext
 process); each shard is chunked on its own and the parts concatenated. The Dagster asset
 maps shards over step processes; `chunk_repository(path)` (the library entry point)
 maps them over a process pool. A file that fails to read or chunk is counted under a
-reason, never fatal to the run.
+reason, never fatal to the run. High-confidence secrets are redacted from each file's text
+before it is chunked (core/secrets.py), so no chunk text, id, hash or embedding request
+ever holds one; they are counted by kind.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pandas as pd
 
 from .chunker import Chunk, chunk_source, chunks_frame
 from .discovery import decode_source, discover
+from .secrets import redact
 from .tokens import DEFAULT_ENCODING, get_encoding
 
 MIN_FILES_PER_SHARD = 100
@@ -31,6 +34,9 @@ class ShardResult:
     chunks: list[Chunk] = field(default_factory=list)
     failed: Counter = field(default_factory=Counter)  # reason -> files
     examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> "path: message"
+    redacted: Counter = field(default_factory=Counter)  # secret kind -> occurrences redacted
+    files_redacted: int = 0  # files that had at least one
+    redacted_examples: list[str] = field(default_factory=list)  # a few of those files' paths
 
     def fail(self, reason: str, path: str, message: str) -> None:
         self.failed[reason] += 1
@@ -41,6 +47,9 @@ class ShardResult:
     def merge(self, other: ShardResult) -> None:
         self.chunks.extend(other.chunks)
         self.failed.update(other.failed)
+        self.redacted.update(other.redacted)
+        self.files_redacted += other.files_redacted
+        self.redacted_examples = (self.redacted_examples + other.redacted_examples)[:5]
         for reason, items in other.examples.items():
             self.examples[reason] = (self.examples.get(reason, []) + items)[:5]
 
@@ -52,14 +61,19 @@ def chunk_shard(root: str, files: list[tuple[str, str]], max_tokens: int,
     out = ShardResult()
     for path, language in files:
         try:
-            data = (Path(root) / path).read_bytes()
-            text = decode_source(data)
+            text = decode_source(_read_no_follow(Path(root) / path))
         except OSError as exc:
             out.fail("unreadable", path, str(exc))
             continue
         except UnicodeDecodeError as exc:  # changed since discovery
             out.fail("not_utf8", path, str(exc))
             continue
+        text, secrets = redact(text)
+        if secrets:
+            out.redacted.update(secrets)
+            out.files_redacted += 1
+            if len(out.redacted_examples) < 5:
+                out.redacted_examples.append(path)
         try:
             out.chunks.extend(chunk_source(text, path, language, max_tokens, encoding))
         except RecursionError:
@@ -67,6 +81,13 @@ def chunk_shard(root: str, files: list[tuple[str, str]], max_tokens: int,
         except Exception as exc:  # one bad file must not sink the repository
             out.fail("chunk_error", path, f"{type(exc).__name__}: {exc}")
     return out
+
+
+def _read_no_follow(path: Path) -> bytes:
+    # Discovery indexes no symlink; one swapped in since then is not followed either.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with open(fd, "rb") as fh:
+        return fh.read()
 
 
 def plan_shards(files: list[tuple[str, str, int]], workers: int,

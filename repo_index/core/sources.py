@@ -1,22 +1,38 @@
 """Sources: a local directory is read in place; a git URL is cloned once into a cache
 folder and fetched on later runs, then checked out (detached) at the requested ref.
 
-Git runs without hooks, without prompts, with a timeout, and never with a URL that
-could be read as an option (`--` separates it), so an untrusted registry entry cannot
-run commands here.
+Git runs without hooks, without prompts, with a timeout that kills the whole process
+group (a hung ssh or https helper included), only over https, ssh and local files (never
+`ext::` or other helper transports, never into submodules), and never with a URL that
+could be read as an option (`--` separates it), so an untrusted registry entry cannot run
+commands here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .registry import RepoSpec, resolve_local_source
+from .registry import RegistryError, RepoSpec, resolve_local_source, validate_name
 
-GIT_TIMEOUT_S = 600
+GIT_TIMEOUT_S = 600  # read at call time, so tests and callers may lower it
+
+# Given on every command line, so they override any system, user or repository config.
+_GIT_CONFIG = {
+    "core.hooksPath": "/dev/null",  # no hook of any repository runs
+    "core.fsmonitor": "false",  # a local repository's config cannot name a command to run
+    "protocol.allow": "never",  # transports: only those below
+    "protocol.https.allow": "always",
+    "protocol.ssh.allow": "always",
+    "protocol.file.allow": "user",  # local paths we were given, not ones a submodule names
+    "submodule.recurse": "false",
+    "advice.detachedHead": "false",
+}
 
 
 class SourceError(RuntimeError):
@@ -33,26 +49,35 @@ class SourceTree:
 def _git_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", SSH_ASKPASS="true", GIT_LFS_SKIP_SMUDGE="1")
+    if "GIT_SSH_COMMAND" not in env and "GIT_SSH" not in env:
+        env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"  # fail rather than wait for a passphrase
     return env
 
 
-def git(*args: str, cwd: Path | None = None, timeout: float = GIT_TIMEOUT_S) -> str:
-    cmd = [
-        "git",
-        "-c", "core.hooksPath=/dev/null",
-        "-c", "protocol.ext.allow=never",
-        "-c", "advice.detachedHead=false",
-        *args,
-    ]
+def git(*args: str, cwd: Path | None = None, timeout: float | None = None) -> str:
+    timeout = GIT_TIMEOUT_S if timeout is None else timeout
+    cmd = ["git", *(arg for k, v in _GIT_CONFIG.items() for arg in ("-c", f"{k}={v}")), *args]
+    # Its own process group, so a timeout kills ssh or git-remote-https too: killing git
+    # alone would leave them running, connected, for as long as the remote keeps them.
+    proc = subprocess.Popen(cmd, cwd=cwd, env=_git_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        done = subprocess.run(
-            cmd, cwd=cwd, env=_git_env(), capture_output=True, text=True, timeout=timeout, check=False
-        )
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
+        _kill_group(proc)
         raise SourceError(f"git {args[0]} timed out after {timeout:.0f}s") from exc
-    if done.returncode != 0:
-        raise SourceError(f"git {args[0]} failed: {done.stderr.strip()[-500:]}")
-    return done.stdout.strip()
+    except BaseException:  # interrupted: leave nothing running
+        _kill_group(proc)
+        raise
+    if proc.returncode != 0:
+        raise SourceError(f"git {args[0]} failed: {err.strip()[-500:]}")
+    return out.strip()
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
 
 
 def head_commit(path: Path) -> str | None:
@@ -74,7 +99,10 @@ def _resolve_ref(clone: Path, ref: str | None) -> str:
 
 
 def clone_path(spec: RepoSpec, cache_dir: Path) -> Path:
-    return cache_dir / spec.name
+    try:
+        return cache_dir / validate_name(spec.name)  # a slug: never a path out of the cache
+    except RegistryError as exc:
+        raise SourceError(str(exc)) from exc
 
 
 def _git_url(spec: RepoSpec, registry_file: Path) -> str:

@@ -6,11 +6,16 @@ metadata updated (a chunk id is derived from path, symbol and content, so an unc
 id means unchanged text and vector). Writes go in bounded batches. Collection metadata
 records the embedding model, its dimensions and the last indexed commit; a collection
 built with another model is rebuilt, never mixed.
+
+A Chroma server that cannot be reached (down, restarting, wrong port) raises
+`ChromaUnavailable`, naming the server and the fix, rather than a bare connection error;
+a re-run once it is back converges, since the sync is a diff.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +29,10 @@ WRITE_BATCH = 1000
 READ_BATCH = 5000
 CHROMA_TOKEN_ENV = "CHROMA_AUTH_TOKEN"  # the server token is read from this variable
 RECORD_FIELDS = ("path", "start_line", "end_line", "symbol", "language", "content_hash", "commit")
+
+
+class ChromaUnavailable(RuntimeError):
+    """The Chroma server cannot be reached; the message names it and the fix."""
 
 
 @dataclass(frozen=True)
@@ -70,9 +79,54 @@ def open_client(settings: ChromaSettings):
         return chromadb.PersistentClient(path=settings.path, settings=chroma_settings)
     if settings.mode == "server":
         headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else None
-        return chromadb.HttpClient(host=settings.host, port=settings.port, ssl=settings.ssl,
-                                   headers=headers, settings=chroma_settings)
+        try:
+            return chromadb.HttpClient(host=settings.host, port=settings.port, ssl=settings.ssl,
+                                       headers=headers, settings=chroma_settings)
+        except Exception as exc:
+            if _is_connection_error(exc):
+                address = f"{'https' if settings.ssl else 'http'}://{settings.host}:{settings.port}"
+                raise _unreachable(address, exc) from exc
+            raise
     raise ValueError(f"unknown Chroma mode {settings.mode!r}: use 'embedded' or 'server'")
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import httpx
+
+    # HttpClient's constructor turns a refused connection into this ValueError.
+    return isinstance(exc, (httpx.TransportError, ConnectionError)) or (
+        isinstance(exc, ValueError) and "Could not connect to a Chroma server" in str(exc))
+
+
+def _server_address(client_or_collection) -> str:
+    api = getattr(client_or_collection, "_client", client_or_collection)  # a Collection's API client
+    try:
+        s = api.get_settings()
+        return f"{'https' if s.chroma_server_ssl_enabled else 'http'}://{s.chroma_server_host}:{s.chroma_server_http_port}"
+    except Exception:
+        return "the configured address"
+
+
+def _unreachable(address: str, exc: BaseException) -> ChromaUnavailable:
+    return ChromaUnavailable(
+        f"cannot reach the Chroma server at {address} ({type(exc).__name__}: {exc}). Start it "
+        "(`chroma run --path DIR --host HOST --port PORT`) or point REPO_INDEX_CHROMA_HOST and "
+        "REPO_INDEX_CHROMA_PORT at a running one, then re-run: the collection converges.")
+
+
+def _names_the_server(fn):
+    """Re-raise a connection failure of `fn(client_or_collection, ...)` as ChromaUnavailable."""
+    @functools.wraps(fn)
+    def wrapper(target, *args, **kwargs):
+        try:
+            return fn(target, *args, **kwargs)
+        except ChromaUnavailable:
+            raise
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise _unreachable(_server_address(target), exc) from exc
+            raise
+    return wrapper
 
 
 def collection_name(prefix: str, repo: str) -> str:
@@ -87,6 +141,7 @@ def _record_metadata(row, commit: str) -> dict:
     }
 
 
+@_names_the_server
 def existing_records(collection) -> dict[str, dict]:
     """id -> metadata for the whole collection, read in pages."""
     out: dict[str, dict] = {}
@@ -108,6 +163,7 @@ class Consistency:
     records: int
 
 
+@_names_the_server
 def check_consistency(collection, chunk_ids: list[str], dimensions: int) -> Consistency:
     """Read the collection back (ids and vectors, in pages) and compare to the chunk table."""
     ids: list[str] = []
@@ -126,6 +182,7 @@ def check_consistency(collection, chunk_ids: list[str], dimensions: int) -> Cons
     return Consistency(sorted(want - have), sorted(have - want), wrong, len(ids))
 
 
+@_names_the_server
 def get_collection(client, name: str):
     from chromadb.errors import NotFoundError
 
@@ -135,6 +192,7 @@ def get_collection(client, name: str):
         return None
 
 
+@_names_the_server
 def sync_collection(
     client,
     name: str,
@@ -208,6 +266,7 @@ class Hit:
     text: str
 
 
+@_names_the_server
 def query_collection(collection, repo: str, vector: np.ndarray, k: int,
                      where: dict | None = None, path_glob: str | None = None) -> list[Hit]:
     # A path glob is applied after the query, so ask for more candidates.
@@ -242,6 +301,7 @@ def pick_smoke_symbol(chunks: pd.DataFrame) -> tuple[str, str] | None:
     return symbol, name.replace("_", " ")
 
 
+@_names_the_server
 def symbol_rank(collection, vector: np.ndarray, symbol: str, k: int = 5) -> int | None:
     """1-based rank of the first chunk of `symbol` among the top `k` hits, or None."""
     result = collection.query(query_embeddings=vector.reshape(1, -1), n_results=k, include=["metadatas"])

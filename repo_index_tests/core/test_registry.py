@@ -11,7 +11,7 @@ def entry(**kw):
     return {"name": "svc", "source": "/src/svc", **kw}
 
 
-@pytest.mark.parametrize("name", ["", "Svc", "-svc", "svc-", "a..b", "../etc", "a/b", "a b", "x" * 64, 7])
+@pytest.mark.parametrize("name", ["", "Svc", "-svc", "svc-", "a..b", "../etc", "a/b", "a b", "x" * 64, 7, "svc\n", ".."])
 def test_bad_names_are_refused_with_the_rule(name):
     with pytest.raises(RegistryError, match="invalid repository name"):
         parse_registry({"repositories": [entry(name=name)]})
@@ -70,3 +70,29 @@ def test_invalid_yaml_is_a_clear_error(tmp_path: Path):
     path.write_text("- name: x\n")
     with pytest.raises(RegistryError, match="top-level 'repositories:'"):
         load_registry(path)
+
+
+@pytest.mark.parametrize("source", ["https://user:ghp_secret123@github.com/a/b.git", "https://ghp_secret123@github.com/a/b.git"])
+def test_credentials_in_a_url_are_refused_without_being_echoed(source):
+    with pytest.raises(RegistryError, match="credential helper") as err:
+        parse_registry({"repositories": [entry(source=source)]})
+    assert "ghp_secret123" not in str(err.value)
+
+
+@pytest.mark.parametrize("source", ["ssh://-oProxyCommand=touch%20x/repo", "git@-oProxyCommand:repo",
+                                    "/path/with\nnewline", "repo\x00name", "https://host/a b.git", "fd::17/x",
+                                    "transport::https://host/x"])
+def test_option_like_hosts_control_characters_and_odd_urls_are_refused(source):
+    with pytest.raises(RegistryError, match="refusing|unsupported"):
+        parse_registry({"repositories": [entry(source=source)]})
+
+
+@pytest.mark.parametrize("ref", ["--upload-pack=x", "-b", "a..b", "HEAD@{1}", "has space", "x\n", "a:b", "*"])
+def test_bad_refs_are_refused(ref):
+    with pytest.raises(RegistryError, match="'ref' must be"):
+        parse_registry({"repositories": [entry(ref=ref)]})
+
+
+@pytest.mark.parametrize("ref", ["main", "v1.2.3", "feature/x-y_z", "0a1b2c3d", "release-2024.01"])
+def test_good_refs(ref):
+    assert parse_registry({"repositories": [entry(ref=ref)]})[0].ref == ref

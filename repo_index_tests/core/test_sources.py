@@ -1,9 +1,13 @@
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from repo_index.core import sources
 from repo_index.core.registry import RepoSpec
 from repo_index.core.sources import SourceError, resolve_source
+from repo_index.core.sources import git as git_cmd
 from repo_index_tests.gitutil import commit_files, git, make_repo
 
 
@@ -65,3 +69,71 @@ def test_unknown_ref_and_bad_url_fail_with_the_entry_name(tmp_path: Path):
         resolve_source(RepoSpec("svc", upstream.as_uri(), ref="nope"), tmp_path / "r.yaml", tmp_path / "cache")
     with pytest.raises(SourceError, match="repository 'gone'.*git clone failed"):
         resolve_source(RepoSpec("gone", (tmp_path / "missing").as_uri()), tmp_path / "r.yaml", tmp_path / "cache")
+
+
+def test_clone_and_checkout_run_no_hooks_even_when_the_user_config_sets_some(tmp_path: Path, monkeypatch):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    marker = tmp_path / "hook-ran"
+    for name in ("post-checkout", "post-merge", "reference-transaction"):
+        hook = hooks / name
+        hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+        hook.chmod(0o755)
+    config = tmp_path / "gitconfig"
+    config.write_text(f"[core]\n\thooksPath = {hooks}\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    upstream = make_repo(tmp_path / "upstream", {"a.py": "x = 1\n"})
+
+    subprocess.run(["git", "clone", "-q", upstream.as_uri(), str(tmp_path / "plain")], check=True)
+    assert marker.exists(), "the hook runs for a plain clone: this test can see it"
+    marker.unlink()
+    tree = resolve_source(RepoSpec("svc", upstream.as_uri()), tmp_path / "r.yaml", tmp_path / "cache")
+    assert (tree.root / "a.py").exists()
+    assert not marker.exists()
+    commit_files(upstream, {"b.py": "y = 1\n"}, "second")
+    marker.unlink()  # the upstream commit ran the user's hooks, as it should
+    resolve_source(RepoSpec("svc", upstream.as_uri()), tmp_path / "r.yaml", tmp_path / "cache")  # fetch + checkout
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("url", ["ext::sh -c touch% {marker}", "--upload-pack=touch {marker}",
+                                 "http://127.0.0.1:9/x.git", "git://127.0.0.1:9/x.git"])
+def test_git_itself_refuses_helper_transports_options_and_plain_protocols(tmp_path: Path, url):
+    """Beyond the registry's checks: git runs with only https, ssh and file allowed."""
+    marker = tmp_path / "pwned"
+    with pytest.raises(SourceError):
+        git_cmd("ls-remote", "--", url.format(marker=marker), timeout=30)
+    assert not marker.exists()
+
+
+def test_a_hung_transport_is_killed_at_the_timeout_with_its_children(tmp_path: Path, monkeypatch):
+    pidfile = tmp_path / "ssh.pid"
+    fake_ssh = tmp_path / "ssh"
+    fake_ssh.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 120\n")  # holds git's pipes open
+    fake_ssh.chmod(0o755)
+    monkeypatch.setenv("GIT_SSH_COMMAND", str(fake_ssh))
+    monkeypatch.setattr(sources, "GIT_TIMEOUT_S", 2)
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"repository 'slow'.*git clone timed out after 2s"):
+        resolve_source(RepoSpec("slow", "ssh://git@example.invalid/repo.git"), tmp_path / "r.yaml", tmp_path / "cache")
+    assert time.monotonic() - started < 15
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(pid), "the transport outlived the timeout"
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited, it only waits for a parent to reap it
+
+
+def test_a_name_that_is_not_a_slug_never_becomes_a_path(tmp_path: Path):
+    upstream = make_repo(tmp_path / "upstream", {"a.py": "x = 1\n"})
+    with pytest.raises(SourceError, match="invalid repository name"):
+        resolve_source(RepoSpec("../../escape", upstream.as_uri()), tmp_path / "r.yaml", tmp_path / "a" / "cache")
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "a").exists()

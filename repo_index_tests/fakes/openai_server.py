@@ -532,6 +532,9 @@ class _Handler(BaseHTTPRequestHandler):
         fake._enter(f"GET {self.path.split('?', 1)[0]}")
         if route == "/health":
             return self._send_json(200, {"status": "ok"})
+        if route == "/stats":  # counters for a benchmark driving the server from another process
+            return self._send_json(200, {"requests_total": fake.requests_total, "requests_ok": fake.requests_ok,
+                                         "inputs_embedded": fake.inputs_embedded, "max_in_flight": fake.max_in_flight})
         if route != "/models":
             return self._send_json(404, _ApiError(404, f"Unknown path {self.path}").body)
         self._sleep(fake.latency)

@@ -1,0 +1,183 @@
+"""End-to-end benchmark: a large repository through the Dagster job, then reindexes.
+
+    .venv/bin/python bench/pipeline.py                      # stdlib + site-packages
+    .venv/bin/python bench/pipeline.py --corpus stdlib --latency 0.05
+
+Builds a corpus on this machine without network (the running Python's standard library,
+optionally plus the project's installed site-packages) as a git repository, starts the
+loopback OpenAI-compatible server in its own process, and indexes the corpus with
+`repo-index index` (the job the UI runs: multiprocess executor, OpenAI provider) in a
+fresh DAGSTER_HOME. Then three reindexes: unchanged; one file edited; 1% of the files
+edited, added or deleted. For every run it reports wall seconds, the stages' step
+seconds, CPU seconds and peak RSS of every step process (from the job's usage hook),
+files, chunks, tokens and embedding requests. Prints JSON and writes
+bench/results/pipeline.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+
+from repo_index_tests.chroma_server import free_port  # noqa: E402
+
+USAGE = re.compile(r"\] (\S+)\s+step usage: cpu_s=([\d.]+) peak_rss_mb=(\d+)")
+DONE = re.compile(r"\] (\S+)\s+done in ([\d.]+)s")
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", *args], cwd=cwd, check=True,
+                   capture_output=True)
+
+
+def build_corpus(dest: Path, with_site_packages: bool) -> int:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    sources = [("stdlib", stdlib)]
+    if with_site_packages:
+        sources.append(("site-packages", Path(sysconfig.get_paths()["purelib"])))
+    n = 0
+    for name, base in sources:
+        for path in base.rglob("*.py"):
+            rel = path.relative_to(base)
+            if name == "stdlib" and rel.parts[0] in ("site-packages", "test", "idlelib"):
+                continue
+            target = dest / name / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                shutil.copyfile(path, target)
+                n += 1
+            except OSError:
+                continue
+    git(dest, "init", "-q")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-qm", "corpus")
+    return n
+
+
+def churn(corpus: Path, fraction: float, seed: int = 7) -> dict:
+    files = sorted(p for p in corpus.rglob("*.py") if ".git" not in p.parts)
+    rng = random.Random(seed)
+    picked = rng.sample(files, max(1, int(len(files) * fraction)))
+    third = len(picked) // 3
+    for p in picked[:third]:
+        p.unlink()
+    for p in picked[third:2 * third]:
+        p.write_text(p.read_text(errors="replace") + "\n\ndef bench_added_function():\n    return 42\n")
+    for i, p in enumerate(picked[2 * third:]):
+        p.with_name(f"bench_new_{i}.py").write_text(f"def bench_new_{i}(x):\n    return x * {i}\n")
+    git(corpus, "add", "-A")
+    git(corpus, "commit", "-qm", "churn")
+    return {"deleted": third, "edited": third, "added": len(picked) - 2 * third}
+
+
+def index(env: dict, server_url: str) -> dict:
+    before = requests_seen(server_url)
+    started = time.perf_counter()
+    done = subprocess.run([BIN / "repo-index", "index", "corpus"], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode:
+        raise SystemExit(done.stdout + done.stderr)
+    out = done.stdout
+    steps = {m.group(1): {"cpu_s": float(m.group(2)), "peak_rss_mb": int(m.group(3))} for m in USAGE.finditer(out)}
+    for m in DONE.finditer(out):
+        steps.setdefault(m.group(1), {})["seconds"] = float(m.group(2))
+    stage = lambda key: [v for k, v in steps.items() if k.split(".")[0].split("[")[0] == key]  # noqa: E731
+    stages = {name: {"step_seconds": round(sum(s.get("seconds", 0) for s in stage(name)), 2),
+                     "cpu_s": round(sum(s.get("cpu_s", 0) for s in stage(name)), 2),
+                     "peak_rss_mb": max((s.get("peak_rss_mb", 0) for s in stage(name)), default=0)}
+              for name in ("repo_files", "code_chunks", "chunk_embeddings", "vector_collection")}
+    summary = re.search(r"files\s+([\d,]+).*?chunks\s+([\d,]+)\s+\(([\d,]+) tokens.*?embeddings\s+([\d,]+) new, ([\d,]+) reused",
+                        out, re.S)
+    num = lambda s: int(s.replace(",", ""))  # noqa: E731
+    return {
+        "wall_s": round(wall, 1),
+        "stages": stages,
+        "steps": steps,
+        "files": num(summary.group(1)), "chunks": num(summary.group(2)), "tokens": num(summary.group(3)),
+        "embedded": num(summary.group(4)), "reused": num(summary.group(5)),
+        "requests": requests_seen(server_url) - before,
+    }
+
+
+def requests_seen(server_url: str) -> int:
+    with urllib.request.urlopen(server_url.removesuffix("/v1") + "/stats", timeout=5) as r:
+        return json.load(r)["requests_total"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", choices=["stdlib", "stdlib+site-packages"], default="stdlib+site-packages")
+    ap.add_argument("--latency", type=float, default=0.05, help="seconds per embedding request")
+    ap.add_argument("--dimensions", type=int, default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the temp folder")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="repo-index-bench-"))
+    corpus = work / "corpus"
+    corpus.mkdir()
+    n_files = build_corpus(corpus, args.corpus != "stdlib")
+    home = work / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "repo_index_tests.fakes.openai_server", "--port", str(port),
+                               "--latency", str(args.latency)], cwd=ROOT, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    env = {**os.environ, "DAGSTER_HOME": str(home), "REPO_INDEX_DATA_DIR": str(work / "data"),
+           "REPO_INDEX_REGISTRY": str(work / "repositories.yaml"), "OPENAI_API_KEY": "bench",
+           "OPENAI_BASE_URL": url}
+    if args.dimensions:
+        env["REPO_INDEX_EMBEDDING_DIMENSIONS"] = str(args.dimensions)
+    try:
+        for _ in range(100):
+            try:
+                requests_seen(url)
+                break
+            except OSError:
+                time.sleep(0.1)
+        subprocess.run([BIN / "repo-index", "add", "corpus", str(corpus)], env=env, check=True, capture_output=True)
+        results = {"corpus": args.corpus, "corpus_files": n_files, "latency_s": args.latency,
+                   "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+        results["full"] = index(env, url)
+        results["unchanged"] = index(env, url)
+        target = next(p for p in sorted(corpus.rglob("*.py")) if p.stat().st_size > 20_000)
+        target.write_text(target.read_text().replace("def ", "def  ", 1))
+        git(corpus, "commit", "-qam", "one file")
+        results["one_file_edited"] = index(env, url)
+        results["churn_1pct"] = {**index_after(churn(corpus, 0.01), env, url)}
+        full = results["full"]
+        results["ratios"] = {
+            "unchanged_wall_vs_full": round(results["unchanged"]["wall_s"] / full["wall_s"], 3),
+            "churn_requests_vs_full": round(results["churn_1pct"]["requests"] / max(full["requests"], 1), 4),
+        }
+    finally:
+        server.terminate()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    out = ROOT / "bench" / "results" / "pipeline.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+def index_after(changes: dict, env: dict, url: str) -> dict:
+    return {"changes": changes, **index(env, url)}
+
+
+if __name__ == "__main__":
+    main()

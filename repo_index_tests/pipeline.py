@@ -1,0 +1,137 @@
+"""Helpers for end-to-end tests that run the real pipeline in subprocesses: a temp Dagster
+instance, the `repo-index` and `dagster` CLIs, the loopback OpenAI-compatible server, and
+checks that a Chroma collection holds exactly what a clean run would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from repo_index.core.batching import text_key
+from repo_index.core.chunker import embedding_text
+from repo_index.core.repo_chunks import chunk_repository
+from repo_index_tests.fakes.openai_server import fake_embedding
+
+BIN = Path(sys.executable).parent
+API_KEY = "sk-e2e-apikey-0f9c2b7d41a6e8"  # must never be written anywhere
+
+
+def project_env(tmp_path: Path, base_url: str, **extra: str) -> dict[str, str]:
+    """A fresh instance and data folder, the OpenAI provider against `base_url`; `extra`
+    sets more REPO_INDEX_* variables (any the caller's shell had are dropped)."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("REPO_INDEX_")},
+        "DAGSTER_HOME": str(home),
+        "REPO_INDEX_DATA_DIR": str(tmp_path / "data"),
+        "REPO_INDEX_REGISTRY": str(tmp_path / "repositories.yaml"),
+        "OPENAI_API_KEY": API_KEY,
+        "OPENAI_BASE_URL": base_url,
+        **extra,
+    }
+
+
+def run(args: list, env: dict, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def register(env: dict, name: str, source: Path | str) -> None:
+    """What `repo-index add` does (the registry entry and the partition), without its start-up cost."""
+    import dagster as dg
+
+    from repo_index.core.registry import RepoSpec, add_spec, load_registry, save_registry
+    from repo_index.partitions import REPOSITORIES
+
+    registry = Path(env["REPO_INDEX_REGISTRY"])
+    save_registry(registry, add_spec(load_registry(registry), RepoSpec(name, str(source))))
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        instance.add_dynamic_partitions(REPOSITORIES, [name])
+
+
+def materialize_args(partition: str, embedding_config: dict | None = None) -> list:
+    """Dagster's own CLI on the project's instance: all four assets of one partition, in one
+    process (starting a process per step costs seconds each; `index_job_args` does that)."""
+    config: dict = {"execution": {"config": {"in_process": {}}}}
+    if embedding_config:
+        config["ops"] = {"chunk_embeddings": {"config": embedding_config}}
+    return [BIN / "dagster", "asset", "materialize", "-m", "repo_index.definitions", "--select", "*",
+            "--partition", partition, "--config-json", json.dumps(config)]
+
+
+def index_job_args(partition: str, embedding_config: dict, config_dir: Path) -> list:
+    """The project's `index_repository` job as the UI and `repo-index index` run it: steps in
+    processes forked from a preloaded forkserver."""
+    config = config_dir / "run_config.yaml"
+    config.write_text(json.dumps({"ops": {"chunk_embeddings": {"config": embedding_config}}}))  # JSON is YAML
+    return [BIN / "dagster", "job", "execute", "-m", "repo_index.definitions", "-j", "index_repository",
+            "--tags", json.dumps({"dagster/partition": partition}), "-c", config]
+
+
+def materialize(env: dict, partition: str, embedding_config: dict | None = None,
+                check: bool = True) -> subprocess.CompletedProcess:
+    return run(materialize_args(partition, embedding_config), env, check=check)
+
+
+def write_python_files(root: Path, n: int) -> Path:
+    """`n` small modules with one distinctly named function each: one chunk per file."""
+    for i in range(n):
+        path = root / "src" / f"module_{i:02d}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f'def compute_value_{i}(x):\n    """Return x scaled by {i}."""\n    return x * {i}\n')
+    return root
+
+
+def expected_chunks(root: Path, max_tokens: int = 512):
+    """The chunk table a clean run builds (the pipeline's own discovery and chunker)."""
+    table = chunk_repository(root, max_tokens=max_tokens, workers=1)
+    table["embedding_text"] = [embedding_text(p, s, t) for p, s, t in zip(table["path"], table["symbol"], table["text"])]
+    return table
+
+
+def cached_keys(data_dir: Path) -> set[bytes]:
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "embeddings.sqlite") as db:
+        return {key for (key,) in db.execute("SELECT key FROM vectors")}
+
+
+def missing_texts(table, data_dir: Path) -> set[str]:
+    have = cached_keys(data_dir)
+    return {t for t in table["embedding_text"] if text_key(t) not in have}
+
+
+def assert_collection_exact(collection, table, commit_prefix: str = "") -> None:
+    """Exactly the chunks of `table`: ids, text, line metadata and the right vector each."""
+    got = collection.get(include=["documents", "metadatas", "embeddings"])
+    assert sorted(got["ids"]) == sorted(table["chunk_id"]), "ids differ from a clean run's"
+    rows = {r.chunk_id: r for r in table.itertuples(index=False)}
+    for cid, doc, meta, vector in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
+        row = rows[cid]
+        assert doc == row.text
+        assert (meta["path"], meta["start_line"], meta["end_line"], meta["symbol"]) == (
+            row.path, row.start_line, row.end_line, row.symbol)
+        assert meta["commit"].startswith(commit_prefix)
+        np.testing.assert_allclose(np.asarray(vector), fake_embedding(row.embedding_text, len(vector)), atol=1e-6)
+
+
+def files_containing(needles: list[str], roots: list[Path], outputs: list[str] = ()) -> list[str]:
+    """Where any of `needles` appears: files under `roots` (bytes) and captured outputs."""
+    hits = []
+    encoded = [n.encode() for n in needles]
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                hits += [f"{path}: {n.decode()}" for n in encoded if n in data]
+    for i, text in enumerate(outputs):
+        hits += [f"output {i}: {n}" for n in needles if n in text]
+    return hits
