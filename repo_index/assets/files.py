@@ -56,5 +56,6 @@ def repo_files(context: dg.AssetExecutionContext, config: FilesConfig, registry:
             "skipped_by_reason": dict(found.skipped),
             "skipped_examples": found.skipped_examples,
             "pruned_dirs_by_reason": dict(found.pruned_dirs),
+            "pruned_examples": found.pruned_examples,
         },
     )
