@@ -17,15 +17,21 @@ random table chosen by a hash of the text and encodes with orjson and pybase64: 
 deterministic, so every vector the client receives is checked against the expected one.
 `--server stock` keeps the fake exactly as the tests use it.
 
+Next to each throughput figure the bench measures a transport floor: bare httpx posting
+the same batches with the same concurrency and reading the answers undecoded. The limit
+is what an ideal client reaches against an ideal server; the floor is what this server
+on this machine allows any client; `wall_vs_floor` is what the loop itself costs.
+
 Scenarios (the limit is `max_concurrent x batch_size / latency` chunks per second):
   seed          10,000 chunks, 300 ms, max_concurrent=10, batch_size=100: limit 3.0 s
   wide          50 ms, max_concurrent=32, batch_size=256 (1536 and 48 dimensions)
   rate_limited  the seed setting with 30% of requests answered 429, with an OpenAI-style
                 `x-ratelimit-reset-requests` hint and bare; target: wall time within 2x
                 of the seed run, every vector present and correct
-  reindex       a corpus from the standard library (default: the asyncio package, as
-                `make demo`) embedded, re-embedded unchanged (target: 0 requests), then
-                with one function edited (requests only for the changed chunks)
+  reindex       the stdlib corpus (every *.py of this Python's standard library but
+                site-packages, test and idlelib) chunked and embedded, then chunked and
+                embedded again unchanged (target: 0 requests), then with one function
+                edited (requests only for the changed chunks)
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import zlib
@@ -180,6 +187,34 @@ def embed_once(server: Server, chunks: pd.DataFrame, max_concurrent: int, batch_
             "all_vectors_correct": check_vectors(result, chunks, table)}
 
 
+def transport_floor(server: Server, chunks: pd.DataFrame, max_concurrent: int, batch_size: int,
+                    dims: int | None) -> float:
+    """Seconds for bare httpx to POST the same batches, `max_concurrent` at a time, and read
+    the answers without decoding them: what this server and machine allow at best."""
+    import asyncio
+
+    import httpx
+
+    from repo_index.core.chunker import embedding_text
+
+    texts = [embedding_text(p, s, t) for p, s, t in zip(chunks["path"], chunks["symbol"], chunks["text"])]
+    body = {"model": "text-embedding-3-small", "encoding_format": "base64", **({"dimensions": dims} if dims else {})}
+
+    async def run() -> float:
+        slots = asyncio.Semaphore(max_concurrent)
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=120,
+                                     headers={"Authorization": "Bearer bench"}) as client:
+            async def post(i: int) -> None:
+                async with slots:
+                    (await client.post("/embeddings", json={**body, "input": texts[i:i + batch_size]})).raise_for_status()
+
+            started = time.perf_counter()
+            await asyncio.gather(*[post(i) for i in range(0, len(texts), batch_size)])
+            return time.perf_counter() - started
+
+    return asyncio.run(run())
+
+
 def median_of(runs: list[dict]) -> dict:
     out = {}
     for key in runs[0]:
@@ -200,13 +235,20 @@ def throughput(name: str, n: int, latency: float, max_concurrent: int, batch_siz
     with Server(latency, server_kind) as server:
         embed_once(server, synthetic_chunks(max_concurrent * batch_size, seed=99), max_concurrent, batch_size,
                    dims, cache_dir, None)  # warm up: imports, connections
-        runs = [embed_once(server, chunks, max_concurrent, batch_size, dims, cache_dir, table) for _ in range(reps)]
+        runs, floors = [], []
+        for _ in range(reps):  # interleaved, so both see the same machine load
+            runs.append(embed_once(server, chunks, max_concurrent, batch_size, dims, cache_dir, table))
+            floors.append(transport_floor(server, chunks, max_concurrent, batch_size, dims))
         max_in_flight = server.stats()["max_in_flight"]
     m = median_of(runs)
+    floor = statistics.median(floors)
     return {"scenario": name, "chunks": n, "latency_s": latency, "max_concurrent": max_concurrent,
             "batch_size": batch_size, "dimensions": dims or 1536, "limit_chunks_per_s": limit,
             "limit_wall_s": waves * latency, **m, "of_limit": round(m["chunks_per_s"] / limit, 3),
-            "server_max_in_flight": max_in_flight, "runs_wall_s": [round(r["wall_s"], 3) for r in runs]}
+            "transport_floor_s": round(floor, 4), "floor_of_limit": round(waves * latency / floor, 3),
+            "wall_vs_floor": round(m["wall_s"] / floor, 3), "loop_vs_floor": round(m["loop_s"] / floor, 3),
+            "server_max_in_flight": max_in_flight, "runs_wall_s": [round(r["wall_s"], 3) for r in runs],
+            "runs_floor_s": [round(f, 3) for f in floors]}
 
 
 def rate_limited(clean: dict, reps: int, server_kind: str, cache_dir: Path) -> list[dict]:
@@ -233,15 +275,29 @@ def rate_limited(clean: dict, reps: int, server_kind: str, cache_dir: Path) -> l
     return out
 
 
-def reindex(corpus: Path, server_kind: str, cache_dir: Path) -> dict:
+def copy_corpus(corpus: str, dest: Path) -> Path:
+    """The stdlib corpus (every `*.py` of this Python's standard library but site-packages,
+    test and idlelib, as bench/pipeline.py builds it), or a copy of the folder given."""
+    if corpus != "stdlib":
+        shutil.copytree(corpus, dest, ignore=shutil.ignore_patterns("__pycache__", ".git"))
+        return dest
+    base = Path(sysconfig.get_paths()["stdlib"])
+    for path in base.rglob("*.py"):
+        rel = path.relative_to(base)
+        if rel.parts[0] not in ("site-packages", "test", "idlelib"):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest / rel)
+    return dest
+
+
+def reindex(corpus: str, server_kind: str, cache_dir: Path) -> dict:
     from repo_index.core.batching import embed_chunks
     from repo_index.core.embedders import OpenAIEmbedder
     from repo_index.core.repo_chunks import chunk_repository
     from repo_index.core.vector_cache import VectorCache
 
-    work = Path(tempfile.mkdtemp(dir=cache_dir)) / corpus.name
-    shutil.copytree(corpus, work, ignore=shutil.ignore_patterns("__pycache__"))
-    out: dict = {"scenario": "reindex", "corpus": str(corpus)}
+    work = copy_corpus(corpus, Path(tempfile.mkdtemp(dir=cache_dir)) / "corpus")
+    out: dict = {"scenario": "reindex", "corpus": corpus, "files": sum(1 for _ in work.rglob("*.py"))}
     with Server(0.0, server_kind) as server, VectorCache(cache_dir / "reindex.sqlite") as cache:
         def run(label: str) -> pd.DataFrame:
             chunks = chunk_repository(work, max_tokens=512)
@@ -252,7 +308,8 @@ def reindex(corpus: Path, server_kind: str, cache_dir: Path) -> dict:
             stats = server.stats()
             out[label] = {"chunks": len(chunks), "requests": stats["requests"], "inputs_sent": stats["inputs"],
                           "reused": result.stats.reused, "embedded": result.stats.embedded,
-                          "pruned": result.stats.pruned, "seconds": round(time.perf_counter() - started, 3)}
+                          "pruned": result.stats.pruned, "embed_seconds": round(time.perf_counter() - started, 3)}
+            print(json.dumps({label: out[label]}), file=sys.stderr)
             return chunks
 
         before = run("first")
@@ -266,12 +323,14 @@ def reindex(corpus: Path, server_kind: str, cache_dir: Path) -> dict:
 
 
 def _edit_one_function(root: Path) -> str:
-    """Add a statement to the first function of the largest module; returns where."""
+    """Add a statement to the first function of the largest module that has one; returns where."""
     import ast
 
-    path = max(sorted(root.rglob("*.py")), key=lambda p: p.stat().st_size)
-    source = path.read_text()
-    fn = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef) and n.body)
+    for path in sorted(root.rglob("*.py"), key=lambda p: (-p.stat().st_size, p)):
+        source = path.read_text()
+        fn = next((n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef)), None)
+        if fn is not None:
+            break
     lines = source.splitlines(keepends=True)
     first = fn.body[0]
     indent = " " * first.col_offset
@@ -286,7 +345,7 @@ def main() -> None:
     p.add_argument("--only", default="seed,wide,rate_limited,reindex")
     p.add_argument("--server", choices=["fast", "stock"], default="fast",
                    help="fast: table vectors, orjson and pybase64 in the fake server (see the docstring)")
-    p.add_argument("--corpus", type=Path, default=None, help="default: the asyncio package of this Python")
+    p.add_argument("--corpus", default="stdlib", help="'stdlib' (default) or a folder to copy and index")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--latency", type=float, default=0.0, help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -316,10 +375,7 @@ def main() -> None:
                 results["scenarios"].append(r)
                 print(json.dumps(r), file=sys.stderr)
         if "reindex" in only:
-            import asyncio
-
-            corpus = a.corpus or Path(asyncio.__file__).parent
-            r = reindex(corpus, a.server, cache_dir)
+            r = reindex(a.corpus, a.server, cache_dir)
             results["scenarios"].append(r)
             print(json.dumps(r), file=sys.stderr)
     results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]

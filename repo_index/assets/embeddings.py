@@ -1,76 +1,110 @@
-"""chunk_embeddings: vectors for every chunk; texts already embedded are reused."""
+"""chunk_embeddings: vectors for every chunk; texts already embedded are reused.
+
+The op runs the core loop (core/batching.py) and records what it did. Its output is
+stored by `EmbeddingsIOManager` as cache keys, not vectors: the vectors live once, in the
+SQLite cache the loop writes as responses arrive. The "embedding" pool lets the instance
+cap how many embedding steps run at once across parallel partitions.
+"""
 
 import time
+from collections.abc import Callable
 
 import dagster as dg
 
 from ..config import EmbeddingConfig
-from ..core import paths
 from ..core.batching import EmbedStats, embed_chunks
-from ..core.vector_cache import VectorCache
+from ..core.embedders import Embedder, make_embedder
+from ..core.vector_cache import VectorCache, default_cache_path
 from ..partitions import repositories
 from ..resources import EmbedderResource
 
+EMBEDDINGS_IO_MANAGER = "embeddings_io_manager"
 
-def progress_logger(log):
-    """Log at every 10% of the texts to embed, with throughput and retries."""
-    started, next_mark = time.perf_counter(), [0.1]
+
+def progress_logger(log, every_percent: int = 10, interval_s: float = 60.0,
+                    clock: Callable[[], float] = time.monotonic) -> Callable[[EmbedStats], None]:
+    """Log the plan once, then each time another `every_percent` of the texts to embed is
+    done (and at least every `interval_s` while answers come) with throughput and retries."""
+    started = clock()
+    state = {"next": every_percent, "last": started, "planned": False}
 
     def report(stats: EmbedStats) -> None:
-        done = stats.embedded / max(stats.to_embed, 1)
-        if done >= next_mark[0]:
-            rate = stats.embedded / max(time.perf_counter() - started, 1e-6)
-            log.info(f"embedded {stats.embedded}/{stats.to_embed} ({done:.0%}), {rate:.0f} chunks/s, "
-                     f"{stats.requests} requests, {stats.retries} retries")
-            while next_mark[0] <= done:
-                next_mark[0] += 0.1
+        now = clock()
+        if not state["planned"]:
+            state["planned"] = True
+            log.info(f"{stats.chunks} chunks: {stats.reused} texts reused from the cache, {stats.to_embed} to embed "
+                     f"(~${stats.estimated_usd:.4f})")
+            return
+        percent = stats.embedded * 100 // max(stats.to_embed, 1)
+        if percent < state["next"] and now - state["last"] < interval_s:
+            return
+        rate = stats.embedded / max(now - started, 1e-6)
+        log.info(f"embedded {stats.embedded}/{stats.to_embed} ({percent}%), {rate:.0f} chunks/s, "
+                 f"{stats.requests} requests, {stats.retries} retries")
+        state["last"] = now
+        state["next"] = (percent // every_percent + 1) * every_percent
 
     return report
+
+
+def build_embedder(resource: EmbedderResource, config: EmbeddingConfig) -> Embedder:
+    """The resource's embedder, with the run's model and dimensions when given."""
+    if config.model is None and config.dimensions is None:
+        return resource.build()
+    return make_embedder(resource.provider, config.model or resource.model, resource.api_key, resource.base_url,
+                         config.dimensions or resource.dimensions, resource.device)
+
+
+def embedding_metadata(stats: EmbedStats, provider: str, model: str, dimensions: int, estimate_only: bool) -> dict:
+    return {
+        "provider": provider,
+        "model": model,
+        "dimensions": dimensions,
+        "chunks": stats.chunks,
+        "embedded": stats.embedded,
+        "reused": stats.reused,
+        "duplicates_in_repo": stats.chunks - stats.unique_texts,
+        "requests": stats.requests,
+        "retries": stats.retries,
+        "rate_limited": stats.rate_limited,
+        "split_requests": stats.splits,
+        "errors_by_kind": stats.errors,
+        "lowest_concurrency": stats.lowest_concurrency,
+        "tokens": stats.tokens,
+        "estimated_usd": round(stats.estimated_usd, 6),
+        "estimate_only": estimate_only,
+        "pruned_cache_entries": stats.pruned,
+        "seconds": round(stats.seconds, 2),
+        "chunks_per_second": round(stats.chunks_per_second, 1),
+    }
 
 
 @dg.asset(
     partitions_def=repositories,
     group_name="indexing",
     kinds={"openai", "numpy"},
+    pool="embedding",
+    io_manager_key=EMBEDDINGS_IO_MANAGER,
     description="A float32 vector per chunk. Vectors are reused by (model, dimensions, sha256 of the "
-    "embedded text): an unchanged reindex makes no embedding requests.",
+    "embedded text): an unchanged reindex makes no embedding requests. Stored once, in the embedding cache.",
 )
 def chunk_embeddings(
     context: dg.AssetExecutionContext, config: EmbeddingConfig, embedder: EmbedderResource, code_chunks
 ) -> dg.Output:
-    model = embedder.build()
-    with VectorCache(paths.data_dir() / "embeddings.sqlite") as cache:
+    model = build_embedder(embedder, config)
+    with VectorCache(default_cache_path()) as cache:
         result = embed_chunks(
             code_chunks, model, cache,
             max_concurrent=config.max_concurrent, batch_size=config.batch_size,
             max_retries=config.max_retries, estimate_only=config.estimate_only,
             owner=code_chunks.attrs.get("repo", context.partition_key),
             progress=progress_logger(context.log),
+            requests_per_minute=config.requests_per_minute, tokens_per_minute=config.tokens_per_minute,
         )
     s = result.stats
     context.log.info(f"{s.chunks} chunks: {s.embedded} embedded, {s.reused} reused from cache, "
                      f"{s.requests} requests, {s.retries} retries in {s.seconds:.1f}s")
     if config.estimate_only:
         context.log.info(f"estimate only: {s.tokens} tokens to embed, about ${s.estimated_usd:.4f}")
-    return dg.Output(
-        result,
-        metadata={
-            "provider": model.provider,
-            "model": result.model,
-            "dimensions": result.dimensions,
-            "chunks": s.chunks,
-            "embedded": s.embedded,
-            "reused": s.reused,
-            "duplicates_in_repo": s.chunks - s.unique_texts,
-            "requests": s.requests,
-            "retries": s.retries,
-            "split_requests": s.splits,
-            "errors_by_kind": s.errors,
-            "tokens": s.tokens,
-            "estimated_usd": round(s.estimated_usd, 6),
-            "estimate_only": config.estimate_only,
-            "pruned_cache_entries": s.pruned,
-            "seconds": round(s.seconds, 2),
-            "chunks_per_second": round(s.embedded / s.seconds, 1) if s.seconds else 0.0,
-        },
-    )
+    return dg.Output(result, metadata=embedding_metadata(s, model.provider, result.model, result.dimensions,
+                                                         config.estimate_only))

@@ -6,8 +6,8 @@
 - 429s, 5xx, timeouts and dropped connections are retried with exponential backoff and
   full jitter, or after the wait the server asked for (`retry-after-ms`, `Retry-After`,
   `x-ratelimit-reset-*`). A request rejected as too large is split in two.
-- Concurrency is AIMD (as TCP): a round of requests in which 429s outnumber successes
-  halves the number allowed in flight; every other round adds one back, up to
+- Concurrency is AIMD (as TCP): two rounds of requests in a row in which 429s outnumber
+  successes halve the number allowed in flight; every other round adds one back, up to
   `max_concurrent`. Sporadic 429s cost a retry, not the throughput.
 - Optional requests- and tokens-per-minute budgets are shared by every request of the
   process (`shared_rate_limiter`).
@@ -34,13 +34,18 @@ import pandas as pd
 
 from .chunker import embedding_text
 from .embedders import Embedder, EmbeddingResponseError
-from .vector_cache import VectorCache
+from .vector_cache import BackgroundWriter, VectorCache
 
 ProgressFn = Callable[["EmbedStats"], None]
 
 MAX_WAIT_S = 60.0  # longest single wait before a retry, whatever the server suggests
-BACKOFF_BASE_S = 0.25  # first retry within 0.5 s, then 1 s, 2 s, ... (full jitter)
+# Full jitter: retry k waits uniform(0, min(cap, base * 2**k)): within 0.2 s, 0.4 s, ... 30 s.
+# Early retries are quick because sporadic failures are the common case (a request that
+# is unlucky several times in a row would otherwise hold up the whole run); a server that
+# keeps refusing is handled by halving concurrency. Ten retries wait ~1 minute in all.
+BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 30.0
+DEFAULT_MAX_RETRIES = 10
 
 
 @dataclass
@@ -178,10 +183,12 @@ class AdaptiveLimit:
     """At most `limit` requests in flight, and `limit` never above `maximum`.
 
     Slots are granted first come, first served (a deque of futures: O(1) per request
-    however many batches wait). The limit is judged once per round of `limit` answers:
-    more 429s than successes halve it, any other round below `maximum` adds one. Answers
-    to requests sent before the last decrease are not counted: they report on the old
-    limit, and counting them would halve it again for the same congestion.
+    however many batches wait). The limit is judged once per round of `limit` answers: two
+    rounds in a row with more 429s than successes halve it (one such round happens by
+    chance when a server refuses requests at random: with 30% refused, one round in 20),
+    any other round below `maximum` adds one. Answers to requests sent before the last
+    decrease are not counted: they report on the old limit, and counting them would halve
+    it again for the same congestion.
     """
 
     def __init__(self, maximum: int):
@@ -191,6 +198,7 @@ class AdaptiveLimit:
         self.epoch = 0  # bumped at every decrease
         self._ok = 0
         self._refused = 0
+        self._refused_rounds = 0  # consecutive rounds with more 429s than successes
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
 
     async def acquire(self) -> int:
@@ -200,6 +208,7 @@ class AdaptiveLimit:
             return self.epoch
         granted = asyncio.get_running_loop().create_future()
         self._waiters.append(granted)
+        self._wake()  # the queue may hold only waiters that were cancelled meanwhile
         try:
             await granted
         except asyncio.CancelledError:
@@ -222,14 +231,17 @@ class AdaptiveLimit:
             self._ok += 1
         if self._ok + self._refused < self.limit:
             return
-        if self._refused > self._ok:
+        refused_round = self._refused > self._ok
+        self._ok = self._refused = 0
+        self._refused_rounds = self._refused_rounds + 1 if refused_round else 0
+        if self._refused_rounds >= 2:
             self.limit = max(1, self.limit // 2)
             self.lowest = min(self.lowest, self.limit)
             self.epoch += 1
-        elif self.limit < self.maximum:
+            self._refused_rounds = 0
+        elif not refused_round and self.limit < self.maximum:
             self.limit += 1
             self._wake()
-        self._ok = self._refused = 0
 
     def _take(self) -> None:
         self.in_flight += 1
@@ -324,23 +336,25 @@ async def _embed_all(
     limit = AdaptiveLimit(max_concurrent)
     max_inputs = min(batch_size, embedder.max_inputs_per_request)
 
+    async def send(indexes: list[int], tokens: int) -> tuple[np.ndarray | None, Exception | None, int]:
+        """One request through a slot: (vectors, None, epoch) or (None, error, epoch)."""
+        epoch = await limit.acquire()
+        try:
+            if rate is not None:
+                # Inside the slot: when the budget binds, it is the bottleneck, not the slots.
+                await asyncio.sleep(rate.reserve(tokens))
+            stats.requests += 1
+            return await embedder.embed([texts[i] for i in indexes]), None, epoch
+        except Exception as exc:  # classified by the caller; the rest re-raised as EmbeddingFailed
+            return None, exc, epoch
+        finally:
+            limit.release()
+
     async def run(indexes: list[int]) -> None:
         tokens = sum(token_counts[i] for i in indexes)
         attempt = 0
         while True:
-            epoch = await limit.acquire()
-            try:
-                if rate is not None:
-                    # Inside the slot: when the budget binds, it is the bottleneck, not the slots.
-                    await asyncio.sleep(rate.reserve(tokens))
-                stats.requests += 1
-                matrix = await embedder.embed([texts[i] for i in indexes])
-            except Exception as exc:  # classified below; the rest re-raised as EmbeddingFailed
-                error = exc
-            else:
-                error = None
-            finally:
-                limit.release()
+            matrix, error, epoch = await send(indexes, tokens)
             if error is None:
                 limit.record(False, epoch)
                 on_vectors(indexes, matrix)
@@ -395,13 +409,33 @@ def _check_input_sizes(chunk_ids: Sequence[str], token_counts: list[int], embedd
             "chunk again with a smaller max_tokens")
 
 
+def _texts_and_keys(chunks: pd.DataFrame) -> tuple[list[str], list[bytes]]:
+    texts = [embedding_text(p, s, t) for p, s, t in
+             zip(chunks["path"].tolist(), chunks["symbol"].tolist(), chunks["text"].tolist())]
+    return texts, [text_key(t) for t in texts]
+
+
+def _dedupe(keys: list[bytes]) -> tuple[list[bytes], list[int], np.ndarray]:
+    """Distinct keys in first-seen order, the row where each is first seen, and for every
+    row the index of its key among the distinct ones."""
+    position: dict[bytes, int] = {}
+    first_rows: list[int] = []
+    row_to_unique = []
+    for row, key in enumerate(keys):
+        u = position.setdefault(key, len(first_rows))
+        if u == len(first_rows):
+            first_rows.append(row)
+        row_to_unique.append(u)
+    return list(position), first_rows, np.asarray(row_to_unique, dtype=np.int64)
+
+
 async def embed_chunks_async(
     chunks: pd.DataFrame,
     embedder: Embedder,
     cache: VectorCache | None = None,
     max_concurrent: int = 10,
     batch_size: int = 100,
-    max_retries: int = 8,
+    max_retries: int = DEFAULT_MAX_RETRIES,
     estimate_only: bool = False,
     owner: str | None = None,
     progress: ProgressFn | None = None,
@@ -416,59 +450,74 @@ async def embed_chunks_async(
     """
     started = time.perf_counter()
     model, dims = embedder.model, embedder.dimensions
-    texts = [embedding_text(p, s, t) for p, s, t in
-             zip(chunks["path"].tolist(), chunks["symbol"].tolist(), chunks["text"].tolist())]
-    keys = [text_key(t) for t in texts]
-    stats = EmbedStats(chunks=len(texts), lowest_concurrency=max_concurrent)
-
-    first_row: dict[bytes, int] = {}
-    for row, key in enumerate(keys):
-        first_row.setdefault(key, row)
-    unique = list(first_row)
-    stats.unique_texts = len(unique)
+    texts, keys = _texts_and_keys(chunks)
+    unique, first_rows, row_to_unique = _dedupe(keys)
+    stats = EmbedStats(chunks=len(keys), unique_texts=len(unique), lowest_concurrency=max_concurrent)
     if cache is not None and owner and not estimate_only:
         cache.reserve(owner, model, dims, unique)  # before reading: see vector_cache
-    vectors: dict[bytes, np.ndarray] = cache.get_many(model, dims, unique) if cache is not None else {}
-    stats.reused = len(vectors)
+    cached = cache.get_many(model, dims, unique) if cache is not None else {}
+    stats.reused = len(cached)
 
-    missing = [k for k in unique if k not in vectors]
-    rows = [first_row[k] for k in missing]
+    # One row per distinct text; rows of chunks sharing a text are copied from it at the end.
+    vectors = np.empty((len(unique), dims), dtype=np.float32)
+    missing: list[int] = []  # indexes into `unique`
+    for u, key in enumerate(unique):
+        if key in cached:
+            vectors[u] = cached[key]
+        else:
+            missing.append(u)
     stats.to_embed = len(missing)
-    n_tokens = chunks["n_tokens"].tolist()
-    miss_tokens = [int(n_tokens[r]) for r in rows]
-    chunk_ids = chunks["chunk_id"].tolist()
-    _check_input_sizes([chunk_ids[r] for r in rows], miss_tokens, embedder)
+    miss_rows = [first_rows[u] for u in missing]
+    n_tokens, chunk_ids = chunks["n_tokens"].tolist(), chunks["chunk_id"].tolist()
+    miss_tokens = [int(n_tokens[r]) for r in miss_rows]
+    _check_input_sizes([chunk_ids[r] for r in miss_rows], miss_tokens, embedder)
     stats.estimated_usd = sum(miss_tokens) / 1e6 * embedder.info.usd_per_million_tokens
+    if progress:
+        progress(stats)  # the plan: reused vs to embed, before any request
 
     if estimate_only:
         stats.tokens = sum(miss_tokens)
         stats.seconds = time.perf_counter() - started
         return EmbedResult(chunk_ids, np.zeros((0, dims), np.float32), model, dims, stats, keys)
-
-    def on_vectors(indexes: list[int], matrix: np.ndarray) -> None:
-        got = [(missing[i], matrix[j]) for j, i in enumerate(indexes)]
-        if cache is not None:
-            cache.put_many(model, dims, got)
-        vectors.update(got)
-
     if missing:
-        concurrency = min(max_concurrent, getattr(embedder, "max_concurrency", max_concurrent))
-        scope = f"{embedder.provider}:{getattr(embedder, 'base_url', None) or ''}:{model}"
-        await _embed_all([texts[r] for r in rows], miss_tokens, embedder, on_vectors, stats, concurrency,
-                         batch_size, max_retries, progress,
-                         shared_rate_limiter(scope, requests_per_minute, tokens_per_minute))
-
-    matrix = np.empty((len(keys), dims), dtype=np.float32)
-    for row, key in enumerate(keys):
-        matrix[row] = vectors[key]
+        await _embed_missing([texts[r] for r in miss_rows], miss_tokens, [unique[u] for u in missing],
+                             np.asarray(missing), vectors, embedder, cache, stats, max_concurrent, batch_size,
+                             max_retries, progress, requests_per_minute, tokens_per_minute)
     if cache is not None and owner:
         stats.pruned = cache.set_refs(owner, model, dims, set(unique))
     stats.seconds = time.perf_counter() - started
+    matrix = vectors if len(unique) == len(keys) else vectors[row_to_unique]
     return EmbedResult(chunk_ids, matrix, model, dims, stats, keys)
 
 
+async def _embed_missing(texts: list[str], token_counts: list[int], keys: list[bytes], slots: np.ndarray,
+                         vectors: np.ndarray, embedder: Embedder, cache: VectorCache | None, stats: EmbedStats,
+                         max_concurrent: int, batch_size: int, max_retries: int, progress: ProgressFn | None,
+                         requests_per_minute: float | None, tokens_per_minute: float | None) -> None:
+    """Embed `texts`; the vector of texts[i] goes to vectors[slots[i]] and to the cache."""
+    model, dims = embedder.model, embedder.dimensions
+    writer = BackgroundWriter(cache, model, dims) if cache is not None else None
+
+    def on_vectors(indexes: list[int], matrix: np.ndarray) -> None:
+        vectors[slots[indexes]] = matrix
+        if writer is not None:
+            writer.put([(keys[i], row) for i, row in zip(indexes, matrix)])
+
+    concurrency = min(max_concurrent, getattr(embedder, "max_concurrency", max_concurrent))
+    scope = f"{embedder.provider}:{getattr(embedder, 'base_url', None) or ''}:{model}"
+    try:
+        await _embed_all(texts, token_counts, embedder, on_vectors, stats, concurrency, batch_size, max_retries,
+                         progress, shared_rate_limiter(scope, requests_per_minute, tokens_per_minute))
+    except BaseException:
+        if writer is not None:
+            writer.close(raise_error=False)  # every vector received reaches the disk; the run's error wins
+        raise
+    if writer is not None:
+        writer.close()
+
+
 def embed_chunks(chunks: pd.DataFrame, embedder: Embedder, cache: VectorCache | None = None,
-                 max_concurrent: int = 10, batch_size: int = 100, max_retries: int = 8,
+                 max_concurrent: int = 10, batch_size: int = 100, max_retries: int = DEFAULT_MAX_RETRIES,
                  estimate_only: bool = False, owner: str | None = None, progress: ProgressFn | None = None,
                  requests_per_minute: float | None = None, tokens_per_minute: float | None = None) -> EmbedResult:
     """`embed_chunks_async` on a new event loop (the embedder's client is created inside it)."""

@@ -21,7 +21,9 @@ safe for the `chunk_embeddings` IO manager, which rebuilds matrices from this ca
 
 from __future__ import annotations
 
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -43,7 +45,9 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS refs_by_key ON refs (model, dims, key)",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID",
 ]
-_PARAMS_PER_QUERY = 900  # below SQLite's default host-parameter limit
+# Keys per `IN (...)` lookup: fewer, larger queries are faster; SQLite before 3.32 allows
+# only 999 parameters per statement.
+_PARAMS_PER_QUERY = 10_000 if sqlite3.sqlite_version_info >= (3, 32) else 900
 DEFAULT_GRACE_DAYS = 7.0
 _GC_EVERY_S = 3600.0  # the unreferenced sweep scans the old end of the table: at most hourly
 
@@ -68,6 +72,11 @@ class VectorCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         # In WAL mode NORMAL loses nothing on a process crash (only on power loss).
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoint every 32 MB of WAL rather than 4 MB: each checkpoint syncs the file, and
+        # a first run writes ~6 KB per vector. A 64 MB page cache holds the key index of a few
+        # hundred thousand vectors, which random keys otherwise read back page by page.
+        self._db.execute("PRAGMA wal_autocheckpoint=8192")
+        self._db.execute("PRAGMA cache_size=-65536")
         self._migrate()
 
     # -- plumbing -----------------------------------------------------------
@@ -112,7 +121,7 @@ class VectorCache:
     def get_many(self, model: str, dims: int, keys: list[bytes]) -> dict[bytes, np.ndarray]:
         """The cached vectors among `keys` (read-only float32 views), by key."""
         found: dict[bytes, np.ndarray] = {}
-        for part in _chunks(keys):
+        for part in _chunks(sorted(keys)):  # in index order: each query walks the b-tree forward
             marks = ",".join("?" * len(part))
             rows = self._db.execute(
                 f"SELECT key, vector FROM vectors WHERE model=? AND dims=? AND key IN ({marks})",
@@ -126,7 +135,8 @@ class VectorCache:
         """Store vectors, one transaction per call (one response). A key already present keeps
         its vector: the same text gives the same vector, and nothing is rewritten."""
         now = time.time()
-        rows = [(model, dims, k, now, np.ascontiguousarray(v, dtype="<f4").tobytes()) for k, v in items]
+        # sqlite3 binds any buffer as a BLOB: contiguous float32 rows go in without a copy.
+        rows = [(model, dims, k, now, np.ascontiguousarray(v, dtype="<f4")) for k, v in items]
         with self._write():
             self._db.executemany(
                 "INSERT OR IGNORE INTO vectors (model, dims, key, added, vector) VALUES (?, ?, ?, ?, ?)", rows)
@@ -141,20 +151,25 @@ class VectorCache:
     def reserve(self, owner: str, model: str, dims: int, keys: Iterable[bytes]) -> None:
         """Add refs from `owner` to `keys` (present or about to be embedded) without dropping any:
         from here on no other run prunes them, and a crash leaves them referenced."""
-        rows = [(owner, model, dims, k) for k in keys]
-        with self._write():
-            self._db.executemany("INSERT OR IGNORE INTO refs VALUES (?, ?, ?, ?)", rows)
+        have = {k for (k,) in self._db.execute(
+            "SELECT key FROM refs WHERE owner=? AND model=? AND dims=?", (owner, model, dims))}
+        # Sorted: inserting random sha256 keys in index order is ~3x faster than in any order.
+        rows = [(owner, model, dims, k) for k in sorted(keys) if k not in have]
+        if rows:  # an unchanged reindex takes no write lock here
+            with self._write():
+                self._db.executemany("INSERT OR IGNORE INTO refs VALUES (?, ?, ?, ?)", rows)
 
     def set_refs(self, owner: str, model: str, dims: int, keys: set[bytes]) -> int:
         """Make `keys` (in `model`, `dims`) exactly what `owner` uses; delete the vectors no owner
         uses any more, and old unreferenced ones. Returns the number of vectors deleted."""
-        new = [(owner, model, dims, k) for k in keys]
         with self._write():
             old = self._db.execute("SELECT model, dims, key FROM refs WHERE owner=?", (owner,)).fetchall()
             gone = [r for r in old if r[0] != model or r[1] != dims or r[2] not in keys]
+            kept = {r[2] for r in old if r[0] == model and r[1] == dims}
             self._db.executemany("DELETE FROM refs WHERE owner=? AND model=? AND dims=? AND key=?",
                                  [(owner, *r) for r in gone])
-            self._db.executemany("INSERT OR IGNORE INTO refs VALUES (?, ?, ?, ?)", new)
+            self._db.executemany("INSERT INTO refs VALUES (?, ?, ?, ?)",
+                                 [(owner, model, dims, k) for k in sorted(keys - kept)])
             pruned = 0
             for r in gone:
                 pruned += self._db.execute(
@@ -185,6 +200,55 @@ class VectorCache:
         """Delete unreferenced vectors older than the grace period now; returns how many."""
         with self._write():
             return self._collect_unreferenced(force=True)
+
+
+class BackgroundWriter:
+    """Writes vectors to a cache from one thread, in arrival order, so the caller (the event
+    loop) never waits for SQLite, which releases the GIL while it writes.
+
+    When answers arrive faster than the disk takes them, everything queued meanwhile goes
+    in one transaction: each commit rewrites every index page it touched, and random sha256
+    keys touch a different page per key, so many small commits cost several times more
+    than a few large ones. `close()` waits until everything queued is on disk (also when
+    the run failed) and re-raises a write error.
+    """
+
+    _DONE = object()
+
+    def __init__(self, cache: VectorCache, model: str, dims: int, max_rows: int = 8192):
+        self.cache, self.model, self.dims, self.max_rows = cache, model, dims, max_rows
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="vector-cache-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, items: list[tuple[bytes, np.ndarray]]) -> None:
+        self._queue.put(items)
+
+    def close(self, raise_error: bool = True) -> None:
+        self._queue.put(self._DONE)
+        self._thread.join()
+        if raise_error and self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        done = False
+        while not done:
+            rows: list[tuple[bytes, np.ndarray]] = []
+            item = self._queue.get()
+            while True:
+                if item is self._DONE:
+                    done = True
+                else:
+                    rows.extend(item)
+                if done or len(rows) >= self.max_rows or self._queue.empty():
+                    break
+                item = self._queue.get()
+            if rows and self._error is None:
+                try:
+                    self.cache.put_many(self.model, self.dims, rows)
+                except BaseException as exc:  # reported by close(); later batches are dropped
+                    self._error = exc
 
 
 class _Transaction:

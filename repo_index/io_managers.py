@@ -1,0 +1,110 @@
+"""IO managers.
+
+`EmbeddingsIOManager` stores `chunk_embeddings` without storing its vectors a second time.
+The vectors already live in the content-addressed SQLite cache (core/vector_cache.py),
+where every response is written as it arrives; Dagster's default IO manager would pickle
+the whole float32 matrix again for every partition. So the output stored here is only
+what rebuilds the matrix: the chunk ids, each row's cache key (sha256 of the embedded
+text), the model and the dimensions: ~100 bytes per chunk instead of ~6 KB. Loading reads
+the vectors back from the cache into the same in-memory `EmbedResult` (a float32 matrix
+keyed by chunk id) that the asset returned.
+
+This works because the cache never prunes a vector that the latest materialization of a
+repository references (see vector_cache). If a vector is missing anyway (the cache file
+was deleted, or the asset was materialized before this IO manager), loading fails and says
+to re-materialize chunk_embeddings, which then costs requests only for what is missing.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+from pydantic import Field
+
+from .core import paths
+from .core.batching import EmbedResult, EmbedStats
+from .core.vector_cache import VectorCache, default_cache_path
+
+KEY_BYTES = 32  # sha256
+
+
+def save_keys(path: Path, result: EmbedResult) -> None:
+    """Write the rebuild recipe of `result` atomically (a reader never sees half a file)."""
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        chunk_ids=np.asarray(result.chunk_ids, dtype=str),
+        keys=np.frombuffer(b"".join(result.keys), dtype=np.uint8).reshape(len(result.keys), KEY_BYTES),
+        model=np.asarray(result.model),
+        dimensions=np.asarray(result.dimensions),
+        # estimate_only results hold no vectors; keep saying so after a reload.
+        has_vectors=np.asarray(result.vectors.shape[0] == len(result.chunk_ids)),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, path)
+
+
+def load_result(path: Path, cache: VectorCache) -> EmbedResult:
+    """The `EmbedResult` saved at `path`, its vectors read from `cache`.
+
+    Raises LookupError naming what is missing when the file or any vector is gone.
+    """
+    if not path.is_file():
+        raise LookupError(f"no stored chunk_embeddings at {path}")
+    with np.load(path, allow_pickle=False) as saved:
+        chunk_ids = saved["chunk_ids"].tolist()
+        raw_keys = saved["keys"]
+        model, dims = str(saved["model"]), int(saved["dimensions"])
+        has_vectors = bool(saved["has_vectors"])
+    keys = [row.tobytes() for row in raw_keys]
+    stats = EmbedStats(chunks=len(chunk_ids))
+    if not has_vectors:
+        return EmbedResult(chunk_ids, np.zeros((0, dims), np.float32), model, dims, stats, keys)
+    found = cache.get_many(model, dims, list(dict.fromkeys(keys)))
+    missing = len({k for k in keys if k not in found})
+    if missing:
+        raise LookupError(f"{missing} of the vectors it references are not in the embedding cache {cache.path}")
+    matrix = np.empty((len(keys), dims), dtype=np.float32)
+    for row, key in enumerate(keys):
+        matrix[row] = found[key]
+    return EmbedResult(chunk_ids, matrix, model, dims, stats, keys)
+
+
+class EmbeddingsIOManager(dg.ConfigurableIOManager):
+    """Stores chunk ids and cache keys per partition; loads the float32 matrix from the cache."""
+
+    base_dir: str = Field(
+        default="",
+        description="Folder of the per-partition key files; default <data dir>/chunk_embeddings, next to the "
+        "embedding cache they point into.",
+    )
+
+    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
+        root = Path(self.base_dir) if self.base_dir else paths.data_dir() / "chunk_embeddings"
+        partition = context.asset_partition_key if context.has_asset_partitions else "__unpartitioned__"
+        return root.joinpath(*context.asset_key.path) / f"{partition}.npz"
+
+    def handle_output(self, context: dg.OutputContext, obj: EmbedResult) -> None:
+        path = self._path(context)
+        save_keys(path, obj)
+        context.add_output_metadata({"stored": "chunk ids and cache keys (vectors stay in the cache)",
+                                     "stored_bytes": path.stat().st_size})
+
+    def load_input(self, context: dg.InputContext) -> EmbedResult:
+        path = self._path(context)
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        with VectorCache(default_cache_path()) as cache:
+            try:
+                return load_result(path, cache)
+            except LookupError as exc:
+                where = f" for partition {partition!r}" if partition else ""
+                raise dg.Failure(
+                    description=f"cannot load chunk_embeddings{where}: {exc}. Re-materialize chunk_embeddings"
+                    f"{where}; it embeds only what is missing."
+                ) from exc

@@ -1,0 +1,107 @@
+"""Embedding providers: the response decoding, the OpenAI-compatible client against the
+loopback server, and the local model running off the event loop."""
+
+import asyncio
+import base64
+import time
+
+import numpy as np
+import pytest
+
+from repo_index.core.embedders import (
+    LOCAL_INFO, EmbeddingResponseError, LocalEmbedder, OpenAIEmbedder, decode_embeddings_response,
+    make_embedder, resolve_device,
+)
+from repo_index_tests.fakes.openai_server import fake_embedding
+
+
+def payload(matrix: np.ndarray, encoding: str = "base64", order=None) -> dict:
+    order = range(len(matrix)) if order is None else order
+    return {"data": [{"object": "embedding", "index": i,
+                      "embedding": base64.b64encode(matrix[i].astype("<f4").tobytes()).decode()
+                      if encoding == "base64" else matrix[i].tolist()} for i in order]}
+
+
+@pytest.mark.parametrize("dims", [1536, 256, 7])  # base64 rows with and without padding
+@pytest.mark.parametrize("encoding", ["base64", "float"])
+def test_responses_decode_to_float32_rows_in_input_order(dims, encoding):
+    matrix = np.random.default_rng(1).standard_normal((5, dims)).astype(np.float32)
+    decoded = decode_embeddings_response(payload(matrix, encoding, order=[3, 1, 4, 0, 2]), 5, dims)
+    assert decoded.dtype == np.float32 and decoded.shape == (5, dims)
+    np.testing.assert_array_equal(decoded, matrix)
+
+
+def test_wrong_dimensions_are_an_error_that_retrying_cannot_fix():
+    matrix = np.ones((3, 1535), np.float32)
+    for encoding in ("base64", "float"):
+        with pytest.raises(EmbeddingResponseError, match="expected vectors of 1536 dimensions") as err:
+            decode_embeddings_response(payload(matrix, encoding), 3, 1536)
+        assert not err.value.retryable
+
+
+def test_wrong_count_bad_indexes_and_garbage_are_retryable_errors():
+    matrix = np.ones((3, 8), np.float32)
+    cases = [
+        (payload(matrix)["data"][:2], "expected 3 vectors, got 2"),
+        ([{**d, "index": 0} for d in payload(matrix)["data"]], "indexes"),
+        ([{"index": i, "embedding": "@" * 44} for i in range(3)], "malformed"),  # 44: the length of 8 floats
+    ]
+    for data, message in cases:
+        with pytest.raises(EmbeddingResponseError, match=message) as err:
+            decode_embeddings_response({"data": data}, 3, 8)
+        assert err.value.retryable
+    with pytest.raises(EmbeddingResponseError, match="malformed"):
+        decode_embeddings_response({"object": "list"}, 3, 8)
+
+
+def test_openai_embedder_asks_for_shortened_base64_vectors(openai_server):
+    texts = ["def parse_config(path): pass", "class HttpServer: ..."]
+
+    async def run():
+        embedder = OpenAIEmbedder(api_key="k", base_url=openai_server.base_url, requested_dimensions=256)
+        try:
+            return await embedder.embed(texts)
+        finally:
+            await embedder.aclose()
+
+    vectors = asyncio.run(run())
+    assert vectors.dtype == np.float32 and vectors.shape == (2, 256)
+    np.testing.assert_allclose(vectors, np.vstack([fake_embedding(t, 256) for t in texts]), atol=1e-6)
+    assert openai_server.api_keys == {"k"}
+
+
+def test_local_device_is_cuda_only_when_present(monkeypatch):
+    import torch
+
+    assert resolve_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device(None) == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(None) == "cpu"
+
+
+def test_local_model_embeds_off_the_event_loop():
+    embedder = make_embedder("local")
+    assert isinstance(embedder, LocalEmbedder) and embedder.max_concurrency == 1
+    texts = [f"def handler_{i}(request): return respond(request, {i})" for i in range(96)]
+
+    async def run():
+        ticks = []
+
+        async def ticker():
+            while True:
+                ticks.append(time.perf_counter())
+                await asyncio.sleep(0.01)
+
+        tick = asyncio.create_task(ticker())
+        vectors = await embedder.embed(texts)
+        tick.cancel()
+        return vectors, ticks
+
+    embedder.encode(["warm up"])  # load the model outside the measurement
+    vectors, ticks = asyncio.run(run())
+    assert vectors.dtype == np.float32 and vectors.shape == (96, LOCAL_INFO.dimensions)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    # The loop kept running while the model worked (a blocking call would leave one tick).
+    assert len(ticks) >= 3
+    np.testing.assert_allclose(vectors[:2], embedder.encode(texts[:2]), atol=1e-5)

@@ -1,0 +1,181 @@
+"""The SQLite vector cache: references, pruning, garbage collection, concurrent writers."""
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from repo_index.core.batching import text_key
+from repo_index.core.vector_cache import VectorCache
+
+M, D = "model", 4
+
+
+def vec(i: int) -> np.ndarray:
+    return np.full(D, i, dtype=np.float32)
+
+
+def keys(*names: str) -> list[bytes]:
+    return [text_key(n) for n in names]
+
+
+def put(cache: VectorCache, *names: str) -> None:
+    cache.put_many(M, D, [(k, vec(i)) for i, k in enumerate(keys(*names))])
+
+
+def present(cache: VectorCache, *names: str) -> set[str]:
+    found = cache.get_many(M, D, keys(*names))
+    return {n for n, k in zip(names, keys(*names)) if k in found}
+
+
+def test_vectors_round_trip_as_float32(tmp_path: Path):
+    with VectorCache(tmp_path / "c.sqlite") as cache:
+        put(cache, "a", "b")
+        got = cache.get_many(M, D, keys("a", "b", "c"))
+        assert set(got) == set(keys("a", "b"))
+        assert got[text_key("b")].dtype == np.float32 and (got[text_key("b")] == 1).all()
+        assert cache.get_many(M, D + 1, keys("a")) == {}  # dimensions are part of the key
+
+
+def test_a_vector_is_pruned_only_when_no_repository_uses_it(tmp_path: Path):
+    with VectorCache(tmp_path / "c.sqlite") as cache:
+        put(cache, "shared", "only-a", "only-b")
+        cache.set_refs("a", M, D, set(keys("shared", "only-a")))
+        cache.set_refs("b", M, D, set(keys("shared", "only-b")))
+        assert cache.set_refs("a", M, D, set()) == 1  # only-a goes, shared stays for b
+        assert present(cache, "shared", "only-a", "only-b") == {"shared", "only-b"}
+        assert cache.drop_owner("b") == 2
+        assert cache.count() == 0
+
+
+def test_switching_model_releases_the_old_models_vectors(tmp_path: Path):
+    with VectorCache(tmp_path / "c.sqlite") as cache:
+        put(cache, "x")
+        cache.set_refs("a", M, D, set(keys("x")))
+        cache.put_many("other-model", D, [(text_key("x"), vec(7))])
+        assert cache.set_refs("a", "other-model", D, set(keys("x"))) == 1
+        assert cache.count(M) == 0 and cache.count("other-model") == 1
+
+
+def test_a_reservation_protects_vectors_from_another_runs_pruning(tmp_path: Path):
+    with VectorCache(tmp_path / "c.sqlite") as cache:
+        put(cache, "k")
+        cache.set_refs("a", M, D, set(keys("k")))
+        # Run b starts and will reuse k; meanwhile a's new version no longer uses k.
+        cache.reserve("b", M, D, keys("k", "not-yet-embedded"))
+        assert cache.set_refs("a", M, D, set()) == 0
+        assert present(cache, "k") == {"k"}
+
+
+def test_vectors_written_before_a_crash_stay_referenced_until_the_next_run(tmp_path: Path):
+    with VectorCache(tmp_path / "c.sqlite", grace_days=0) as cache:
+        # A run reserves, receives two vectors, then dies before set_refs.
+        cache.reserve("a", M, D, keys("v1", "v2", "v3"))
+        put(cache, "v1", "v2")
+        cache.set_refs("other", M, D, set())  # another repository's run, with its sweep
+        assert cache.collect_unreferenced() == 0
+        assert present(cache, "v1", "v2") == {"v1", "v2"}
+        # The next run of a no longer has v2: now it goes.
+        assert cache.set_refs("a", M, D, set(keys("v1", "v3"))) == 1
+        assert present(cache, "v1", "v2") == {"v1"}
+
+
+def test_unreferenced_vectors_are_collected_after_the_grace_period(tmp_path: Path):
+    with VectorCache(tmp_path / "c.sqlite", grace_days=1) as cache:
+        put(cache, "fresh", "owned")
+        cache.set_refs("a", M, D, set(keys("owned")))
+        cache._db.execute("UPDATE vectors SET added = added - 2 * 86400")  # two days pass
+        put(cache, "young")
+        assert cache.collect_unreferenced() == 1
+        assert present(cache, "fresh", "owned", "young") == {"owned", "young"}
+
+
+def test_a_version_0_cache_is_migrated_without_losing_vectors(tmp_path: Path):
+    path = tmp_path / "c.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE vectors (model TEXT NOT NULL, dims INTEGER NOT NULL, key BLOB NOT NULL, vector BLOB NOT NULL,
+            PRIMARY KEY (model, dims, key)) WITHOUT ROWID;
+        CREATE TABLE refs (owner TEXT NOT NULL, model TEXT NOT NULL, dims INTEGER NOT NULL, key BLOB NOT NULL,
+            PRIMARY KEY (owner, model, dims, key)) WITHOUT ROWID;
+        CREATE INDEX refs_by_key ON refs (model, dims, key);
+    """)
+    db.executemany("INSERT INTO vectors VALUES (?, ?, ?, ?)",
+                   [(M, D, text_key(n), vec(i).tobytes()) for i, n in enumerate(["used", "orphan"])])
+    db.execute("INSERT INTO refs VALUES ('a', ?, ?, ?)", (M, D, text_key("used")))
+    db.commit()
+    db.close()
+    with VectorCache(path) as cache:
+        assert present(cache, "used", "orphan") == {"used", "orphan"}
+        assert cache.collect_unreferenced() == 1  # legacy rows count as old
+        assert present(cache, "used", "orphan") == {"used"}
+
+
+def _writer(path: str, owner: str, n: int, together) -> None:
+    together.wait()  # both processes are up: start writing at the same moment
+    with VectorCache(Path(path)) as cache:
+        names = [f"{owner}-{i}" for i in range(n)]
+        cache.reserve(owner, M, D, keys(*names))
+        for i in range(0, n, 5):  # many small transactions, as responses arrive
+            cache.put_many(M, D, [(text_key(name), vec(i)) for name in names[i:i + 5]])
+            cache.put_many(M, D, [(text_key("shared"), vec(0))])
+        cache.set_refs(owner, M, D, set(keys(*names, "shared")))
+
+
+def test_two_processes_write_at_once(tmp_path: Path):
+    path = tmp_path / "c.sqlite"
+    ctx = multiprocessing.get_context("spawn")
+    together = ctx.Barrier(2)
+    procs = [ctx.Process(target=_writer, args=(str(path), owner, 1000, together)) for owner in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]  # no "database is locked"
+    with VectorCache(path) as cache:
+        assert cache.count() == 2001
+        assert cache.owners() == {"a": 1001, "b": 1001}
+
+
+def test_concurrent_reader_sees_committed_vectors_while_a_writer_holds_the_lock(tmp_path: Path):
+    path = tmp_path / "c.sqlite"
+    with VectorCache(path) as writer, VectorCache(path) as reader:
+        put(writer, "committed")
+        writer._db.execute("BEGIN IMMEDIATE")  # a long write transaction in progress
+        writer._db.execute("INSERT INTO meta VALUES ('x', 1)")
+        assert present(reader, "committed") == {"committed"}  # WAL: readers are not blocked
+        writer._db.execute("COMMIT")
+
+
+@pytest.mark.parametrize("dims", [384, 1536])
+def test_put_many_accepts_rows_of_a_response_matrix(tmp_path: Path, dims: int):
+    matrix = np.random.default_rng(0).standard_normal((3, dims)).astype(np.float32)
+    with VectorCache(tmp_path / "c.sqlite") as cache:
+        cache.put_many(M, dims, zip(keys("a", "b", "c"), matrix))
+        got = cache.get_many(M, dims, keys("a", "b", "c"))
+        np.testing.assert_array_equal(np.vstack([got[k] for k in keys("a", "b", "c")]), matrix)
+
+
+def test_background_writer_puts_everything_queued_before_close(tmp_path: Path):
+    from repo_index.core.vector_cache import BackgroundWriter
+
+    with VectorCache(tmp_path / "c.sqlite") as cache:
+        writer = BackgroundWriter(cache, M, D)
+        for i in range(0, 1000, 10):  # answers arriving faster than single commits: coalesced
+            writer.put([(text_key(f"v{j}"), vec(j)) for j in range(i, i + 10)])
+        writer.close()
+        assert cache.count() == 1000
+        assert (cache.get_many(M, D, keys("v999"))[text_key("v999")] == 999).all()
+
+
+def test_background_writer_reports_a_failed_write(tmp_path: Path):
+    from repo_index.core.vector_cache import BackgroundWriter
+
+    cache = VectorCache(tmp_path / "c.sqlite")
+    cache.close()  # every write now fails
+    writer = BackgroundWriter(cache, M, D)
+    writer.put([(text_key("v"), vec(1))])
+    with pytest.raises(sqlite3.ProgrammingError):
+        writer.close()

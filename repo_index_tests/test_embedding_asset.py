@@ -1,0 +1,147 @@
+"""chunk_embeddings materialized by Dagster against the loopback OpenAI server: metadata,
+progress in the run log, reuse across runs, and vectors stored once (the IO manager keeps
+cache keys; the downstream asset gets the float32 matrix back from the cache)."""
+
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from repo_index.assets.embeddings import chunk_embeddings
+from repo_index.core.chunker import embedding_text
+from repo_index.io_managers import EmbeddingsIOManager
+from repo_index.partitions import REPOSITORIES, repositories
+from repo_index.resources import EmbedderResource
+from repo_index_tests.fakes.openai_server import fake_embedding
+
+REPO = "demo"
+
+
+def chunk_table(n: int, changed: dict[int, str] | None = None) -> pd.DataFrame:
+    changed = changed or {}
+    rows = [(f"id{i}", f"src/m{i % 5}.py", "python", i, i, f"f{i}", 12, changed.get(i, f"def f{i}(): return {i}"), "")
+            for i in range(n)]
+    return pd.DataFrame(rows, columns=["chunk_id", "path", "language", "start_line", "end_line", "symbol",
+                                       "n_tokens", "text", "content_hash"])
+
+
+class Project:
+    """A stand-in `code_chunks` (whatever table the test sets), the real `chunk_embeddings`,
+    and a downstream asset that records what it loads, on a temp Dagster instance."""
+
+    def __init__(self, tmp_path: Path, server):
+        self.server, self.chunks, self.loaded = server, chunk_table(0), []
+        (tmp_path / "dagster").mkdir()
+        self.instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+        self.instance.add_dynamic_partitions(REPOSITORIES, [REPO])
+        self.keys_dir = tmp_path / "keys"
+        project = self
+
+        @dg.asset(partitions_def=repositories)
+        def code_chunks(context) -> pd.DataFrame:
+            table = project.chunks.copy()
+            table.attrs["repo"] = context.partition_key
+            return table
+
+        @dg.asset(partitions_def=repositories)
+        def downstream(chunk_embeddings) -> None:
+            project.loaded.append(chunk_embeddings)
+
+        self.assets = [code_chunks, chunk_embeddings, downstream]
+        self.downstream = downstream
+
+    def materialize(self, selection=None, **config) -> dg.ExecuteInProcessResult:
+        resources = {
+            "embedder": EmbedderResource(provider="openai", api_key="sk-test", base_url=self.server.base_url),
+            "embeddings_io_manager": EmbeddingsIOManager(base_dir=str(self.keys_dir)),
+        }
+        run_config = {"ops": {"chunk_embeddings": {"config": config}}} if config else None
+        return dg.materialize(self.assets, instance=self.instance, partition_key=REPO, resources=resources,
+                              run_config=run_config, selection=selection, raise_on_error=False)
+
+    def metadata(self, result: dg.ExecuteInProcessResult) -> dict:
+        [mat] = [m for m in result.asset_materializations_for_node("chunk_embeddings")]
+        return {k: v.value for k, v in mat.metadata.items()}
+
+    def messages(self, result: dg.ExecuteInProcessResult) -> list[str]:
+        return [e.user_message for e in self.instance.all_logs(result.run_id) if e.user_message]
+
+
+@pytest.fixture
+def project(tmp_path, openai_server, monkeypatch):
+    monkeypatch.setenv("REPO_INDEX_DATA_DIR", str(tmp_path / "data"))  # the embedding cache lives here
+    return Project(tmp_path, openai_server)
+
+
+def expected(chunks: pd.DataFrame) -> np.ndarray:
+    return np.vstack([fake_embedding(embedding_text(p, s, t))
+                      for p, s, t in zip(chunks["path"], chunks["symbol"], chunks["text"])])
+
+
+def test_materialization_embeds_logs_progress_and_stores_vectors_once(project, openai_server, tmp_path):
+    openai_server.latency = 0.02
+    project.chunks = chunk_table(200)
+    result = project.materialize(batch_size=10, max_concurrent=2)
+    assert result.success
+
+    meta = project.metadata(result)
+    assert (meta["embedded"], meta["reused"], meta["requests"], meta["retries"]) == (200, 0, 20, 0)
+    assert meta["tokens"] == 200 * 12 and meta["estimated_usd"] == pytest.approx(2400 / 1e6 * 0.02)
+    assert meta["chunks_per_second"] > 0 and meta["seconds"] > 0
+
+    [loaded] = project.loaded
+    assert loaded.chunk_ids == list(project.chunks["chunk_id"])
+    assert loaded.vectors.dtype == np.float32
+    np.testing.assert_allclose(loaded.vectors, expected(project.chunks), atol=1e-6)
+
+    progress = [m for m in project.messages(result) if m.startswith("embedded ") and "chunks/s" in m]
+    assert len(progress) >= 10 and "(100%)" in progress[-1]
+
+    # The vectors (200 x 1536 float32 = 1.2 MB) live in the cache only: everything Dagster
+    # and the IO manager stored together is a small fraction of them.
+    outputs = [f for d in (tmp_path / "dagster" / "storage", project.keys_dir) for f in d.rglob("*") if f.is_file()]
+    assert any(f.suffix == ".npz" for f in outputs)
+    assert sum(f.stat().st_size for f in outputs) < loaded.vectors.nbytes / 10
+
+
+def test_unchanged_rerun_makes_no_request_and_an_edit_only_one(project, openai_server):
+    project.chunks = chunk_table(50)
+    assert project.materialize().success
+    openai_server.reset_counters()
+
+    again = project.materialize()
+    assert openai_server.requests_total == 0
+    meta = project.metadata(again)
+    assert (meta["embedded"], meta["reused"], meta["requests"]) == (0, 50, 0)
+
+    project.chunks = chunk_table(50, changed={7: "def f7(): return 'seven'"})
+    edited = project.materialize()
+    assert openai_server.embedded_texts == [embedding_text("src/m2.py", "f7", "def f7(): return 'seven'")]
+    assert project.metadata(edited)["pruned_cache_entries"] == 1
+    np.testing.assert_allclose(project.loaded[-1].vectors, expected(project.chunks), atol=1e-6)
+
+
+def test_estimate_only_sends_nothing_and_records_the_cost(project, openai_server):
+    project.chunks = chunk_table(30)
+    result = project.materialize(estimate_only=True)
+    assert result.success and openai_server.requests_total == 0
+    meta = project.metadata(result)
+    assert meta["estimate_only"] and meta["tokens"] == 360 and meta["requests"] == 0
+    assert project.loaded[-1].vectors.shape == (0, 1536)
+
+
+def test_loading_without_the_vectors_fails_with_what_to_do(project, tmp_path):
+    project.chunks = chunk_table(5)
+    assert project.materialize().success
+    (tmp_path / "data" / "embeddings.sqlite").unlink()  # the cache is gone (e.g. `make clean`)
+    for wal in (tmp_path / "data").glob("embeddings.sqlite-*"):
+        wal.unlink()
+
+    result = project.materialize(selection=[project.downstream])
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    text = str(failure.step_failure_data.error)
+    assert "Re-materialize chunk_embeddings for partition 'demo'" in text
+    assert "5 of the vectors it references are not in the embedding cache" in text
