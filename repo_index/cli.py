@@ -97,6 +97,10 @@ def remove(registry_file: Path, name: str, keep_index: bool) -> None:
     if name in instance.get_dynamic_partitions(REPOSITORIES):
         instance.delete_dynamic_partition(REPOSITORIES, name)
     if not keep_index:
+        from .core.vector_cache import VectorCache
+
+        with VectorCache() as cache:  # its vectors are no longer in use: prunable
+            cache.drop_owner(name)
         settings = chroma_settings_from_env()
         client = open_client(settings)
         coll = collection_name(settings.collection_prefix, name)
@@ -158,7 +162,9 @@ def index(registry_file: Path, names, all_, max_tokens, max_concurrent, estimate
     embed_cfg = {k: v for k, v in {"max_concurrent": max_concurrent, "estimate_only": estimate_only or None}.items() if v}
     if embed_cfg:
         ops["chunk_embeddings"] = {"config": embed_cfg}
-    failures = run_index(instance, list(names), {"ops": ops} if ops else None, echo=click.echo)
+    # An estimate stops before the collection: there are no vectors to store.
+    stop_at = "chunk_embeddings" if estimate_only else None
+    failures = run_index(instance, list(names), {"ops": ops} if ops else None, echo=click.echo, stop_at=stop_at)
     if failures:
         _fail(f"{len(failures)} of {len(names)} repositories failed: {', '.join(failures)}")
 

@@ -3,6 +3,9 @@
 import dagster as dg
 
 REPOSITORIES = "repositories"
+# Concurrency pools (limits in dagster.yaml): steps writing embedded Chroma, embedding steps.
+CHROMA_POOL = "chroma"
+EMBEDDING_POOL = "embedding"
 
 repositories = dg.DynamicPartitionsDefinition(name=REPOSITORIES)
 
@@ -20,3 +23,10 @@ def sync_partitions(instance: dg.DagsterInstance, registered: list[str]) -> tupl
     for key in deleted:
         instance.delete_dynamic_partition(REPOSITORIES, key)
     return added, deleted
+
+
+def initialize_pools(instance: dg.DagsterInstance) -> None:
+    """Create the pools at their default limit before runs start: two runs claiming a pool
+    that does not exist yet could both initialize it and both get a slot."""
+    for pool in (CHROMA_POOL, EMBEDDING_POOL):
+        instance.event_log_storage.initialize_concurrency_limit_to_default(pool)

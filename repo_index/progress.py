@@ -128,11 +128,14 @@ def format_summary(s: RunSummary) -> str:
 
 
 def run_index(instance: dg.DagsterInstance, repos: list[str], run_config: dict | None,
-              echo: Callable[[str], None] = print) -> list[str]:
+              echo: Callable[[str], None] = print, stop_at: str | None = None) -> list[str]:
     """One run of the indexing job per repository, in turn; returns the names that failed."""
     from .definitions import get_index_job
     from .jobs import DEFAULT_RUN_CONFIG
 
+    from .partitions import initialize_pools
+
+    initialize_pools(instance)
     job = dg.reconstructable(get_index_job)
     # The watcher prints the run's events; Dagster's console logger would repeat them all.
     run_config = {**DEFAULT_RUN_CONFIG, **(run_config or {}),
@@ -145,7 +148,8 @@ def run_index(instance: dg.DagsterInstance, repos: list[str], run_config: dict |
         started = time.perf_counter()
         summary = RunSummary(repo)
         try:
-            with dg.execute_job(job, instance=instance, run_config=run_config,
+            selection = None if stop_at is None else [dg.AssetKey(a) for a in STAGES[:STAGES.index(stop_at) + 1]]
+            with dg.execute_job(job, instance=instance, run_config=run_config, asset_selection=selection,
                                 tags={"dagster/partition": repo, INVOCATION_TAG: invocation}) as result:
                 summary.success, summary.run_id = result.success, result.run_id
                 _summarize(result, summary)

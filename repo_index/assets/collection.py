@@ -1,7 +1,11 @@
 """vector_collection: the repository's Chroma collection, synced to the current chunks,
 with asset checks that read the collection back."""
 
+import contextlib
+from pathlib import Path
+
 import dagster as dg
+from filelock import FileLock
 
 from ..core import paths
 from ..core.search import embed_query
@@ -9,13 +13,22 @@ from ..core.store import (
     check_consistency, collection_name, get_collection, pick_smoke_symbol, symbol_rank, sync_collection,
 )
 from ..core.vector_cache import VectorCache
-from ..partitions import repositories
+from ..partitions import CHROMA_POOL, repositories
 from ..resources import ChromaResource, EmbedderResource
 
 IN_STEP = "ids_match_chunks"
 DIMENSIONS = "vector_dimensions"
 SMOKE = "smoke_query"
 SMOKE_TOP_K = 5
+
+
+def writer_lock(settings):
+    """Embedded Chroma is not safe across processes: besides the pool, a file lock makes
+    sure two writers never overlap however the steps were launched."""
+    if settings.mode != "embedded":
+        return contextlib.nullcontext()
+    Path(settings.path).mkdir(parents=True, exist_ok=True)
+    return FileLock(str(Path(settings.path) / ".repo_index.write.lock"))
 
 
 def _checks(context, collection, chunks, embeddings, embedder) -> list[dg.AssetCheckResult]:
@@ -58,7 +71,7 @@ def _checks(context, collection, chunks, embeddings, embedder) -> list[dg.AssetC
     partitions_def=repositories,
     group_name="indexing",
     kinds={"chromadb"},
-    pool="chroma",
+    pool=CHROMA_POOL,
     check_specs=[
         dg.AssetCheckSpec(IN_STEP, asset="vector_collection",
                           description="The collection's ids equal the current chunk ids (missing / orphaned)."),
@@ -79,10 +92,11 @@ def vector_collection(
     client = chroma.client()
     name = collection_name(settings.collection_prefix, context.partition_key)
     commit = code_chunks.attrs.get("commit") or f"tree:{code_chunks.attrs.get('tree', '')}"
-    stats = sync_collection(
-        client, name, code_chunks, chunk_embeddings.chunk_ids, chunk_embeddings.vectors,
-        chunk_embeddings.model, chunk_embeddings.dimensions, commit, context.partition_key,
-    )
+    with writer_lock(settings):
+        stats = sync_collection(
+            client, name, code_chunks, chunk_embeddings.chunk_ids, chunk_embeddings.vectors,
+            chunk_embeddings.model, chunk_embeddings.dimensions, commit, context.partition_key,
+        )
     context.log.info(f"{name}: +{stats.added} -{stats.deleted} moved {stats.moved}, {stats.total} records")
     checks = _checks(context, get_collection(client, name), code_chunks, chunk_embeddings, embedder)
     return dg.MaterializeResult(

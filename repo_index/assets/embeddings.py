@@ -15,7 +15,7 @@ from ..config import EmbeddingConfig
 from ..core.batching import EmbedStats, embed_chunks
 from ..core.embedders import Embedder, make_embedder
 from ..core.vector_cache import VectorCache, default_cache_path
-from ..partitions import repositories
+from ..partitions import EMBEDDING_POOL, repositories
 from ..resources import EmbedderResource
 
 EMBEDDINGS_IO_MANAGER = "embeddings_io_manager"
@@ -83,7 +83,7 @@ def embedding_metadata(stats: EmbedStats, provider: str, model: str, dimensions:
     partitions_def=repositories,
     group_name="indexing",
     kinds={"openai", "numpy"},
-    pool="embedding",
+    pool=EMBEDDING_POOL,
     io_manager_key=EMBEDDINGS_IO_MANAGER,
     description="A float32 vector per chunk. Vectors are reused by (model, dimensions, sha256 of the "
     "embedded text): an unchanged reindex makes no embedding requests. Stored once, in the embedding cache.",

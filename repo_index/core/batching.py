@@ -336,9 +336,14 @@ async def _embed_all(
     limit = AdaptiveLimit(max_concurrent)
     max_inputs = min(batch_size, embedder.max_inputs_per_request)
 
+    failed = False  # set before a fatal error is raised, so queued requests are not sent
+
     async def send(indexes: list[int], tokens: int) -> tuple[np.ndarray | None, Exception | None, int]:
         """One request through a slot: (vectors, None, epoch) or (None, error, epoch)."""
         epoch = await limit.acquire()
+        if failed:
+            limit.release()
+            raise asyncio.CancelledError
         try:
             if rate is not None:
                 # Inside the slot: when the budget binds, it is the bottleneck, not the slots.
@@ -351,6 +356,7 @@ async def _embed_all(
             limit.release()
 
     async def run(indexes: list[int]) -> None:
+        nonlocal failed
         tokens = sum(token_counts[i] for i in indexes)
         attempt = 0
         while True:
@@ -371,6 +377,7 @@ async def _embed_all(
                 await asyncio.gather(run(indexes[:half]), run(indexes[half:]))
                 return
             if kind not in RETRYABLE or attempt >= max_retries:
+                failed = True  # no await before the raise: no queued request slips out
                 raise EmbeddingFailed(
                     f"embedding request of {len(indexes)} inputs failed after {attempt} retries: "
                     f"{type(error).__name__}: {error}"

@@ -17,9 +17,12 @@ How a file is cut (`chunk_source`):
    overflow the stack.
 3. Groups become chunks: the file is partitioned at the group starts (moved back to the
    start of the line when only indentation precedes them), so nothing is lost or
-   duplicated. Each piece is trimmed and counted exactly (header included); one over
-   the cap (tiktoken counts are not additive, the estimate can be off) is halved at a
-   syntax boundary, else a line, else a token. A chunk of a few tokens (a `}` that
+   duplicated. Each piece is trimmed and counted exactly (header included): read off the
+   whole-file tokenisation when its edges allow it (cl100k pre-tokenizes a slice that
+   starts at a line start and ends before whitespace exactly as inside the file; see
+   `_count`), else re-encoded, and always re-encoded within a few tokens of the cap. One
+   over the cap (tiktoken counts are not additive, the estimate can be off) is halved at
+   a syntax boundary, else a line, else a token. A chunk of a few tokens (a `}` that
    missed its block's chunk) joins its neighbour when the result fits.
 
 Chunk text: the exact source slice, trimmed: leading blank lines and trailing whitespace
@@ -46,10 +49,13 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from repo_index.core.languages import LanguageSpec, definition_name, get_parser, get_spec
-from repo_index.core.tokens import count_tokens, token_end_offsets
+from repo_index.core.tokens import count_tokens, line_additive, token_end_offsets
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,6 +72,14 @@ _MIN_CODE_TOKENS = 16  # the header must leave at least this much room
 _MARGIN = 0
 _TINY_TOKENS = 3  # a chunk this small (`}`, `end`) joins a neighbour when that fits
 _MAX_DEPTH = 64  # levels of oversized nesting descended before falling back to lines
+# A chunk whose count is derived from the whole-file tokenisation is still re-encoded when
+# it lands this close to the cap (belt and braces: the cap is the one hard guarantee).
+_VERIFY_WINDOW = 4
+# Bytes of the UTF-8 text, by what cl100k's pre-tokenizer does at them (see _count).
+_ALNUM = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_PUNCT = frozenset(c for c in range(0x21, 0x7F) if c not in _ALNUM)
+_SPACE_AFTER = frozenset(b" \t\v\f")
+_NEWLINE = frozenset(b"\n\r")
 
 FRAME_COLUMNS = ["chunk_id", "path", "language", "start_line", "end_line", "symbol",
                  "n_tokens", "text", "content_hash"]
@@ -178,7 +192,8 @@ class _Span:
 class _Group:
     """Consecutive items that will become one chunk (unless the exact count says no)."""
 
-    __slots__ = ("items", "scope", "labels", "has_def", "closed", "ext_start", "end")
+    __slots__ = ("items", "scope", "labels", "has_def", "closed", "ext_start", "end",
+                 "_symbol")
 
     def __init__(self, scope: tuple[str, ...], ext_start: int) -> None:
         self.items: list[tuple] = []  # (start, end, kind, label, attach)
@@ -190,17 +205,38 @@ class _Group:
         self.closed = 0
         self.ext_start = ext_start
         self.end = 0
+        self._symbol: tuple[str, ...] | None = None  # cache of symbol()
 
     def add(self, item: tuple) -> None:
         self.items.append(item)
         _, end, kind, label, _ = item
         if kind:
-            self.labels[label] = max(kind, self.labels.get(label, 0))
-        self.has_def = self.has_def or kind == _DEF
-        self.end = max(self.end, end)
+            labels = self.labels
+            if labels.get(label, 0) < kind:
+                labels[label] = kind
+                self._symbol = None
+            if kind == _DEF:
+                self.has_def = True
+        if end > self.end:
+            self.end = end
+
+    def symbol(self) -> tuple[str, ...]:
+        if self._symbol is None:
+            self._symbol = _symbol(self.labels, self.scope)
+        return self._symbol
+
+    def symbol_with(self, kind: int, label: tuple[str, ...] | None) -> tuple[str, ...]:
+        """The symbol the group would have with one more item of this kind and label."""
+        labels = self.labels
+        if not kind or labels.get(label, 0) >= kind:
+            return self.symbol()
+        labels = dict(labels)
+        labels[label] = kind
+        return _symbol(labels, self.scope)
 
     def rebuild(self) -> None:
         items, self.items, self.labels, self.has_def, self.end = self.items, [], {}, False, 0
+        self._symbol = None
         for item in items:
             self.add(item)
 
@@ -225,6 +261,11 @@ def _symbol(labels: dict[tuple[str, ...], int], scope: tuple[str, ...]) -> tuple
     return prefix
 
 
+@lru_cache(maxsize=4096)
+def _piece_tokens(encoding: tiktoken.Encoding, piece: str) -> int:
+    return count_tokens(piece, encoding)
+
+
 class _Chunker:
     def __init__(self, text: str, path: str, language: str, max_tokens: int,
                  encoding: tiktoken.Encoding) -> None:
@@ -234,13 +275,11 @@ class _Chunker:
         self.sep = self.spec.separator
         self.data = text.encode("utf-8")
         self.ends = token_end_offsets(text, encoding)
-        # Newline byte positions (bytes.find is C-speed; a regex would be slower here).
-        nl, find, i = [], self.data.find, self.data.find(b"\n")
-        while i >= 0:
-            nl.append(i)
-            i = find(b"\n", i + 1)
-        self.nl = nl
+        # Newline byte positions, found by numpy in one pass.
+        self.nl = np.flatnonzero(np.frombuffer(self.data, np.uint8) == 0x0A).tolist()
         self.header_cache: dict[tuple[str, ...], tuple[str, int]] = {}
+        self.symbol_tokens: dict[str, int] = {}  # symbol -> tokens of its header line
+        self.additive = line_additive(encoding)
         self.out: list[tuple[Chunk, int, int]] = []  # (chunk, region start, region end)
         path_header = count_tokens(embedding_text(path, "", ""), encoding)
         if path_header > max_tokens - _MIN_CODE_TOKENS:
@@ -255,9 +294,10 @@ class _Chunker:
         if b <= a:
             return 0
         ends = self.ends
-        i = bisect_right(ends, a)
-        j = min(bisect_left(ends, b), len(ends) - 1)
-        return j - i + 1
+        j = bisect_left(ends, b)
+        if j >= len(ends):
+            j = len(ends) - 1
+        return j - bisect_right(ends, a) + 1
 
     def _header(self, label: tuple[str, ...]) -> tuple[str, int]:
         """(symbol to store, header tokens) for a breadcrumb, shortened for small budgets."""
@@ -271,11 +311,12 @@ class _Chunker:
                     break
                 parts.pop(0)
             hit = self.header_cache[label] = (symbol, n)
+            self.symbol_tokens[symbol] = n
         return hit
 
     def _fits(self, ext_start: int, end: int, label: tuple[str, ...]) -> bool:
-        return (self._est(ext_start, end) + self._header(label)[1] + _MARGIN
-                <= self.max_tokens)
+        hit = self.header_cache.get(label) or self._header(label)
+        return self._est(ext_start, end) + hit[1] + _MARGIN <= self.max_tokens
 
     def _ext(self, pos: int) -> int:
         """`pos`, moved back to its line start when only indentation precedes it."""
@@ -424,10 +465,7 @@ class _Chunker:
 
             if cur is not None and (not cur.closed or not own_def and (
                     cur.closed == 1 or not node.is_named)):
-                labels = dict(cur.labels)
-                if item[2]:
-                    labels[label] = max(item[2], labels.get(label, 0))
-                if self._fits(cur.ext_start, end, _symbol(labels, cur.scope)):
+                if self._fits(cur.ext_start, end, cur.symbol_with(item[2], label)):
                     cur.add(item)
                     continue
 
@@ -543,12 +581,58 @@ class _Chunker:
         if first_line == 0 and a > 0 and self.data[a - 1] != 0x0A:
             first_line = lead
         text = raw[first_line:].rstrip()
-        n = count_tokens(embedding_text(self.path, symbol, text), self.enc)
+        n = None
+        if self.additive and "\r" not in raw[first_line:lead]:
+            ta = a + len(raw[:first_line].encode("utf-8"))
+            tb = b - len(raw[first_line + len(text):].encode("utf-8"))
+            n = self._count(ta, tb, symbol)
+        if n is None:
+            n = count_tokens(embedding_text(self.path, symbol, text), self.enc)
         if n > self.max_tokens:
             return False
         start_line = bisect_left(self.nl, a) + 1 + raw.count("\n", 0, first_line)
         return Chunk(self.path, self.language, start_line, start_line + text.count("\n"),
                      symbol, text, n)
+
+    def _count(self, ta: int, tb: int, symbol: str) -> int | None:
+        """Exact tokens of embedding_text(path, symbol, data[ta:tb]) read off the whole-file
+        tokenisation, or None when the slice's edges do not allow it (see
+        `tokens.line_additive`): it must start at a line start, and end before a space, a
+        newline after a letter/digit, or a newline after ASCII punctuation (whose run is
+        then re-encoded alone, as it does not merge with the newline outside the slice)."""
+        data, ends = self.data, self.ends
+        if ta and data[ta - 1] != 0x0A:
+            return None
+        header = self.symbol_tokens.get(symbol)
+        if header is None:
+            header = self.symbol_tokens[symbol] = count_tokens(
+                embedding_text(self.path, symbol, ""), self.enc)
+        cut, tail = tb, 0
+        if tb < len(data):
+            after, last = data[tb], data[tb - 1]
+            if after in _NEWLINE and last not in _ALNUM:
+                if last not in _PUNCT:
+                    return None
+                cut = tb - 1
+                while cut > ta and data[cut - 1] in _PUNCT:
+                    cut -= 1
+                if cut > ta:
+                    before = data[cut - 1]
+                    if before == 0x20:
+                        cut -= 1
+                    elif before not in _ALNUM and before not in b"\t\v\f":
+                        return None
+                tail = _piece_tokens(self.enc, data[cut:tb].decode("ascii"))
+            elif after not in _SPACE_AFTER and after not in _NEWLINE:
+                return None
+        i = bisect_right(ends, ta)
+        j = bisect_right(ends, cut)
+        if (ta and (i == 0 or ends[i - 1] != ta)) or (cut > ta and ends[j - 1] != cut):
+            return None
+        n = header + j - i + tail
+        if n > self.max_tokens - _VERIFY_WINDOW:
+            return None  # close to the cap: count it exactly
+        return n
 
     def _emit(self, a: int, b: int, label: tuple[str, ...], cuts: list[int]) -> None:
         """Emit data[a:b] as one chunk, or halve it at the best cut if over the cap."""

@@ -50,12 +50,27 @@ def _token_byte_lengths(encoding: tiktoken.Encoding) -> list[int] | None:
     return lengths
 
 
+@lru_cache(maxsize=8)
+def _token_byte_lengths_array(encoding: tiktoken.Encoding):
+    lengths = _token_byte_lengths(encoding)
+    if lengths is None or not hasattr(encoding, "encode_to_numpy"):
+        return None
+    import numpy as np
+
+    return np.array(lengths, dtype=np.int64)
+
+
 def token_end_offsets(text: str, encoding: tiktoken.Encoding) -> list[int]:
     """UTF-8 byte offset where each token of `text` ends (tokenised as `count_tokens` does).
 
     Lets a caller estimate the tokens of any byte range of `text` by bisection after one
     encode of the whole text.
     """
+    lengths_array = _token_byte_lengths_array(encoding)
+    if lengths_array is not None:
+        # One pass in C: tokens as an array straight from tiktoken, lengths summed by numpy.
+        tokens = encoding.encode_to_numpy(text, disallowed_special=())
+        return lengths_array[tokens].cumsum().tolist()
     tokens = encoding.encode(text, disallowed_special=())
     lengths = _token_byte_lengths(encoding)
     if lengths is None:
@@ -63,3 +78,24 @@ def token_end_offsets(text: str, encoding: tiktoken.Encoding) -> list[int]:
     else:
         sizes = map(lengths.__getitem__, tokens)
     return list(accumulate(sizes))
+
+
+# Pre-tokenizer patterns of cl100k_base (current and older tiktoken releases) for which
+# `line_additive` holds; see that function.
+_LINE_ADDITIVE_PATTERNS = frozenset({
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""",
+})
+
+
+def line_additive(encoding: tiktoken.Encoding) -> bool:
+    """Whether counts of line-aligned slices can be read off the whole-text tokenisation.
+
+    True for cl100k_base, whose pre-tokenizer splits after the last newline of every
+    whitespace run and at every letter/digit -> whitespace and punctuation -> space edge;
+    so a slice that starts at a line start and ends before whitespace is tokenised alone
+    exactly as inside the text (pieces are BPE-encoded independently), except for a
+    trailing punctuation run that the text continues with newlines (`)` vs `)\\n`), which
+    the caller re-encodes on its own. Unknown patterns: False (callers count exactly).
+    """
+    return getattr(encoding, "_pat_str", None) in _LINE_ADDITIVE_PATTERNS

@@ -337,3 +337,12 @@ def test_estimate_only_sends_nothing(openai_server, tmp_path: Path):
     assert result.stats.reused == 10 and result.stats.to_embed == 20
     assert result.stats.tokens == 20 * 12 and result.stats.estimated_usd == pytest.approx(240 / 1e6 * 0.02)
     assert result.vectors.shape == (0, 1536)
+
+
+def test_a_fatal_error_sends_no_queued_request(openai_server):
+    openai_server.latency = 0.1
+    openai_server.always(Fault.status(403))  # not retryable
+    with pytest.raises(EmbeddingFailed, match="403|PermissionDenied"):
+        embed_chunks(chunk_table(100), embedder_for(openai_server), max_concurrent=3, batch_size=5)
+    # Only the requests already in flight when the first one failed were sent, not the 20 batches.
+    assert openai_server.requests_total <= 3
