@@ -1,0 +1,212 @@
+"""Chunking benchmark on a corpus every machine has: the running Python's standard library.
+
+    .venv/bin/python bench/chunking.py                  # 512 and 200 tokens, 3 repetitions
+    .venv/bin/python bench/chunking.py --reps 5 --budgets 512
+
+Corpus: every `*.py` under `sysconfig.get_paths()["stdlib"]` (tests included),
+site-packages excluded, read and decoded with `decode_source` as the pipeline does.
+
+Reported (medians over `--reps` repetitions; floor and one-core runs are interleaved so
+they see the same load, and besides wall time this process's CPU time is reported, which
+a shared machine disturbs less; the load average is reported too):
+- one_core: `chunk_source` over the whole corpus in this process (text already in memory).
+- floor: tree-sitter parse + one tiktoken `encode_ordinary` of every file, one core.
+- library_1 / library_2: `repo_chunks.chunk_files(..., workers=1 / 2)`, the code the
+  library entry point runs (read + decode + redact + chunk, shards over a process pool);
+  `speedup_2_workers` = library_1 seconds / library_2 seconds.
+- chunk token statistics (mean, p95, max, count over the cap) per budget.
+- invariant violations: `check_chunks` over every chunked file (outside the timings).
+
+Prints JSON and writes bench/results/chunking.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+
+from repo_index.core.chunker import chunk_source  # noqa: E402
+from repo_index.core.discovery import decode_source  # noqa: E402
+from repo_index.core.languages import get_parser  # noqa: E402
+from repo_index.core.repo_chunks import chunk_files  # noqa: E402
+from repo_index.core.tokens import DEFAULT_ENCODING, get_encoding  # noqa: E402
+from repo_index_tests.core.invariants import check_chunks  # noqa: E402
+
+
+def stdlib_corpus() -> tuple[Path, list[tuple[str, str, int]]]:
+    """(stdlib root, [(relative path, text, size in bytes)]), sorted by path."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "site-packages")
+        for name in sorted(filenames):
+            if not name.endswith(".py"):
+                continue
+            full = Path(dirpath) / name
+            if full.is_symlink() or not full.is_file():
+                continue
+            data = full.read_bytes()
+            try:
+                text = decode_source(data)
+            except UnicodeDecodeError:
+                continue
+            files.append((full.relative_to(root).as_posix(), text, len(data)))
+    files.sort()
+    return root, files
+
+
+def timed(fn, reps: int) -> tuple[float, list[float], object]:
+    times, result = [], None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times, result
+
+
+def rates(seconds: float, n_files: int, n_bytes: int, cpu: float | None = None) -> dict:
+    out = {"seconds": round(seconds, 3), "files_per_s": round(n_files / seconds, 1),
+           "mb_per_s": round(n_bytes / 1e6 / seconds, 2)}
+    if cpu is not None:  # this process's CPU time: less sensitive to a shared machine
+        out.update(cpu_seconds=round(cpu, 3), cpu_files_per_s=round(n_files / cpu, 1),
+                   cpu_mb_per_s=round(n_bytes / 1e6 / cpu, 2))
+    return out
+
+
+def interleaved(fns: dict, reps: int) -> dict:
+    """Run each of `fns` once per repetition, in turn, so all see the same load; returns
+    name -> (median wall s, median CPU s, wall runs, last result)."""
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    last = {}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            last[name] = fn()
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k]), wall[k], last[k])
+            for k in fns}
+
+
+def token_stats(counts: list[int], cap: int) -> dict:
+    ordered = sorted(counts)
+    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else 0
+    return {"chunks": len(counts), "mean": round(statistics.fmean(counts), 1) if counts else 0,
+            "p95": p95, "max": max(counts, default=0),
+            "over_cap": sum(c > cap for c in counts)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--budgets", default="512,200")
+    ap.add_argument("--no-invariants", action="store_true")
+    ap.add_argument("--no-workers", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "chunking.json"))
+    args = ap.parse_args()
+    budgets = [int(b) for b in args.budgets.split(",")]
+
+    enc = get_encoding(DEFAULT_ENCODING)
+    root, corpus = stdlib_corpus()
+    n_files, n_bytes = len(corpus), sum(size for _, _, size in corpus)
+    load_before = os.getloadavg()
+    report: dict = {
+        "corpus": {"root": str(root), "files": n_files, "mb": round(n_bytes / 1e6, 2),
+                   "python": sys.version.split()[0]},
+        "reps": args.reps, "cpu_count": os.cpu_count(),
+    }
+    parser = get_parser("python")
+    chunk_source(corpus[0][1], corpus[0][0], "python", 512, enc)  # warm the caches
+
+    def floor() -> int:
+        total = 0
+        for _, text, _ in corpus:
+            parser.parse(text.encode("utf-8"))
+            total += len(enc.encode_ordinary(text))
+        return total
+
+    def one_core(budget: int) -> list:
+        return [chunk_source(text, path, "python", budget, enc) for path, text, _ in corpus]
+
+    fns = {"floor": floor}
+    fns.update({f"one_core_{b}": (lambda b=b: one_core(b)) for b in budgets})
+    runs = interleaved(fns, args.reps)
+    sec, cpu, times, n_tokens = runs["floor"]
+    report["floor"] = {**rates(sec, n_files, n_bytes, cpu), "tokens": n_tokens,
+                       "runs_s": [round(t, 3) for t in times]}
+    c0 = time.process_time()
+    for _, text, _ in corpus:
+        parser.parse(text.encode("utf-8"))
+    report["floor"]["parse_cpu_mb_per_s"] = round(n_bytes / 1e6 / (time.process_time() - c0), 2)
+    c0 = time.process_time()
+    for _, text, _ in corpus:
+        enc.encode_ordinary(text)
+    report["floor"]["encode_cpu_mb_per_s"] = round(
+        n_bytes / 1e6 / (time.process_time() - c0), 2)
+
+    for budget in budgets:
+        sec, cpu, times, per_file = runs[f"one_core_{budget}"]
+        counts = [c.n_tokens for chunks in per_file for c in chunks]
+        entry = {**rates(sec, n_files, n_bytes, cpu), "runs_s": [round(t, 3) for t in times],
+                 "fraction_of_floor": round(report["floor"]["seconds"] / sec, 2),
+                 "cpu_fraction_of_floor": round(report["floor"]["cpu_seconds"] / cpu, 2),
+                 "tokens": token_stats(counts, budget)}
+        if not args.no_invariants:
+            violations, examples = 0, []
+            for (path, text, _), chunks in zip(corpus, per_file):
+                try:
+                    check_chunks(text, chunks, budget, enc)
+                except AssertionError as exc:
+                    violations += 1
+                    if len(examples) < 5:
+                        examples.append(f"{path}: {exc!r}"[:300])
+            entry["invariant_violations"] = violations
+            entry["invariant_examples"] = examples
+        report[f"one_core_{budget}"] = entry
+        print(json.dumps({f"one_core_{budget}": entry}), file=sys.stderr)
+
+    if not args.no_workers:
+        budget = budgets[0]
+        files = pd.DataFrame([(p, "python", s) for p, _, s in corpus],
+                             columns=["path", "language", "size_bytes"])
+        def library(workers: int):
+            c0 = os.times()
+            table, total = chunk_files(root, files, budget, workers=workers)
+            c1 = os.times()
+            # CPU of this process plus of the reaped pool workers.
+            cpu = sum(c1[:4]) - sum(c0[:4])
+            return table, total, cpu
+
+        runs = interleaved({w: (lambda w=w: library(w)) for w in (1, 2)}, args.reps)
+        lib = {}
+        for workers, (sec, _, times, (table, total, cpu)) in runs.items():
+            lib[workers] = sec
+            report[f"library_{workers}_{budget}"] = {
+                **rates(sec, n_files, n_bytes), "runs_s": [round(t, 3) for t in times],
+                "cpu_seconds_all_processes_last_run": round(cpu, 2),
+                "chunks": len(table), "failed": dict(total.failed)}
+        report["speedup_2_workers"] = round(lib[1] / lib[2], 2)
+
+    report["loadavg_before"] = [round(x, 2) for x in load_before]
+    report["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    text = json.dumps(report, indent=2)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
