@@ -105,3 +105,15 @@ def test_local_model_embeds_off_the_event_loop():
     # The loop kept running while the model worked (a blocking call would leave one tick).
     assert len(ticks) >= 3
     np.testing.assert_allclose(vectors[:2], embedder.encode(texts[:2]), atol=1e-5)
+
+
+def test_chunk_budget_follows_the_embedder_and_refuses_what_it_cannot_read():
+    from repo_index.core.embedders import LocalEmbedder, OpenAIEmbedder, resolve_max_tokens
+
+    local, openai = LocalEmbedder(), OpenAIEmbedder(api_key="k")
+    assert resolve_max_tokens(local, None) == 200 and resolve_max_tokens(openai, None) == 512
+    assert resolve_max_tokens(openai, 2000) == 2000
+    with pytest.raises(ValueError, match="exceeds what all-MiniLM-L6-v2 reads"):
+        resolve_max_tokens(local, 512)
+    with pytest.raises(ValueError, match="at least 32"):
+        resolve_max_tokens(openai, 20)
