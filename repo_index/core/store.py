@@ -298,7 +298,7 @@ def pick_smoke_symbol(chunks: pd.DataFrame) -> tuple[str, str] | None:
     if not unique:
         return None
     name, symbol = max(unique, key=lambda item: (len(item[0]), item[1]))
-    return symbol, name.replace("_", " ")
+    return symbol, name.replace("_", " ").strip()
 
 
 @_names_the_server
