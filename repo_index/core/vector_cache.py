@@ -69,7 +69,7 @@ class VectorCache:
         self.grace_s = grace_days * 86400
         # timeout = SQLite's busy timeout: a writer waits for another process's transaction.
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._enable_wal()
         # In WAL mode NORMAL loses nothing on a process crash (only on power loss).
         self._db.execute("PRAGMA synchronous=NORMAL")
         # Checkpoint every 32 MB of WAL rather than 4 MB: each checkpoint syncs the file, and
@@ -80,6 +80,19 @@ class VectorCache:
         self._migrate()
 
     # -- plumbing -----------------------------------------------------------
+
+    def _enable_wal(self, timeout_s: float = 60) -> None:
+        # Switching a new file to WAL needs an exclusive lock, and SQLite answers "database
+        # is locked" at once (no busy handler) while another process opens it too: retry.
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _write(self):
         return _Transaction(self._db)
