@@ -35,6 +35,16 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def _load_specs(registry_file: Path):
+    """The registry's entries, or exit with the message naming the bad entry."""
+    from .core.registry import RegistryError, load_registry
+
+    try:
+        return load_registry(registry_file)
+    except RegistryError as exc:
+        _fail(str(exc))
+
+
 @click.group()
 @click.option("--registry", type=click.Path(dir_okay=False), envvar=paths.REGISTRY_ENV,
               help="Registry file (default: repositories.yaml in the project root).")
@@ -114,12 +124,7 @@ def remove(registry_file: Path, name: str, keep_index: bool) -> None:
 @click.pass_obj
 def list_(registry_file: Path, as_json: bool) -> None:
     """List registered repositories."""
-    from .core.registry import RegistryError, load_registry
-
-    try:
-        specs = load_registry(registry_file)
-    except RegistryError as exc:
-        _fail(str(exc))
+    specs = _load_specs(registry_file)
     if as_json:
         click.echo(json.dumps([s.to_yaml() for s in specs], indent=2))
         return
@@ -174,13 +179,9 @@ def index(registry_file: Path, names, all_, max_tokens, max_concurrent, estimate
 @click.pass_obj
 def status(registry_file: Path, as_json: bool) -> None:
     """Each repository's indexed commit, chunk count, and whether its collection is in step."""
-    from .core.registry import RegistryError, load_registry
     from .status import repository_status
 
-    try:
-        specs = load_registry(registry_file)
-    except RegistryError as exc:
-        _fail(str(exc))
+    specs = _load_specs(registry_file)
     rows = repository_status(_instance(), specs, registry_file)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
