@@ -85,10 +85,14 @@ def churn(corpus: Path, fraction: float, seed: int = 7) -> dict:
     return {"deleted": third, "edited": third, "added": len(picked) - 2 * third}
 
 
-def index(env: dict, server_url: str) -> dict:
+def index(env: dict, server_url: str, profile: Path | None = None) -> dict:
     before = requests_seen(server_url)
+    command = [BIN / "repo-index", "index", "corpus"]
+    if profile:  # every process of the run, steps included, sampled by py-spy
+        command = [BIN / "py-spy", "record", "--subprocesses", "--rate", "50", "--format", "raw",
+                   "-o", profile, "--", *command]
     started = time.perf_counter()
-    done = subprocess.run([BIN / "repo-index", "index", "corpus"], env=env, capture_output=True, text=True)
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode:
         raise SystemExit(done.stdout + done.stderr)
@@ -114,6 +118,28 @@ def index(env: dict, server_url: str) -> dict:
     }
 
 
+def profile_top(raw: Path, n: int = 15) -> dict:
+    """The top of a py-spy raw profile: functions by own samples and by inclusive samples."""
+    own, inclusive, total = {}, {}, 0
+    frame_name = re.compile(r" \(([^:()]*?)(?::\d+)?\)$")
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        frames = []
+        for frame in stack.split(";"):
+            m = frame_name.search(frame)
+            where = m.group(1).split("site-packages/")[-1].split("/lib/python3")[-1] if m else ""
+            frames.append(f"{frame[:m.start()] if m else frame} ({where})")
+        samples = int(count)
+        total += samples
+        own[frames[-1]] = own.get(frames[-1], 0) + samples
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + samples
+    top = lambda d: {k: round(v / total, 3) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]}  # noqa: E731
+    return {"samples": total, "own": top(own), "inclusive": top(inclusive)}
+
+
 def requests_seen(server_url: str) -> int:
     with urllib.request.urlopen(server_url.removesuffix("/v1") + "/stats", timeout=5) as r:
         return json.load(r)["requests_total"]
@@ -125,6 +151,8 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.05, help="seconds per embedding request")
     ap.add_argument("--dimensions", type=int, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
+    ap.add_argument("--profile", action="store_true",
+                    help="profile the full index with py-spy (pip install '.[bench]'); top in the JSON")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="repo-index-bench-"))
@@ -153,7 +181,10 @@ def main() -> None:
         subprocess.run([BIN / "repo-index", "add", "corpus", str(corpus)], env=env, check=True, capture_output=True)
         results = {"corpus": args.corpus, "corpus_files": n_files, "latency_s": args.latency,
                    "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
-        results["full"] = index(env, url)
+        raw = work / "profile.txt" if args.profile else None
+        results["full"] = index(env, url, raw)
+        if raw:
+            results["full"]["profile"] = profile_top(raw)
         results["unchanged"] = index(env, url)
         target = next(p for p in sorted(corpus.rglob("*.py")) if p.stat().st_size > 20_000)
         target.write_text(target.read_text().replace("def ", "def  ", 1))

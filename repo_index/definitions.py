@@ -7,7 +7,7 @@ from .assets.collection import vector_collection
 from .assets.embeddings import chunk_embeddings
 from .assets.files import repo_files
 from .automation import nightly_reindex, registry_sensor, source_change_sensor
-from .io_managers import EmbeddingsIOManager
+from .io_managers import ChunkTableIOManager, EmbeddingsIOManager
 from .jobs import INDEX_JOB, index_job
 from .resources import default_resources
 
@@ -16,7 +16,8 @@ defs = dg.Definitions(
     jobs=[index_job],
     sensors=[registry_sensor, source_change_sensor],
     schedules=[nightly_reindex],
-    resources={**default_resources(), "embeddings_io_manager": EmbeddingsIOManager()},
+    resources={**default_resources(), "embeddings_io_manager": EmbeddingsIOManager(),
+               "chunks_io_manager": ChunkTableIOManager()},
 )
 
 

@@ -4,10 +4,12 @@
 The vectors already live in the content-addressed SQLite cache (core/vector_cache.py),
 where every response is written as it arrives; Dagster's default IO manager would pickle
 the whole float32 matrix again for every partition. So the output stored here is only
-what rebuilds the matrix: the chunk ids, each row's cache key (sha256 of the embedded
-text), the model and the dimensions: ~100 bytes per chunk instead of ~6 KB. Loading reads
-the vectors back from the cache into the same in-memory `EmbedResult` (a float32 matrix
-keyed by chunk id) that the asset returned.
+what finds the vectors: the chunk ids, each row's cache key (sha256 of the embedded
+text), the model and the dimensions: ~100 bytes per chunk instead of ~6 KB. Loading checks,
+by key alone, that every vector is still in the cache and returns the `EmbedResult` as the
+asset returned it, `vectors` None: the consumer reads the vectors it needs from the cache
+in batches, so no step holds a repository's whole matrix (`load_result(...,
+with_vectors=True)` builds it, for tests and tools).
 
 This works because the cache never prunes a vector that the latest materialization of a
 repository references (see vector_cache). If a vector is missing anyway (the cache file
@@ -27,6 +29,7 @@ from pydantic import Field
 
 from .core import paths
 from .core.batching import EmbedResult, EmbedStats
+from .core.chunk_tables import chunk_params, load_table, save_table, table_path
 from .core.vector_cache import VectorCache, default_cache_path
 
 KEY_BYTES = 32  # sha256
@@ -42,7 +45,7 @@ def save_keys(path: Path, result: EmbedResult) -> None:
         model=np.asarray(result.model),
         dimensions=np.asarray(result.dimensions),
         # estimate_only results hold no vectors; keep saying so after a reload.
-        has_vectors=np.asarray(result.vectors.shape[0] == len(result.chunk_ids)),
+        has_vectors=np.asarray(result.has_vectors),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -50,8 +53,9 @@ def save_keys(path: Path, result: EmbedResult) -> None:
     os.replace(tmp, path)
 
 
-def load_result(path: Path, cache: VectorCache) -> EmbedResult:
-    """The `EmbedResult` saved at `path`, its vectors read from `cache`.
+def load_result(path: Path, cache: VectorCache, with_vectors: bool = False) -> EmbedResult:
+    """The `EmbedResult` saved at `path`, `vectors` None once every vector it references is
+    found in `cache` (by key, reading no vector); with `with_vectors` the float32 matrix.
 
     Raises LookupError naming what is missing when the file or any vector is gone.
     """
@@ -66,18 +70,16 @@ def load_result(path: Path, cache: VectorCache) -> EmbedResult:
     stats = EmbedStats(chunks=len(chunk_ids))
     if not has_vectors:
         return EmbedResult(chunk_ids, np.zeros((0, dims), np.float32), model, dims, stats, keys)
-    found = cache.get_many(model, dims, list(dict.fromkeys(keys)))
-    missing = len({k for k in keys if k not in found})
+    unique = set(keys)
+    missing = len(unique) - len(cache.present(model, dims, unique))
     if missing:
         raise LookupError(f"{missing} of the vectors it references are not in the embedding cache {cache.path}")
-    matrix = np.empty((len(keys), dims), dtype=np.float32)
-    for row, key in enumerate(keys):
-        matrix[row] = found[key]
-    return EmbedResult(chunk_ids, matrix, model, dims, stats, keys)
+    vectors = cache.matrix(model, dims, keys) if with_vectors else None
+    return EmbedResult(chunk_ids, vectors, model, dims, stats, keys)
 
 
 class EmbeddingsIOManager(dg.ConfigurableIOManager):
-    """Stores chunk ids and cache keys per partition; loads the float32 matrix from the cache."""
+    """Stores chunk ids and cache keys per partition; loads them once the cache holds every vector."""
 
     base_dir: str = Field(
         default="",
@@ -108,3 +110,20 @@ class EmbeddingsIOManager(dg.ConfigurableIOManager):
                     description=f"cannot load chunk_embeddings{where}: {exc}. Re-materialize chunk_embeddings"
                     f"{where}; it embeds only what is missing."
                 ) from exc
+
+
+class ChunkTableIOManager(dg.ConfigurableIOManager):
+    """Stores each partition's chunk table where the next reindex looks for chunks to reuse
+    (core/chunk_tables.py: `<data dir>/code_chunks/<repository>.pkl`)."""
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        path = table_path(context.asset_partition_key)
+        save_table(path, obj, chunk_params(obj.attrs["max_tokens"], obj.attrs["encoding"]))
+        context.add_output_metadata({"stored_bytes": path.stat().st_size})
+
+    def load_input(self, context: dg.InputContext):
+        path = table_path(context.asset_partition_key)
+        if not path.is_file():
+            raise dg.Failure(description=f"no stored code_chunks for {context.asset_partition_key!r} at {path}: "
+                             "materialize code_chunks first")
+        return load_table(path)[1]

@@ -46,9 +46,13 @@ def index(root: Path, settings: ChromaSettings, server, exclude=(), model="text-
     chunks = chunk_repository(root, max_tokens=128, exclude=exclude)
     embedder = OpenAIEmbedder(model=model, api_key="k", base_url=server.base_url, requested_dimensions=dims)
     with VectorCache(root.parent / "embeddings.sqlite") as cache:
-        result = embed_chunks(chunks, embedder, cache, owner="svc")
-    stats = sync_collection(open_client(settings), collection_name(settings.collection_prefix, "svc"), chunks,
-                            result.chunk_ids, result.vectors, result.model, result.dimensions, "c", "svc")
+        result = embed_chunks(chunks, embedder, cache, owner="svc", keep_vectors=False)
+
+        def rows(indexes: list[int]):  # as the vector_collection asset reads them: from the cache, per batch
+            return cache.matrix(result.model, result.dimensions, [result.keys[i] for i in indexes])
+
+        stats = sync_collection(open_client(settings), collection_name(settings.collection_prefix, "svc"), chunks,
+                                result.chunk_ids, rows, result.model, result.dimensions, "c", "svc")
     return chunks, stats
 
 

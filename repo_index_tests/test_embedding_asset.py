@@ -1,6 +1,6 @@
 """chunk_embeddings materialized by Dagster against the loopback OpenAI server: metadata,
 progress in the run log, reuse across runs, and vectors stored once (the IO manager keeps
-cache keys; the downstream asset gets the float32 matrix back from the cache)."""
+cache keys; the downstream asset gets them once every vector is checked to be in the cache)."""
 
 from pathlib import Path
 
@@ -11,7 +11,8 @@ import pytest
 
 from repo_index.assets.embeddings import chunk_embeddings
 from repo_index.core.chunker import embedding_text
-from repo_index.io_managers import EmbeddingsIOManager
+from repo_index.core.vector_cache import VectorCache, default_cache_path
+from repo_index.io_managers import EmbeddingsIOManager, load_result
 from repo_index.partitions import REPOSITORIES, repositories
 from repo_index.resources import EmbedderResource
 from repo_index_tests.fakes.openai_server import fake_embedding
@@ -80,6 +81,12 @@ def expected(chunks: pd.DataFrame) -> np.ndarray:
                       for p, s, t in zip(chunks["path"], chunks["symbol"], chunks["text"])])
 
 
+def stored_matrix(project: Project) -> np.ndarray:
+    """The float32 matrix of the stored chunk_embeddings, rebuilt from the cache as a tool would."""
+    with VectorCache(default_cache_path()) as cache:
+        return load_result(project.keys_dir / "chunk_embeddings" / f"{REPO}.npz", cache, with_vectors=True).vectors
+
+
 def test_materialization_embeds_logs_progress_and_stores_vectors_once(project, openai_server, tmp_path):
     openai_server.latency = 0.02
     project.chunks = chunk_table(200)
@@ -93,8 +100,10 @@ def test_materialization_embeds_logs_progress_and_stores_vectors_once(project, o
 
     [loaded] = project.loaded
     assert loaded.chunk_ids == list(project.chunks["chunk_id"])
-    assert loaded.vectors.dtype == np.float32
-    np.testing.assert_allclose(loaded.vectors, expected(project.chunks), atol=1e-6)
+    assert loaded.vectors is None and loaded.has_vectors  # no matrix in memory: the vectors are in the cache
+    matrix = stored_matrix(project)
+    assert matrix.dtype == np.float32
+    np.testing.assert_allclose(matrix, expected(project.chunks), atol=1e-6)
 
     progress = [m for m in project.messages(result) if m.startswith("embedded ") and "chunks/s" in m]
     assert len(progress) >= 10 and "(100%)" in progress[-1]
@@ -103,7 +112,7 @@ def test_materialization_embeds_logs_progress_and_stores_vectors_once(project, o
     # and the IO manager stored together is a small fraction of them.
     outputs = [f for d in (tmp_path / "dagster" / "storage", project.keys_dir) for f in d.rglob("*") if f.is_file()]
     assert any(f.suffix == ".npz" for f in outputs)
-    assert sum(f.stat().st_size for f in outputs) < loaded.vectors.nbytes / 10
+    assert sum(f.stat().st_size for f in outputs) < matrix.nbytes / 10
 
 
 def test_unchanged_rerun_makes_no_request_and_an_edit_only_one(project, openai_server):
@@ -120,7 +129,7 @@ def test_unchanged_rerun_makes_no_request_and_an_edit_only_one(project, openai_s
     edited = project.materialize()
     assert openai_server.embedded_texts == [embedding_text("src/m2.py", "f7", "def f7(): return 'seven'")]
     assert project.metadata(edited)["pruned_cache_entries"] == 1
-    np.testing.assert_allclose(project.loaded[-1].vectors, expected(project.chunks), atol=1e-6)
+    np.testing.assert_allclose(stored_matrix(project), expected(project.chunks), atol=1e-6)
 
 
 def test_estimate_only_sends_nothing_and_records_the_cost(project, openai_server):
@@ -129,7 +138,7 @@ def test_estimate_only_sends_nothing_and_records_the_cost(project, openai_server
     assert result.success and openai_server.requests_total == 0
     meta = project.metadata(result)
     assert meta["estimate_only"] and meta["tokens"] == 360 and meta["requests"] == 0
-    assert project.loaded[-1].vectors.shape == (0, 1536)
+    assert project.loaded[-1].vectors.shape == (0, 1536) and not project.loaded[-1].has_vectors
 
 
 def test_loading_without_the_vectors_fails_with_what_to_do(project, tmp_path):

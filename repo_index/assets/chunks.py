@@ -1,9 +1,12 @@
 """code_chunks: a graph-backed asset that fans chunking out over step processes.
 
-split_files plans a few large shards (about 2 × workers, at least MIN_FILES_PER_SHARD
-files each) and emits them as dynamic outputs; chunk_files_shard runs once per shard,
-in parallel under the multiprocess executor (or Celery/Kubernetes, unchanged);
-collect_chunks concatenates them into the chunk table and records the metadata.
+split_files compares the files' sha256 with the stored table (core/chunk_tables.py) and
+plans a few large shards of the files that changed (about 2 × workers, at least
+MIN_FILES_PER_SHARD files each; none when fewer changed) as dynamic outputs;
+chunk_files_shard runs once per shard, in parallel under the multiprocess executor (or
+Celery/Kubernetes, unchanged); collect_chunks concatenates them with the stored chunks
+of unchanged files into the chunk table and records the metadata. The table is stored by
+`ChunkTableIOManager`, which is what the next run reuses from.
 """
 
 import os
@@ -14,9 +17,12 @@ import numpy as np
 
 from ..config import ChunkingConfig
 from ..core.embedders import resolve_max_tokens
-from ..core.repo_chunks import chunk_shard, collect, file_items, plan_shards
+from ..core.chunk_tables import chunk_params, load_header, reusable_files, reused_rows, table_path
+from ..core.repo_chunks import MIN_FILES_PER_SHARD, chunk_shard, collect, file_items, plan_shards
 from ..partitions import repositories
 from ..resources import EmbedderResource
+
+CHUNKS_IO_MANAGER = "chunks_io_manager"
 
 
 LANGUAGE_TABLE = dg.TableSchema(columns=[
@@ -25,51 +31,75 @@ LANGUAGE_TABLE = dg.TableSchema(columns=[
 ])
 
 
-@dg.op(out=dg.DynamicOut(), description="Plan shards of similar size over the discovered files.")
+@dg.op(out={"plan": dg.Out(description="What the run chunks and with which parameters."),
+             "shards": dg.DynamicOut(description="Files to chunk, in shards of similar size.")},
+       description="Plan shards of similar size over the files whose chunks cannot be reused.")
 def split_files(context: dg.OpExecutionContext, config: ChunkingConfig, embedder: EmbedderResource, repo_files):
     model = embedder.build()  # cheap: the local model loads lazily
     max_tokens = resolve_max_tokens(model, config.max_tokens)
+    params = chunk_params(max_tokens, model.info.encoding)
+    reuse = reusable_files(repo_files, load_header(table_path(repo_files.attrs["repo"])), params)
+    to_chunk = repo_files[~repo_files["path"].isin(reuse)]
     workers = config.workers or os.cpu_count() or 1
-    shards = plan_shards(file_items(repo_files), workers)
-    context.log.info(f"{len(repo_files)} files in {len(shards)} shard(s) for {workers} worker(s), max_tokens={max_tokens}")
-    attrs = {**repo_files.attrs, "max_tokens": max_tokens, "encoding": model.info.encoding,
-             "started": time.time(), "bytes": int(repo_files["size_bytes"].sum()), "files": len(repo_files)}
+    # A few files are chunked by collect_chunks itself: a step process costs more than they do.
+    shards = plan_shards(file_items(to_chunk), workers) if len(to_chunk) >= MIN_FILES_PER_SHARD else []
+    context.log.info(f"{len(repo_files)} files: {len(reuse)} unchanged (chunks reused), {len(to_chunk)} to chunk "
+                     f"in {len(shards)} shard(s) for {workers} worker(s), max_tokens={max_tokens}")
+    yield dg.Output({**repo_files.attrs, "params": params, "started": time.time()}, "plan")
+    root = repo_files.attrs["root"]
     for i, shard in enumerate(shards):
-        yield dg.DynamicOutput({"attrs": attrs, "files": shard}, mapping_key=f"shard_{i}")
+        yield dg.DynamicOutput({"root": root, "params": params, "files": shard}, mapping_key=f"shard_{i}",
+                               output_name="shards")
 
 
 @dg.op(description="Chunk the files of one shard.")
 def chunk_files_shard(context: dg.OpExecutionContext, shard: dict):
-    attrs = shard["attrs"]
-    started = time.perf_counter()
-    result = chunk_shard(attrs["root"], shard["files"], attrs["max_tokens"], attrs["encoding"])
+    params, started = shard["params"], time.perf_counter()
+    result = chunk_shard(shard["root"], shard["files"], params["max_tokens"], params["encoding"])
     context.log.info(f"{len(result.chunks)} chunks from {len(shard['files'])} files in {time.perf_counter() - started:.1f}s")
-    return {"attrs": attrs, "result": result}
+    return {"paths": [path for path, _ in shard["files"]], "result": result}
 
 
-@dg.op(description="Concatenate the shards into the chunk table.")
-def collect_chunks(context: dg.OpExecutionContext, parts: list) -> dg.Output:
-    attrs = parts[0]["attrs"]
-    chunks, total = collect([p["result"] for p in parts])
-    chunks.attrs = {k: attrs[k] for k in ("root", "commit", "tree", "repo", "max_tokens") if k in attrs}
+@dg.op(out=dg.Out(io_manager_key=CHUNKS_IO_MANAGER), description="Concatenate the shards and the reused "
+       "chunks of unchanged files into the chunk table.")
+def collect_chunks(context: dg.OpExecutionContext, repo_files, plan: dict, parts: list) -> dg.Output:
+    attrs, params = plan, plan["params"]
+    chunked = {path for part in parts for path in part["paths"]}
+    unchanged = repo_files[~repo_files["path"].isin(chunked)]
+    reused = reused_rows(table_path(attrs["repo"]), unchanged, params) if len(unchanged) else None
+    results = [part["result"] for part in parts]
+    # Chunked here: too few changed files for a shard, and files planned for reuse whose
+    # rows are gone (another run of this repository rewrote the table since the plan).
+    have = set() if reused is None else set(reused["path"].unique())
+    missing = unchanged[~unchanged["path"].isin(have)]
+    if len(missing):
+        results.append(chunk_shard(attrs["root"], list(zip(missing["path"], missing["language"])),
+                                   params["max_tokens"], params["encoding"]))
+    chunks, total = collect(results, reused)
+    chunks.attrs = {k: attrs[k] for k in ("root", "commit", "tree", "repo") if k in attrs}
+    chunks.attrs.update(max_tokens=params["max_tokens"], encoding=params["encoding"])
+    files_chunked = len(repo_files) - len(have)
     seconds = time.time() - attrs["started"]
     tokens = chunks["n_tokens"].to_numpy()
     by_language = chunks.groupby("language").agg(chunks=("chunk_id", "size"), files=("path", "nunique"),
                                                  tokens=("n_tokens", "sum")).reset_index()
-    context.log.info(f"{len(chunks)} chunks from {attrs['files']} files in {seconds:.1f}s; failed {dict(total.failed)}")
+    context.log.info(f"{len(chunks)} chunks from {len(repo_files)} files ({files_chunked} chunked, {len(have)} reused) "
+                     f"in {seconds:.1f}s; failed {dict(total.failed)}")
     return dg.Output(
         chunks,
         metadata={
             "chunks": len(chunks),
-            "files": attrs["files"],
-            "files_chunked": int(chunks["path"].nunique()),
+            "files": len(repo_files),
+            "files_with_chunks": int(chunks["path"].nunique()),
+            "files_chunked": files_chunked,
+            "files_reused": len(have),
             "files_failed_by_reason": dict(total.failed),
             "files_failed_examples": total.examples,
             "secrets_redacted": dict(total.redacted),
             "files_with_secrets_redacted": total.files_redacted,
             "secrets_redacted_examples": total.redacted_examples,
             "shards": len(parts),
-            "max_tokens": attrs["max_tokens"],
+            "max_tokens": params["max_tokens"],
             "tokens": int(tokens.sum()),
             "tokens_p50": int(np.percentile(tokens, 50)) if len(tokens) else 0,
             "tokens_p95": int(np.percentile(tokens, 95)) if len(tokens) else 0,
@@ -80,8 +110,8 @@ def collect_chunks(context: dg.OpExecutionContext, parts: list) -> dg.Output:
                 schema=LANGUAGE_TABLE,
             ),
             "seconds": round(seconds, 2),
-            "files_per_second": round(attrs["files"] / seconds, 1) if seconds else 0.0,
-            "mb_per_second": round(attrs["bytes"] / 1e6 / seconds, 2) if seconds else 0.0,
+            "files_per_second": round(len(repo_files) / seconds, 1) if seconds else 0.0,
+            "mb_per_second": round(int(repo_files["size_bytes"].sum()) / 1e6 / seconds, 2) if seconds else 0.0,
         },
     )
 
@@ -95,4 +125,5 @@ def collect_chunks(context: dg.OpExecutionContext, parts: list) -> dg.Output:
     "Fanned out over shards of files.",
 )
 def code_chunks(repo_files):
-    return collect_chunks(split_files(repo_files).map(chunk_files_shard).collect())
+    plan, shards = split_files(repo_files)
+    return collect_chunks(repo_files, plan, shards.map(chunk_files_shard).collect())

@@ -7,12 +7,11 @@ from pathlib import Path
 import dagster as dg
 from filelock import FileLock
 
-from ..core import paths
 from ..core.search import embed_query
 from ..core.store import (
     check_consistency, collection_name, get_collection, pick_smoke_symbol, symbol_rank, sync_collection,
 )
-from ..core.vector_cache import VectorCache
+from ..core.vector_cache import VectorCache, default_cache_path
 from ..partitions import CHROMA_POOL, repositories
 from ..resources import ChromaResource, EmbedderResource
 
@@ -42,7 +41,8 @@ def _checks(context, collection, chunks, embeddings, embedder) -> list[dg.AssetC
         ),
         dg.AssetCheckResult(
             check_name=DIMENSIONS, passed=seen.wrong_dimensions == 0,
-            metadata={"dimensions": embeddings.dimensions, "wrong": seen.wrong_dimensions, "model": embeddings.model},
+            metadata={"dimensions": embeddings.dimensions, "wrong": seen.wrong_dimensions, "sampled": seen.sampled,
+                      "model": embeddings.model},
         ),
     ]
     picked = pick_smoke_symbol(chunks)
@@ -57,7 +57,7 @@ def _checks(context, collection, chunks, embeddings, embedder) -> list[dg.AssetC
             check_name=SMOKE, passed=False, severity=dg.AssetCheckSeverity.WARN,
             metadata={"reason": f"configured embedder {model.model} differs from the collection's {embeddings.model}"})]
     # The query vector is cached like chunk vectors, so an unchanged reindex sends nothing.
-    with VectorCache(paths.data_dir() / "embeddings.sqlite") as cache:
+    with VectorCache(default_cache_path()) as cache:
         vector = embed_query(model, query, cache)
     rank = symbol_rank(collection, vector, symbol, SMOKE_TOP_K)
     results.append(dg.AssetCheckResult(
@@ -76,7 +76,8 @@ def _checks(context, collection, chunks, embeddings, embedder) -> list[dg.AssetC
         dg.AssetCheckSpec(IN_STEP, asset="vector_collection",
                           description="The collection's ids equal the current chunk ids (missing / orphaned)."),
         dg.AssetCheckSpec(DIMENSIONS, asset="vector_collection",
-                          description="Every vector has the embedding model's dimensions."),
+                          description="Every vector has the embedding model's dimensions (read on a sample: "
+                          "Chroma holds one dimensionality per collection)."),
         dg.AssetCheckSpec(SMOKE, asset="vector_collection",
                           description=f"A query for a distinctive symbol returns its chunk in the top {SMOKE_TOP_K}."),
     ],
@@ -86,16 +87,19 @@ def _checks(context, collection, chunks, embeddings, embedder) -> list[dg.AssetC
 def vector_collection(
     context: dg.AssetExecutionContext, chroma: ChromaResource, embedder: EmbedderResource, code_chunks, chunk_embeddings
 ) -> dg.MaterializeResult:
-    if chunk_embeddings.vectors.shape[0] != len(code_chunks):
+    if not chunk_embeddings.has_vectors:
         raise dg.Failure("chunk_embeddings holds no vectors (estimate_only run?): materialize it without estimate_only")
     settings = chroma.settings()
     client = chroma.client()
     name = collection_name(settings.collection_prefix, context.partition_key)
     commit = code_chunks.attrs.get("commit") or f"tree:{code_chunks.attrs.get('tree', '')}"
-    with writer_lock(settings):
+    model, dims, keys = chunk_embeddings.model, chunk_embeddings.dimensions, chunk_embeddings.keys
+    with writer_lock(settings), VectorCache(default_cache_path()) as cache:
+        # The vectors stay in the cache: each write batch reads only its own rows.
         stats = sync_collection(
-            client, name, code_chunks, chunk_embeddings.chunk_ids, chunk_embeddings.vectors,
-            chunk_embeddings.model, chunk_embeddings.dimensions, commit, context.partition_key,
+            client, name, code_chunks, chunk_embeddings.chunk_ids,
+            lambda rows: cache.matrix(model, dims, [keys[i] for i in rows]),
+            model, dims, commit, context.partition_key,
         )
     context.log.info(f"{name}: +{stats.added} -{stats.deleted} moved {stats.moved}, {stats.total} records")
     checks = _checks(context, get_collection(client, name), code_chunks, chunk_embeddings, embedder)

@@ -2,8 +2,9 @@
 
 The op runs the core loop (core/batching.py) and records what it did. Its output is
 stored by `EmbeddingsIOManager` as cache keys, not vectors: the vectors live once, in the
-SQLite cache the loop writes as responses arrive. The "embedding" pool lets the instance
-cap how many embedding steps run at once across parallel partitions.
+SQLite cache the loop writes as responses arrive, and the step never holds them all. The
+"embedding" pool lets the instance cap how many embedding steps run at once across
+parallel partitions.
 """
 
 import time
@@ -100,6 +101,7 @@ def chunk_embeddings(
             owner=code_chunks.attrs.get("repo", context.partition_key),
             progress=progress_logger(context.log),
             requests_per_minute=config.requests_per_minute, tokens_per_minute=config.tokens_per_minute,
+            keep_vectors=False,  # the vectors stay in the cache, where vector_collection reads them in batches
         )
     s = result.stats
     context.log.info(f"{s.chunks} chunks: {s.embedded} embedded, {s.reused} reused from cache, "

@@ -78,11 +78,18 @@ class EmbedResult:
     # repr=False on the big fields: asyncio.run formats its task's result with repr() on the
     # way out (CPython's signal-handler restore), which would print 10^4 ids and vectors.
     chunk_ids: list[str] = field(repr=False)
-    vectors: np.ndarray = field(repr=False)  # float32 (n, dims), row i for chunk_ids[i]; (0, dims) if estimate_only
+    # float32 (n, dims), row i for chunk_ids[i]; (0, dims) if estimate_only; None when every
+    # vector is in the cache under `keys` (keep_vectors=False: read them from there in batches).
+    vectors: np.ndarray | None = field(repr=False)
     model: str
     dimensions: int
     stats: EmbedStats
     keys: list[bytes] = field(default_factory=list, repr=False)  # text_key of row i: its vector's cache key
+
+    @property
+    def has_vectors(self) -> bool:
+        """False for an estimate_only result: it holds no vectors, in memory or in the cache."""
+        return self.vectors is None or len(self.vectors) == len(self.chunk_ids)
 
 
 class EmbeddingFailed(RuntimeError):
@@ -448,13 +455,21 @@ async def embed_chunks_async(
     progress: ProgressFn | None = None,
     requests_per_minute: float | None = None,
     tokens_per_minute: float | None = None,
+    keep_vectors: bool = True,
 ) -> EmbedResult:
     """Vectors for every chunk (rows in `chunks` order), embedding only texts not cached.
 
     With `owner` (the repository) the cache keeps every vector this call needs referenced
     from the start (a crash loses none), then references exactly the current ones and
     prunes those no repository uses any more.
+
+    `keep_vectors=False` (needs a cache and an owner, whose references keep the vectors
+    there for whoever reads them next) builds no matrix: cached texts are only looked up
+    by key, new vectors go only to the cache, and the result's `vectors` is None: memory
+    does not grow with chunks x dimensions.
     """
+    if not keep_vectors and (cache is None or not owner):
+        raise ValueError("keep_vectors=False needs a cache and an owner: the vectors are left in the cache")
     started = time.perf_counter()
     model, dims = embedder.model, embedder.dimensions
     texts, keys = _texts_and_keys(chunks)
@@ -462,17 +477,18 @@ async def embed_chunks_async(
     stats = EmbedStats(chunks=len(keys), unique_texts=len(unique), lowest_concurrency=max_concurrent)
     if cache is not None and owner and not estimate_only:
         cache.reserve(owner, model, dims, unique)  # before reading: see vector_cache
-    cached = cache.get_many(model, dims, unique) if cache is not None else {}
+    vectors: np.ndarray | None = None
+    if keep_vectors:
+        cached = cache.get_many(model, dims, unique) if cache is not None else {}
+        # One row per distinct text; rows of chunks sharing a text are copied from it at the end.
+        vectors = np.empty((len(unique), dims), dtype=np.float32)
+        for u, key in enumerate(unique):
+            if key in cached:
+                vectors[u] = cached[key]
+    else:
+        cached = cache.present(model, dims, unique)
     stats.reused = len(cached)
-
-    # One row per distinct text; rows of chunks sharing a text are copied from it at the end.
-    vectors = np.empty((len(unique), dims), dtype=np.float32)
-    missing: list[int] = []  # indexes into `unique`
-    for u, key in enumerate(unique):
-        if key in cached:
-            vectors[u] = cached[key]
-        else:
-            missing.append(u)
+    missing = [u for u, key in enumerate(unique) if key not in cached]  # indexes into `unique`
     stats.to_embed = len(missing)
     miss_rows = [first_rows[u] for u in missing]
     n_tokens, chunk_ids = chunks["n_tokens"].tolist(), chunks["chunk_id"].tolist()
@@ -493,20 +509,24 @@ async def embed_chunks_async(
     if cache is not None and owner:
         stats.pruned = cache.set_refs(owner, model, dims, set(unique))
     stats.seconds = time.perf_counter() - started
-    matrix = vectors if len(unique) == len(keys) else vectors[row_to_unique]
-    return EmbedResult(chunk_ids, matrix, model, dims, stats, keys)
+    if vectors is not None and len(unique) < len(keys):
+        vectors = vectors[row_to_unique]
+    return EmbedResult(chunk_ids, vectors, model, dims, stats, keys)
 
 
 async def _embed_missing(texts: list[str], token_counts: list[int], keys: list[bytes], slots: np.ndarray,
-                         vectors: np.ndarray, embedder: Embedder, cache: VectorCache | None, stats: EmbedStats,
-                         max_concurrent: int, batch_size: int, max_retries: int, progress: ProgressFn | None,
-                         requests_per_minute: float | None, tokens_per_minute: float | None) -> None:
-    """Embed `texts`; the vector of texts[i] goes to vectors[slots[i]] and to the cache."""
+                         vectors: np.ndarray | None, embedder: Embedder, cache: VectorCache | None,
+                         stats: EmbedStats, max_concurrent: int, batch_size: int, max_retries: int,
+                         progress: ProgressFn | None, requests_per_minute: float | None,
+                         tokens_per_minute: float | None) -> None:
+    """Embed `texts`; the vector of texts[i] goes to the cache and to vectors[slots[i]] unless
+    `vectors` is None. When this returns, every vector is on disk."""
     model, dims = embedder.model, embedder.dimensions
     writer = BackgroundWriter(cache, model, dims) if cache is not None else None
 
     def on_vectors(indexes: list[int], matrix: np.ndarray) -> None:
-        vectors[slots[indexes]] = matrix
+        if vectors is not None:
+            vectors[slots[indexes]] = matrix
         if writer is not None:
             writer.put([(keys[i], row) for i, row in zip(indexes, matrix)])
 
@@ -526,8 +546,9 @@ async def _embed_missing(texts: list[str], token_counts: list[int], keys: list[b
 def embed_chunks(chunks: pd.DataFrame, embedder: Embedder, cache: VectorCache | None = None,
                  max_concurrent: int = 10, batch_size: int = 100, max_retries: int = DEFAULT_MAX_RETRIES,
                  estimate_only: bool = False, owner: str | None = None, progress: ProgressFn | None = None,
-                 requests_per_minute: float | None = None, tokens_per_minute: float | None = None) -> EmbedResult:
+                 requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
+                 keep_vectors: bool = True) -> EmbedResult:
     """`embed_chunks_async` on a new event loop (the embedder's client is created inside it)."""
     return asyncio.run(embed_chunks_async(
         chunks, embedder, cache, max_concurrent, batch_size, max_retries, estimate_only, owner, progress,
-        requests_per_minute, tokens_per_minute))
+        requests_per_minute, tokens_per_minute, keep_vectors))

@@ -82,7 +82,7 @@ _SPACE_AFTER = frozenset(b" \t\v\f")
 _NEWLINE = frozenset(b"\n\r")
 
 FRAME_COLUMNS = ["chunk_id", "path", "language", "start_line", "end_line", "symbol",
-                 "n_tokens", "text", "content_hash"]
+                 "n_tokens", "text", "content_hash", "file_sha256"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +133,11 @@ def chunk_ids(chunks: list[Chunk]) -> list[str]:
     return ids
 
 
-def chunks_frame(chunks: list[Chunk]) -> pd.DataFrame:
-    """The code_chunks table (see DESIGN.md), one row per chunk, in order."""
+def chunks_frame(chunks: list[Chunk], file_sha256: dict[str, str] | None = None) -> pd.DataFrame:
+    """The code_chunks table (see DESIGN.md), one row per chunk, in order.
+
+    `file_sha256` maps a path to the sha256 of the content its chunks were cut from (what
+    a reindex compares to reuse them; see chunk_tables.py); "" for paths not in it."""
     import pandas as pd
 
     def strings(values: list[str]) -> pd.Series:
@@ -155,6 +158,7 @@ def chunks_frame(chunks: list[Chunk]) -> pd.DataFrame:
         "n_tokens": ints([c.n_tokens for c in chunks]),
         "text": strings([c.text for c in chunks]),
         "content_hash": strings([content_hash(c.text) for c in chunks]),
+        "file_sha256": strings([(file_sha256 or {}).get(c.path, "") for c in chunks]),
     }
     return pd.DataFrame(columns, columns=FRAME_COLUMNS)
 

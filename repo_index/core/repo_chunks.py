@@ -12,6 +12,7 @@ ever holds one; they are counted by kind.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections import Counter
@@ -37,6 +38,8 @@ class ShardResult:
     redacted: Counter = field(default_factory=Counter)  # secret kind -> occurrences redacted
     files_redacted: int = 0  # files that had at least one
     redacted_examples: list[str] = field(default_factory=list)  # a few of those files' paths
+    # path -> sha256 of the content chunked, for files a reindex may reuse (see chunk_tables)
+    file_sha256: dict[str, str] = field(default_factory=dict)
 
     def fail(self, reason: str, path: str, message: str) -> None:
         self.failed[reason] += 1
@@ -49,6 +52,7 @@ class ShardResult:
         self.failed.update(other.failed)
         self.redacted.update(other.redacted)
         self.files_redacted += other.files_redacted
+        self.file_sha256.update(other.file_sha256)
         self.redacted_examples = (self.redacted_examples + other.redacted_examples)[:5]
         for reason, items in other.examples.items():
             self.examples[reason] = (self.examples.get(reason, []) + items)[:5]
@@ -61,7 +65,8 @@ def chunk_shard(root: str, files: list[tuple[str, str]], max_tokens: int,
     out = ShardResult()
     for path, language in files:
         try:
-            text = decode_source(_read_no_follow(Path(root) / path))
+            data = _read_no_follow(Path(root) / path)
+            text = decode_source(data)
         except OSError as exc:
             out.fail("unreadable", path, str(exc))
             continue
@@ -76,6 +81,8 @@ def chunk_shard(root: str, files: list[tuple[str, str]], max_tokens: int,
                 out.redacted_examples.append(path)
         try:
             out.chunks.extend(chunk_source(text, path, language, max_tokens, encoding))
+            if not secrets:  # a redacted file is re-chunked each run, so its counts stay exact
+                out.file_sha256[path] = hashlib.sha256(data).hexdigest()
         except RecursionError:
             out.fail("too_deeply_nested", path, "nesting too deep to parse")
         except Exception as exc:  # one bad file must not sink the repository
@@ -110,13 +117,18 @@ def file_items(files: pd.DataFrame) -> list[tuple[str, str, int]]:
     return list(zip(files["path"], files["language"], files["size_bytes"].astype(int)))
 
 
-def collect(parts: list[ShardResult]) -> tuple[pd.DataFrame, ShardResult]:
-    """One chunk table, sorted by path then position, from shard results in any order."""
+def collect(parts: list[ShardResult], reused: pd.DataFrame | None = None) -> tuple[pd.DataFrame, ShardResult]:
+    """One chunk table, sorted by path then position, from shard results in any order and
+    the `reused` rows of unchanged files (whole files, in order)."""
     total = ShardResult()
     for part in parts:
         total.merge(part)
     total.chunks.sort(key=lambda c: (c.path, c.start_line))  # stable: keeps a file's order
-    return chunks_frame(total.chunks), total
+    table = chunks_frame(total.chunks, total.file_sha256)
+    if reused is not None and len(reused):
+        table = pd.concat([reused, table], ignore_index=True)
+        table = table.sort_values("path", kind="stable", ignore_index=True)  # a file's rows stay in order
+    return table, total
 
 
 def chunk_files(root: Path, files: pd.DataFrame, max_tokens: int, workers: int | None = None,

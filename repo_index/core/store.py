@@ -3,9 +3,10 @@
 `sync_collection` diffs the collection against the current chunks: new ids are added
 with their vectors, ids that vanished are deleted, ids that only moved get their line
 metadata updated (a chunk id is derived from path, symbol and content, so an unchanged
-id means unchanged text and vector). Writes go in bounded batches. Collection metadata
-records the embedding model, its dimensions and the last indexed commit; a collection
-built with another model is rebuilt, never mixed.
+id means unchanged text and vector). Writes go in bounded batches, each fetching the
+vectors of its rows only, so a sync never needs the whole matrix in memory. Collection
+metadata records the embedding model, its dimensions and the last indexed commit; a
+collection built with another model is rebuilt, never mixed.
 
 A Chroma server that cannot be reached (down, restarting, wrong port) raises
 `ChromaUnavailable`, naming the server and the fix, rather than a bare connection error;
@@ -17,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from .paths import data_dir
 
 WRITE_BATCH = 1000
 READ_BATCH = 5000
+DIMENSION_SAMPLE = 100  # vectors check_consistency reads back
 CHROMA_TOKEN_ENV = "CHROMA_AUTH_TOKEN"  # the server token is read from this variable
 RECORD_FIELDS = ("path", "start_line", "end_line", "symbol", "language", "content_hash", "commit")
 
@@ -141,45 +144,60 @@ def _record_metadata(row, commit: str) -> dict:
     }
 
 
+def _pages(collection, include: list[str]) -> Iterator[dict]:
+    """The whole collection, READ_BATCH records at a time."""
+    offset = 0
+    while True:
+        page = collection.get(include=include, limit=READ_BATCH, offset=offset)
+        yield page
+        if len(page["ids"]) < READ_BATCH:
+            return
+        offset += READ_BATCH
+
+
 @_names_the_server
 def existing_records(collection) -> dict[str, dict]:
     """id -> metadata for the whole collection, read in pages."""
-    out: dict[str, dict] = {}
-    offset = 0
-    while True:
-        page = collection.get(include=["metadatas"], limit=READ_BATCH, offset=offset)
+    return {cid: meta or {} for page in _pages(collection, ["metadatas"])
+            for cid, meta in zip(page["ids"], page["metadatas"])}
+
+
+def _line_spans(collection) -> dict[str, tuple]:
+    """id -> (start_line, end_line): all a sync needs of a record, at a fraction of the
+    memory of its whole metadata."""
+    spans = {}
+    for page in _pages(collection, ["metadatas"]):
         for cid, meta in zip(page["ids"], page["metadatas"]):
-            out[cid] = meta or {}
-        if len(page["ids"]) < READ_BATCH:
-            return out
-        offset += READ_BATCH
+            meta = meta or {}
+            spans[cid] = (meta.get("start_line"), meta.get("end_line"))
+    return spans
 
 
 @dataclass(frozen=True)
 class Consistency:
     missing: list[str]  # current chunk ids absent from the collection
     orphaned: list[str]  # ids in the collection that are not current chunks
-    wrong_dimensions: int  # records whose vector does not have the model's dimensions
+    wrong_dimensions: int  # records whose vector does not have the model's dimensions: none or all
     records: int
+    sampled: int  # vectors whose dimensions were read
 
 
 @_names_the_server
 def check_consistency(collection, chunk_ids: list[str], dimensions: int) -> Consistency:
-    """Read the collection back (ids and vectors, in pages) and compare to the chunk table."""
-    ids: list[str] = []
-    wrong = 0
-    offset = 0
-    while True:
-        page = collection.get(include=["embeddings"], limit=READ_BATCH, offset=offset)
-        ids.extend(page["ids"])
-        embeddings = page["embeddings"]
-        if embeddings is not None and len(embeddings):
-            wrong += sum(1 for e in embeddings if len(e) != dimensions)
-        if len(page["ids"]) < READ_BATCH:
-            break
-        offset += READ_BATCH
+    """Compare the collection's ids (read in pages, without vectors) to the chunk table, and
+    check the dimensions of a sample of DIMENSION_SAMPLE vectors.
+
+    A sample is enough: Chroma fixes a collection's dimensionality with its first vector and
+    refuses a vector of any other (add, upsert and update alike), so every record has the
+    dimensions of any one; the `dimensions` sync_collection records must agree as well.
+    """
+    ids = [cid for page in _pages(collection, []) for cid in page["ids"]]
+    sample = collection.get(include=["embeddings"], limit=DIMENSION_SAMPLE)["embeddings"]
+    sample = [] if sample is None else sample
+    recorded = int((collection.metadata or {}).get("dimensions", dimensions))
+    mismatch = recorded != dimensions or any(len(e) != dimensions for e in sample)
     have, want = set(ids), set(chunk_ids)
-    return Consistency(sorted(want - have), sorted(have - want), wrong, len(ids))
+    return Consistency(sorted(want - have), sorted(have - want), len(ids) if mismatch else 0, len(ids), len(sample))
 
 
 @_names_the_server
@@ -198,13 +216,16 @@ def sync_collection(
     name: str,
     chunks: pd.DataFrame,
     chunk_ids: list[str],
-    vectors: np.ndarray,
+    vectors: np.ndarray | Callable[[list[int]], np.ndarray],
     model: str,
     dimensions: int,
     commit: str,
     repo: str,
 ) -> SyncStats:
-    """Make collection `name` hold exactly `chunks` (vectors[i] belongs to chunk_ids[i])."""
+    """Make collection `name` hold exactly `chunks`. `vectors` is the float32 matrix (row i
+    for chunk_ids[i]) or `rows(indexes)` returning those rows: it is asked, one write batch
+    at a time, only for the rows added, so an unchanged re-sync reads no vector."""
+    fetch = vectors if callable(vectors) else vectors.__getitem__
     stats = SyncStats()
     if list(chunks["chunk_id"]) != list(chunk_ids):
         raise ValueError("chunk table and embeddings disagree: re-materialize chunk_embeddings")
@@ -219,7 +240,7 @@ def sync_collection(
         collection = client.create_collection(
             name, metadata=coll_meta, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
 
-    current = existing_records(collection)
+    current = _line_spans(collection)
     wanted = set(chunk_ids)
     stale = [cid for cid in current if cid not in wanted]
     for i in range(0, len(stale), WRITE_BATCH):
@@ -228,18 +249,13 @@ def sync_collection(
 
     rows = list(chunks.itertuples(index=False))
     new_rows = [i for i, cid in enumerate(chunk_ids) if cid not in current]
-    moved_rows = [
-        i for i, cid in enumerate(chunk_ids)
-        if cid in current and (
-            current[cid].get("start_line") != int(rows[i].start_line)
-            or current[cid].get("end_line") != int(rows[i].end_line)
-        )
-    ]
+    moved_rows = [i for i, cid in enumerate(chunk_ids)
+                  if cid in current and current[cid] != (int(rows[i].start_line), int(rows[i].end_line))]
     for i in range(0, len(new_rows), WRITE_BATCH):
         part = new_rows[i:i + WRITE_BATCH]
         collection.add(
             ids=[chunk_ids[j] for j in part],
-            embeddings=vectors[part],
+            embeddings=fetch(part),
             documents=[rows[j].text for j in part],
             metadatas=[_record_metadata(rows[j], commit) for j in part],
         )

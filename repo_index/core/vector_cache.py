@@ -7,7 +7,9 @@ keeps every vector it already paid for. Each vector is stored once however many 
 or repositories share its text.
 
 `refs` records which repository (owner) uses which vector. The rules that keep pruning
-safe for the `chunk_embeddings` IO manager, which rebuilds matrices from this cache:
+safe for the steps that read a repository's vectors back from this cache after
+`chunk_embeddings` (its IO manager checks they are all here; `vector_collection` reads
+them in batches):
 
 - A run first `reserve`s refs for every key it needs, before reading or embedding, so a
   concurrent run pruning its own old keys can never delete a vector this run is using;
@@ -131,18 +133,38 @@ class VectorCache:
 
     # -- vectors ------------------------------------------------------------
 
-    def get_many(self, model: str, dims: int, keys: list[bytes]) -> dict[bytes, np.ndarray]:
-        """The cached vectors among `keys` (read-only float32 views), by key."""
-        found: dict[bytes, np.ndarray] = {}
+    def _select(self, columns: str, model: str, dims: int, keys: Iterable[bytes]) -> Iterator[tuple]:
         for part in _chunks(sorted(keys)):  # in index order: each query walks the b-tree forward
             marks = ",".join("?" * len(part))
-            rows = self._db.execute(
-                f"SELECT key, vector FROM vectors WHERE model=? AND dims=? AND key IN ({marks})",
-                (model, dims, *part),
-            )
-            for key, blob in rows:
-                found[key] = np.frombuffer(blob, dtype="<f4")
-        return found
+            yield from self._db.execute(
+                f"SELECT {columns} FROM vectors WHERE model=? AND dims=? AND key IN ({marks})", (model, dims, *part))
+
+    def get_many(self, model: str, dims: int, keys: list[bytes]) -> dict[bytes, np.ndarray]:
+        """The cached vectors among `keys` (read-only float32 views), by key."""
+        return {key: np.frombuffer(blob, dtype="<f4") for key, blob in self._select("key, vector", model, dims, keys)}
+
+    def present(self, model: str, dims: int, keys: Iterable[bytes]) -> set[bytes]:
+        """Which of `keys` are cached. Reads only the key index (a covering index), never a vector."""
+        return {key for (key,) in self._select("key", model, dims, set(keys))}
+
+    def matrix(self, model: str, dims: int, keys: list[bytes]) -> np.ndarray:
+        """The vectors of `keys` as a float32 (len(keys), dims) matrix, row i for keys[i].
+
+        Raises LookupError saying how many are missing. Callers bound len(keys): the matrix
+        is the only copy held (no dict of every vector, as get_many builds).
+        """
+        rows_of: dict[bytes, list[int]] = {}
+        for row, key in enumerate(keys):
+            rows_of.setdefault(key, []).append(row)
+        out = np.empty((len(keys), dims), dtype=np.float32)
+        found = 0
+        for key, blob in self._select("key, vector", model, dims, rows_of):
+            out[rows_of[key]] = np.frombuffer(blob, dtype="<f4")
+            found += 1
+        if found < len(rows_of):
+            raise LookupError(f"{len(rows_of) - found} of {len(rows_of)} vectors are not in the embedding cache "
+                              f"{self.path}")
+        return out
 
     def put_many(self, model: str, dims: int, items: Iterable[tuple[bytes, np.ndarray]]) -> None:
         """Store vectors, one transaction per call (one response). A key already present keeps

@@ -258,6 +258,34 @@ def test_cache_reuse_makes_zero_requests_and_only_changed_chunks_are_sent(openai
         np.testing.assert_allclose(third.vectors, expected(edited), atol=1e-6)
 
 
+def test_without_keep_vectors_every_vector_is_left_in_the_cache(openai_server, tmp_path: Path):
+    chunks = chunk_table(60)
+    chunks.loc[59, ["path", "symbol", "text"]] = chunks.loc[0, ["path", "symbol", "text"]]  # a repeated text
+    with VectorCache(tmp_path / "cache.sqlite") as cache:
+        embed_chunks(chunks.iloc[:20], embedder_for(openai_server), cache, owner="svc")
+        openai_server.reset_counters()
+
+        result = embed_chunks(chunks, embedder_for(openai_server), cache, owner="svc", batch_size=10,
+                              keep_vectors=False)
+        assert result.vectors is None and result.has_vectors
+        s = result.stats
+        assert (s.unique_texts, s.reused, s.to_embed, s.embedded) == (59, 20, 39, 39)
+        assert openai_server.inputs_embedded == 39
+        np.testing.assert_allclose(cache.matrix(result.model, 1536, result.keys), expected(chunks), atol=1e-6)
+        assert cache.owners() == {"svc": 59}
+
+        openai_server.reset_counters()
+        again = embed_chunks(chunks, embedder_for(openai_server), cache, owner="svc", keep_vectors=False)
+        assert openai_server.requests_total == 0 and again.stats.reused == 59 and again.vectors is None
+
+        estimate = embed_chunks(chunk_table(61), embedder_for(openai_server), cache, owner="svc",
+                                estimate_only=True, keep_vectors=False)
+        assert estimate.vectors.shape == (0, 1536) and not estimate.has_vectors
+        assert (estimate.stats.reused, estimate.stats.to_embed) == (59, 2)  # row 59's text and row 60
+    with pytest.raises(ValueError, match="needs a cache and an owner"):
+        embed_chunks(chunks, embedder_for(openai_server), keep_vectors=False)
+
+
 def test_identical_texts_are_embedded_once(openai_server):
     chunks = chunk_table(10)
     chunks["text"], chunks["path"], chunks["symbol"] = "same", "a.py", ""

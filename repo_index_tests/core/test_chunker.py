@@ -403,10 +403,12 @@ def test_content_hash():
 def test_chunks_frame():
     src = (DATA / "sample.py").read_text()
     chunks = chunk(src, "python", 64, path="inv.py")
-    frame = chunks_frame(chunks)
+    frame = chunks_frame(chunks, {"inv.py": "f" * 64})
     assert list(frame.columns) == FRAME_COLUMNS == [
         "chunk_id", "path", "language", "start_line", "end_line", "symbol", "n_tokens",
-        "text", "content_hash"]
+        "text", "content_hash", "file_sha256"]
+    assert set(frame.file_sha256) == {"f" * 64}
+    assert set(chunks_frame(chunks).file_sha256) == {""}
     assert len(frame) == len(chunks)
     for col in ("start_line", "end_line", "n_tokens"):
         assert frame[col].dtype == "int64"

@@ -4,7 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repo_index.core.store import ChromaSettings, existing_records, open_client, query_collection, sync_collection
+from repo_index.core import store
+from repo_index.core.store import (
+    DIMENSION_SAMPLE, ChromaSettings, check_consistency, existing_records, open_client, query_collection,
+    sync_collection,
+)
 
 COLUMNS = ["chunk_id", "path", "language", "start_line", "end_line", "symbol", "n_tokens", "text", "content_hash"]
 
@@ -62,3 +66,55 @@ def test_query_returns_hits_with_scores_and_filters(client):
     hits = query_collection(coll, "svc", vecs[1], k=2)
     assert hits[0].path == "lib/y.py" and hits[0].score == pytest.approx(1.0, abs=1e-4)
     assert [h.path for h in query_collection(coll, "svc", vecs[1], k=2, path_glob="src/*")] == ["src/x.py"]
+
+
+def test_a_row_fetcher_is_asked_only_for_the_rows_added(client, monkeypatch):
+    monkeypatch.setattr(store, "WRITE_BATCH", 2)
+    asked: list[list[int]] = []
+
+    def sync_fetching(chunks):
+        ids = list(chunks["chunk_id"])
+        matrix = vectors(ids)
+
+        def rows(indexes: list[int]):
+            asked.append(list(indexes))
+            return matrix[indexes]
+        return sync_collection(client, "repo_index-svc", chunks, ids, rows, "m", 8, "c1", "svc")
+
+    first = table([(c, "x.py", i, i, "") for i, c in enumerate("abcde")])
+    assert sync_fetching(first).added == 5 and asked == [[0, 1], [2, 3], [4]]  # one call per write batch
+    asked.clear()
+    assert sync_fetching(first).unchanged == 5 and asked == []  # an unchanged re-sync reads no vector
+
+    # b deleted, f new, the rest moved down a line.
+    second = table([(c, "x.py", i + 1, i + 1, "") for i, c in enumerate("afcde")])
+    stats = sync_fetching(second)
+    assert (stats.added, stats.deleted, stats.moved, asked) == (1, 1, 4, [[1]])
+    got = client.get_collection("repo_index-svc").get(include=["embeddings", "metadatas"])
+    assert sorted(got["ids"]) == list("acdef")
+    want = dict(zip("afcde", vectors(list("afcde"))))
+    for cid, vector, meta in zip(got["ids"], got["embeddings"], got["metadatas"]):
+        np.testing.assert_allclose(vector, want[cid], atol=1e-6)
+        assert meta["start_line"] == "afcde".index(cid) + 1
+
+
+def test_check_consistency_reads_ids_in_pages_and_samples_dimensions(client, monkeypatch):
+    monkeypatch.setattr(store, "READ_BATCH", 40)
+    chunks = table([(f"c{i:03d}", "x.py", i, i, "") for i in range(150)])
+    ids = list(chunks["chunk_id"])
+    sync(client, chunks)
+    coll = client.get_collection("repo_index-svc")
+
+    seen = check_consistency(coll, ids, 8)
+    assert (seen.missing, seen.orphaned, seen.wrong_dimensions, seen.records) == ([], [], 0, 150)
+    assert seen.sampled == DIMENSION_SAMPLE < 150
+    seen = check_consistency(coll, ids[1:] + ["new"], 8)
+    assert (seen.missing, seen.orphaned) == (["new"], ["c000"])
+    assert check_consistency(coll, ids, 4).wrong_dimensions == 150  # one dimensionality: none or all wrong
+
+    # Why a sample is enough: the collection refuses a vector of other dimensions...
+    with pytest.raises(Exception, match="dimension"):
+        coll.add(ids=["odd"], embeddings=[[0.5] * 4])
+    # ...and the dimensions it records are checked too.
+    coll.modify(metadata={**coll.metadata, "dimensions": 4})
+    assert check_consistency(client.get_collection("repo_index-svc"), ids, 8).wrong_dimensions == 150

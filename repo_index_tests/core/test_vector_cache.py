@@ -26,7 +26,7 @@ def put(cache: VectorCache, *names: str) -> None:
 
 
 def present(cache: VectorCache, *names: str) -> set[str]:
-    found = cache.get_many(M, D, keys(*names))
+    found = cache.present(M, D, keys(*names))
     return {n for n, k in zip(names, keys(*names)) if k in found}
 
 
@@ -37,6 +37,29 @@ def test_vectors_round_trip_as_float32(tmp_path: Path):
         assert set(got) == set(keys("a", "b"))
         assert got[text_key("b")].dtype == np.float32 and (got[text_key("b")] == 1).all()
         assert cache.get_many(M, D + 1, keys("a")) == {}  # dimensions are part of the key
+
+
+def test_present_answers_by_key_and_matrix_gives_rows_in_order(tmp_path: Path):
+    with VectorCache(tmp_path / "c.sqlite") as cache:
+        put(cache, "a", "b", "c")  # vectors full of 0, 1, 2
+        assert cache.present(M, D, keys("c", "a", "x", "a")) == set(keys("a", "c"))
+        assert cache.present(M, D + 1, keys("a")) == set()
+        got = cache.matrix(M, D, keys("c", "a", "c", "b"))  # repeats and any order
+        assert got.dtype == np.float32 and got.shape == (4, D)
+        assert got[:, 0].tolist() == [2, 0, 2, 1]
+        assert cache.matrix(M, D, []).shape == (0, D)
+        with pytest.raises(LookupError, match="2 of 3 vectors are not in the embedding cache"):
+            cache.matrix(M, D, keys("a", "x", "y", "x"))
+
+
+def test_present_and_matrix_span_several_queries(tmp_path: Path):
+    n = 25_000  # more keys than one `IN (...)` takes
+    names = [f"v{i}" for i in range(n)]
+    with VectorCache(tmp_path / "c.sqlite") as cache:
+        cache.put_many(M, D, [(k, vec(i)) for i, k in enumerate(keys(*names))])
+        wanted = keys(*names[::-1])
+        assert cache.present(M, D, wanted) == set(wanted)
+        assert cache.matrix(M, D, wanted)[:, 0].tolist() == list(range(n - 1, -1, -1))
 
 
 def test_a_vector_is_pruned_only_when_no_repository_uses_it(tmp_path: Path):
