@@ -28,8 +28,9 @@ def record_step_usage(context: dg.HookContext) -> None:
 DEFAULT_RUN_CONFIG = {"execution": {"config": {
     # As many chunking steps at once as workers (ChunkingConfig.workers defaults to the CPUs).
     "max_concurrent": os.cpu_count() or 1,
-    # Steps fork from a server that has already imported the project: no per-step import cost.
-    "start_method": {"forkserver": {"preload_modules": ["repo_index.definitions"]}},
+    # Steps fork from a server that has already imported the project and the instance's
+    # storage classes (repo_index/preload.py): no per-step import cost.
+    "start_method": {"forkserver": {"preload_modules": ["repo_index.preload"]}},
 }}}
 
 index_job = dg.define_asset_job(
