@@ -16,6 +16,9 @@ a shared machine disturbs less; the load average is reported too):
   `speedup_2_workers` = library_1 seconds / library_2 seconds.
 - chunk token statistics (mean, p95, max, count over the cap) per budget.
 - invariant violations: `check_chunks` over every chunked file (outside the timings).
+- dagster: the same corpus through the `code_chunks` asset (`dagster asset materialize`,
+  multiprocess executor, forkserver, default workers) on a temp instance: the asset's own
+  seconds (split to collect) and `vs_library_1` = those seconds / library_1 seconds.
 
 Prints JSON and writes bench/results/chunking.json.
 """
@@ -25,9 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -108,12 +114,48 @@ def token_stats(counts: list[int], cap: int) -> dict:
             "over_cap": sum(c > cap for c in counts)}
 
 
+def through_dagster(root: Path, budget: int) -> dict:
+    """The corpus through repo_files + code_chunks on a temp instance, as `dagster` runs it."""
+    import dagster as dg
+
+    from repo_index.core.registry import RepoSpec, save_registry
+    from repo_index.jobs import DEFAULT_RUN_CONFIG
+    from repo_index.partitions import REPOSITORIES
+
+    with tempfile.TemporaryDirectory(prefix="repo-index-bench-") as tmp:
+        work = Path(tmp)
+        (work / "home").mkdir()
+        shutil.copy(ROOT / "dagster.yaml", work / "home" / "dagster.yaml")
+        env = {**os.environ, "DAGSTER_HOME": str(work / "home"), "REPO_INDEX_DATA_DIR": str(work / "data"),
+               "REPO_INDEX_REGISTRY": str(work / "repositories.yaml"),
+               # The openai provider fixes the 512 budget; nothing is embedded.
+               "OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+        save_registry(work / "repositories.yaml",
+                      [RepoSpec("stdlib", str(root), include=("**/*.py",), exclude=("site-packages/**",))])
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            instance.add_dynamic_partitions(REPOSITORIES, ["stdlib"])
+        executor = DEFAULT_RUN_CONFIG["execution"]["config"]
+        config = {"execution": {"config": {"multiprocess": executor}},
+                  "ops": {"code_chunks": {"ops": {"split_files": {"config": {"max_tokens": budget}}}}}}
+        started = time.perf_counter()
+        subprocess.run([Path(sys.executable).parent / "dagster", "asset", "materialize", "-m", "repo_index.definitions",
+                        "--select", "repo_files,code_chunks", "--partition", "stdlib",
+                        "--config-json", json.dumps(config)], env=env, check=True, capture_output=True)
+        wall = time.perf_counter() - started
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            event = instance.get_latest_materialization_event(dg.AssetKey("code_chunks"))
+            meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    return {"seconds": meta["seconds"], "command_wall_s": round(wall, 1), "files": meta["files"],
+            "chunks": meta["chunks"], "shards": meta["shards"], "tokens_max": meta["tokens_max"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--budgets", default="512,200")
     ap.add_argument("--no-invariants", action="store_true")
     ap.add_argument("--no-workers", action="store_true")
+    ap.add_argument("--no-dagster", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "chunking.json"))
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
@@ -198,6 +240,9 @@ def main() -> None:
                 "cpu_seconds_all_processes_last_run": round(cpu, 2),
                 "chunks": len(table), "failed": dict(total.failed)}
         report["speedup_2_workers"] = round(lib[1] / lib[2], 2)
+        if not args.no_dagster:
+            report["dagster"] = through_dagster(root, budget)
+            report["dagster"]["vs_library_1"] = round(report["dagster"]["seconds"] / lib[1], 2)
 
     report["loadavg_before"] = [round(x, 2) for x in load_before]
     report["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]

@@ -11,12 +11,13 @@ fresh DAGSTER_HOME. Then three reindexes: unchanged; one file edited; 1% of the 
 edited, added or deleted. For every run it reports wall seconds, the stages' step
 seconds, CPU seconds and peak RSS of every step process (from the job's usage hook),
 files, chunks, tokens and embedding requests. Prints JSON and writes
-bench/results/pipeline.json.
+bench/results/pipeline[_stdlib][_server].json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -34,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
-from repo_index_tests.chroma_server import free_port  # noqa: E402
+from repo_index.core.discovery import DEFAULT_EXCLUDED_DIRS  # noqa: E402
+from repo_index_tests.chroma_server import chroma_server, free_port  # noqa: E402
 
 USAGE = re.compile(r"\] (\S+)\s+step usage: cpu_s=([\d.]+) peak_rss_mb=(\d+)")
 DONE = re.compile(r"\] (\S+)\s+done in ([\d.]+)s")
@@ -49,7 +51,8 @@ def build_corpus(dest: Path, with_site_packages: bool) -> int:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     sources = [("stdlib", stdlib)]
     if with_site_packages:
-        sources.append(("site-packages", Path(sysconfig.get_paths()["purelib"])))
+        # Not "site-packages": discovery leaves folders of that name out by default.
+        sources.append(("packages", Path(sysconfig.get_paths()["purelib"])))
     n = 0
     for name, base in sources:
         for path in base.rglob("*.py"):
@@ -69,8 +72,13 @@ def build_corpus(dest: Path, with_site_packages: bool) -> int:
     return n
 
 
+def indexed_py_files(corpus: Path) -> list[Path]:
+    """The corpus's .py files outside the folders discovery leaves out by default."""
+    return sorted(p for p in corpus.rglob("*.py") if not DEFAULT_EXCLUDED_DIRS.intersection(p.relative_to(corpus).parts))
+
+
 def churn(corpus: Path, fraction: float, seed: int = 7) -> dict:
-    files = sorted(p for p in corpus.rglob("*.py") if ".git" not in p.parts)
+    files = indexed_py_files(corpus)
     rng = random.Random(seed)
     picked = rng.sample(files, max(1, int(len(files) * fraction)))
     third = len(picked) // 3
@@ -150,6 +158,8 @@ def main() -> None:
     ap.add_argument("--corpus", choices=["stdlib", "stdlib+site-packages"], default="stdlib+site-packages")
     ap.add_argument("--latency", type=float, default=0.05, help="seconds per embedding request")
     ap.add_argument("--dimensions", type=int, default=None)
+    ap.add_argument("--chroma", choices=["embedded", "server"], default="embedded",
+                    help="server: a `chroma run` on loopback, so the index's memory is the server's, not a step's")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
     ap.add_argument("--profile", action="store_true",
                     help="profile the full index with py-spy (pip install '.[bench]'); top in the JSON")
@@ -171,6 +181,11 @@ def main() -> None:
            "OPENAI_BASE_URL": url}
     if args.dimensions:
         env["REPO_INDEX_EMBEDDING_DIMENSIONS"] = str(args.dimensions)
+    stack = contextlib.ExitStack()
+    if args.chroma == "server":
+        chroma_port = stack.enter_context(chroma_server(work / "chroma-server"))
+        env.update(REPO_INDEX_CHROMA_MODE="server", REPO_INDEX_CHROMA_HOST="127.0.0.1",
+                   REPO_INDEX_CHROMA_PORT=str(chroma_port))
     try:
         for _ in range(100):
             try:
@@ -179,14 +194,14 @@ def main() -> None:
             except OSError:
                 time.sleep(0.1)
         subprocess.run([BIN / "repo-index", "add", "corpus", str(corpus)], env=env, check=True, capture_output=True)
-        results = {"corpus": args.corpus, "corpus_files": n_files, "latency_s": args.latency,
+        results = {"corpus": args.corpus, "corpus_files": n_files, "latency_s": args.latency, "chroma": args.chroma,
                    "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
         raw = work / "profile.txt" if args.profile else None
         results["full"] = index(env, url, raw)
         if raw:
             results["full"]["profile"] = profile_top(raw)
         results["unchanged"] = index(env, url)
-        target = next(p for p in sorted(corpus.rglob("*.py")) if p.stat().st_size > 20_000)
+        target = next(p for p in indexed_py_files(corpus) if p.stat().st_size > 20_000)
         target.write_text(target.read_text().replace("def ", "def  ", 1))
         git(corpus, "commit", "-qam", "one file")
         results["one_file_edited"] = index(env, url)
@@ -198,9 +213,11 @@ def main() -> None:
         }
     finally:
         server.terminate()
+        stack.close()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    out = ROOT / "bench" / "results" / "pipeline.json"
+    name = "pipeline" + ("_stdlib" if args.corpus == "stdlib" else "") + ("_server" if args.chroma == "server" else "")
+    out = ROOT / "bench" / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

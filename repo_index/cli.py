@@ -107,10 +107,12 @@ def remove(registry_file: Path, name: str, keep_index: bool) -> None:
     if name in instance.get_dynamic_partitions(REPOSITORIES):
         instance.delete_dynamic_partition(REPOSITORIES, name)
     if not keep_index:
+        from .core.chunk_tables import table_path
         from .core.vector_cache import VectorCache
 
         with VectorCache() as cache:  # its vectors are no longer in use: prunable
             cache.drop_owner(name)
+        table_path(name).unlink(missing_ok=True)  # its stored chunk table
         settings = chroma_settings_from_env()
         client = open_client(settings)
         coll = collection_name(settings.collection_prefix, name)

@@ -26,7 +26,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -423,10 +423,12 @@ def _check_input_sizes(chunk_ids: Sequence[str], token_counts: list[int], embedd
             "chunk again with a smaller max_tokens")
 
 
-def _texts_and_keys(chunks: pd.DataFrame) -> tuple[list[str], list[bytes]]:
-    texts = [embedding_text(p, s, t) for p, s, t in
-             zip(chunks["path"].tolist(), chunks["symbol"].tolist(), chunks["text"].tolist())]
-    return texts, [text_key(t) for t in texts]
+def _embedding_texts(chunks: pd.DataFrame, rows: Iterable[int] | None = None) -> Iterator[str]:
+    """The texts sent to the embedder, of `rows` (default all), one at a time: a repository's
+    texts are not all held at once (only those still to embed are)."""
+    columns = chunks["path"].tolist(), chunks["symbol"].tolist(), chunks["text"].tolist()
+    triples = zip(*columns) if rows is None else (tuple(c[r] for c in columns) for r in rows)
+    return (embedding_text(p, s, t) for p, s, t in triples)
 
 
 def _dedupe(keys: list[bytes]) -> tuple[list[bytes], list[int], np.ndarray]:
@@ -472,7 +474,7 @@ async def embed_chunks_async(
         raise ValueError("keep_vectors=False needs a cache and an owner: the vectors are left in the cache")
     started = time.perf_counter()
     model, dims = embedder.model, embedder.dimensions
-    texts, keys = _texts_and_keys(chunks)
+    keys = [text_key(t) for t in _embedding_texts(chunks)]
     unique, first_rows, row_to_unique = _dedupe(keys)
     stats = EmbedStats(chunks=len(keys), unique_texts=len(unique), lowest_concurrency=max_concurrent)
     if cache is not None and owner and not estimate_only:
@@ -503,7 +505,7 @@ async def embed_chunks_async(
         stats.seconds = time.perf_counter() - started
         return EmbedResult(chunk_ids, np.zeros((0, dims), np.float32), model, dims, stats, keys)
     if missing:
-        await _embed_missing([texts[r] for r in miss_rows], miss_tokens, [unique[u] for u in missing],
+        await _embed_missing(list(_embedding_texts(chunks, miss_rows)), miss_tokens, [unique[u] for u in missing],
                              np.asarray(missing), vectors, embedder, cache, stats, max_concurrent, batch_size,
                              max_retries, progress, requests_per_minute, tokens_per_minute)
     if cache is not None and owner:
