@@ -44,5 +44,13 @@ dev: install
 validate: install
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
+# The quick benchmarks (a few minutes); the large pipeline corpus is
+# `$(BIN)/python bench/pipeline.py` (about 25 minutes here). Figures in bench/results/.
+bench: install
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/chunking.py
+	$(BIN)/python bench/embedding.py
+	$(BIN)/python bench/pipeline.py --corpus stdlib
+
 clean:
 	rm -rf .data

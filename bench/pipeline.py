@@ -47,7 +47,7 @@ def git(cwd: Path, *args: str) -> None:
                    capture_output=True)
 
 
-def build_corpus(dest: Path, with_site_packages: bool) -> int:
+def build_corpus(dest: Path, with_site_packages: bool, packages_mb: float | None = None) -> int:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     sources = [("stdlib", stdlib)]
     if with_site_packages:
@@ -55,10 +55,14 @@ def build_corpus(dest: Path, with_site_packages: bool) -> int:
         sources.append(("packages", Path(sysconfig.get_paths()["purelib"])))
     n = 0
     for name, base in sources:
-        for path in base.rglob("*.py"):
+        budget = packages_mb * 1e6 if packages_mb and name == "packages" else float("inf")
+        for path in sorted(base.rglob("*.py")):
             rel = path.relative_to(base)
             if name == "stdlib" and rel.parts[0] in ("site-packages", "test", "idlelib"):
                 continue
+            budget -= path.stat().st_size
+            if budget < 0:
+                break
             target = dest / name / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -160,6 +164,8 @@ def main() -> None:
     ap.add_argument("--dimensions", type=int, default=None)
     ap.add_argument("--chroma", choices=["embedded", "server"], default="embedded",
                     help="server: a `chroma run` on loopback, so the index's memory is the server's, not a step's")
+    ap.add_argument("--packages-mb", type=float, default=None,
+                    help="copy only the first N MB of site-packages (by path): a smaller large corpus")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
     ap.add_argument("--profile", action="store_true",
                     help="profile the full index with py-spy (pip install '.[bench]'); top in the JSON")
@@ -168,7 +174,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="repo-index-bench-"))
     corpus = work / "corpus"
     corpus.mkdir()
-    n_files = build_corpus(corpus, args.corpus != "stdlib")
+    n_files = build_corpus(corpus, args.corpus != "stdlib", args.packages_mb)
     home = work / "home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
@@ -194,7 +200,7 @@ def main() -> None:
             except OSError:
                 time.sleep(0.1)
         subprocess.run([BIN / "repo-index", "add", "corpus", str(corpus)], env=env, check=True, capture_output=True)
-        results = {"corpus": args.corpus, "corpus_files": n_files, "latency_s": args.latency, "chroma": args.chroma,
+        results = {"corpus": args.corpus, "packages_mb": args.packages_mb, "corpus_files": n_files, "latency_s": args.latency, "chroma": args.chroma,
                    "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
         raw = work / "profile.txt" if args.profile else None
         results["full"] = index(env, url, raw)
@@ -216,7 +222,8 @@ def main() -> None:
         stack.close()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    name = "pipeline" + ("_stdlib" if args.corpus == "stdlib" else "") + ("_server" if args.chroma == "server" else "")
+    name = "pipeline" + ("_stdlib" if args.corpus == "stdlib" else "") + ("_server" if args.chroma == "server" else "") \
+        + (f"_{args.packages_mb:g}mb" if args.packages_mb else "")
     out = ROOT / "bench" / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
