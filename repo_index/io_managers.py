@@ -29,7 +29,7 @@ from pydantic import Field
 
 from .core import paths
 from .core.batching import EmbedResult, EmbedStats
-from .core.chunk_tables import chunk_params, load_table, save_table, table_path
+from .core.chunk_tables import load_table, save_table, table_path
 from .core.vector_cache import VectorCache, default_cache_path
 
 KEY_BYTES = 32  # sha256
@@ -118,7 +118,7 @@ class ChunkTableIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         path = table_path(context.asset_partition_key)
-        save_table(path, obj, chunk_params(obj.attrs["max_tokens"], obj.attrs["encoding"]))
+        save_table(path, obj, obj.attrs["chunk_params"])
         context.add_output_metadata({"stored_bytes": path.stat().st_size})
 
     def load_input(self, context: dg.InputContext):

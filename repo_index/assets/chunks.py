@@ -77,7 +77,7 @@ def collect_chunks(context: dg.OpExecutionContext, repo_files, plan: dict, parts
                                    params["max_tokens"], params["encoding"]))
     chunks, total = collect(results, reused)
     chunks.attrs = {k: attrs[k] for k in ("root", "commit", "tree", "repo") if k in attrs}
-    chunks.attrs.update(max_tokens=params["max_tokens"], encoding=params["encoding"])
+    chunks.attrs["chunk_params"] = params  # stored with the table: what the next run's reuse compares
     files_chunked = len(repo_files) - len(have)
     seconds = time.time() - attrs["started"]
     tokens = chunks["n_tokens"].to_numpy()

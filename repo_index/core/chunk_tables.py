@@ -30,6 +30,8 @@ import pandas as pd
 from . import paths
 
 _FORMAT = 1
+# What reading a missing, truncated or foreign file raises: nothing to reuse, chunk again.
+_UNREADABLE = (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError)
 
 
 @lru_cache(maxsize=1)
@@ -74,7 +76,7 @@ def load_header(path: Path) -> dict | None:
     try:
         with open(path, "rb") as fh:
             return pickle.load(fh)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError):
+    except _UNREADABLE:
         return None
 
 
@@ -97,7 +99,7 @@ def reused_rows(path: Path, files: pd.DataFrame, params: dict) -> pd.DataFrame |
     or None when nothing usable is stored."""
     try:
         header, table = load_table(path)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError):
+    except _UNREADABLE:
         return None
     if header.get("params") != params:
         return None
