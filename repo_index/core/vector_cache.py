@@ -6,8 +6,12 @@ instead of failing). Vectors are written as responses arrive, so a run killed mi
 keeps every vector it already paid for. Each vector is stored once however many chunks
 or repositories share its text.
 
-`refs` records which repository (owner) uses which vector. The rules that keep pruning
-safe for the steps that read a repository's vectors back from this cache after
+`owner_keys` records which repository (owner) uses which vectors: one row per owner and
+(model, dimensions), its keys as one sorted blob of 32-byte digests. A first run of a
+large repository references 100k+ keys; as one blob that is a single small write, where
+a row per key cost several microseconds each (~1 s per 160k keys, twice per run). A
+sorted blob is searched in place with numpy, without building a Python set. The rules that
+keep pruning safe for the steps that read a repository's vectors back from this cache after
 `chunk_embeddings` (its IO manager checks they are all here; `vector_collection` reads
 them in batches):
 
@@ -34,7 +38,8 @@ import numpy as np
 
 from . import paths
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+KEY_BYTES = 32  # sha256
 # A rowid table for vectors: rows of several KB are what SQLite advises against in WITHOUT
 # ROWID tables. `added` (unix time) dates unreferenced vectors for the grace period; the
 # float32 blob comes last so key lookups never read it from overflow pages.
@@ -42,9 +47,8 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, dims INTEGER NOT NULL, key BLOB NOT NULL, "
     "added REAL NOT NULL, vector BLOB NOT NULL, UNIQUE (model, dims, key))",
     "CREATE INDEX IF NOT EXISTS vectors_by_added ON vectors (added)",
-    "CREATE TABLE IF NOT EXISTS refs (owner TEXT NOT NULL, model TEXT NOT NULL, dims INTEGER NOT NULL, "
-    "key BLOB NOT NULL, PRIMARY KEY (owner, model, dims, key)) WITHOUT ROWID",
-    "CREATE INDEX IF NOT EXISTS refs_by_key ON refs (model, dims, key)",
+    "CREATE TABLE IF NOT EXISTS owner_keys (owner TEXT NOT NULL, model TEXT NOT NULL, dims INTEGER NOT NULL, "
+    "keys BLOB NOT NULL, UNIQUE (owner, model, dims))",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID",
 ]
 # Keys per `IN (...)` lookup: fewer, larger queries are faster; SQLite before 3.32 allows
@@ -108,6 +112,7 @@ class VectorCache:
         with self._write():
             if self._version() >= SCHEMA_VERSION:  # another process got there first
                 return
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             columns = [r[1] for r in self._db.execute("PRAGMA table_info(vectors)")]
             legacy = bool(columns) and "added" not in columns
             if legacy:
@@ -120,6 +125,13 @@ class VectorCache:
                 self._db.execute("INSERT OR IGNORE INTO vectors (model, dims, key, added, vector) "
                                  "SELECT model, dims, key, 0, vector FROM vectors_v0")
                 self._db.execute("DROP TABLE vectors_v0")
+            if "refs" in tables:  # versions 0 and 1: a row per (owner, model, dims, key)
+                spaces = self._db.execute("SELECT DISTINCT owner, model, dims FROM refs").fetchall()
+                for owner, model, dims in spaces:
+                    keys = [k for (k,) in self._db.execute(
+                        "SELECT key FROM refs WHERE owner=? AND model=? AND dims=?", (owner, model, dims))]
+                    self._store_keys(owner, model, dims, _key_array(keys))
+                self._db.execute("DROP TABLE refs")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -183,58 +195,110 @@ class VectorCache:
 
     # -- references ---------------------------------------------------------
 
+    def _owner_keys(self, owner: str, model: str, dims: int) -> np.ndarray:
+        row = self._db.execute("SELECT keys FROM owner_keys WHERE owner=? AND model=? AND dims=?",
+                               (owner, model, dims)).fetchone()
+        return _blob_keys(row[0] if row else b"")
+
+    def _store_keys(self, owner: str, model: str, dims: int, keys: np.ndarray) -> None:
+        if len(keys):
+            self._db.execute("INSERT OR REPLACE INTO owner_keys VALUES (?, ?, ?, ?)",
+                             (owner, model, dims, keys.tobytes()))
+        else:
+            self._db.execute("DELETE FROM owner_keys WHERE owner=? AND model=? AND dims=?", (owner, model, dims))
+
     def reserve(self, owner: str, model: str, dims: int, keys: Iterable[bytes]) -> None:
         """Add refs from `owner` to `keys` (present or about to be embedded) without dropping any:
         from here on no other run prunes them, and a crash leaves them referenced."""
-        have = {k for (k,) in self._db.execute(
-            "SELECT key FROM refs WHERE owner=? AND model=? AND dims=?", (owner, model, dims))}
-        # Sorted: inserting random sha256 keys in index order is ~3x faster than in any order.
-        rows = [(owner, model, dims, k) for k in sorted(keys) if k not in have]
-        if rows:  # an unchanged reindex takes no write lock here
-            with self._write():
-                self._db.executemany("INSERT OR IGNORE INTO refs VALUES (?, ?, ?, ?)", rows)
+        wanted = _key_array(keys)
+        if _contains(self._owner_keys(owner, model, dims), wanted).all():
+            return  # an unchanged reindex takes no write lock here
+        with self._write():
+            self._store_keys(owner, model, dims, np.union1d(self._owner_keys(owner, model, dims), wanted))
 
-    def set_refs(self, owner: str, model: str, dims: int, keys: set[bytes]) -> int:
+    def set_refs(self, owner: str, model: str, dims: int, keys: Iterable[bytes]) -> int:
         """Make `keys` (in `model`, `dims`) exactly what `owner` uses; delete the vectors no owner
         uses any more, and old unreferenced ones. Returns the number of vectors deleted."""
+        current = _key_array(keys)
+        if not self._refs_change(owner, model, dims, current) and not self._gc_due():
+            return 0  # nothing to write: no write lock taken
         with self._write():
-            old = self._db.execute("SELECT model, dims, key FROM refs WHERE owner=?", (owner,)).fetchall()
-            gone = [r for r in old if r[0] != model or r[1] != dims or r[2] not in keys]
-            kept = {r[2] for r in old if r[0] == model and r[1] == dims}
-            self._db.executemany("DELETE FROM refs WHERE owner=? AND model=? AND dims=? AND key=?",
-                                 [(owner, *r) for r in gone])
-            self._db.executemany("INSERT INTO refs VALUES (?, ?, ?, ?)",
-                                 [(owner, model, dims, k) for k in sorted(keys - kept)])
-            pruned = 0
-            for r in gone:
-                pruned += self._db.execute(
-                    "DELETE FROM vectors WHERE model=?1 AND dims=?2 AND key=?3 AND NOT EXISTS "
-                    "(SELECT 1 FROM refs WHERE refs.model=?1 AND refs.dims=?2 AND refs.key=?3)", r).rowcount
+            gone: list[tuple[str, int, np.ndarray]] = []
+            for m, d, blob in self._db.execute("SELECT model, dims, keys FROM owner_keys WHERE owner=?",
+                                               (owner,)).fetchall():
+                old = _blob_keys(blob)
+                gone.append((m, d, old[~_contains(current, old)] if (m, d) == (model, dims) else old))
+                if (m, d) != (model, dims):
+                    self._store_keys(owner, m, d, old[:0])
+            self._store_keys(owner, model, dims, current)
+            pruned = sum(self._delete_unreferenced(m, d, doomed) for m, d, doomed in gone if len(doomed))
             pruned += self._collect_unreferenced()
         return pruned
 
+    def _refs_change(self, owner: str, model: str, dims: int, current: np.ndarray) -> bool:
+        spaces = self._db.execute("SELECT model, dims FROM owner_keys WHERE owner=?", (owner,)).fetchall()
+        if any(space != (model, dims) for space in spaces):
+            return True
+        return not np.array_equal(self._owner_keys(owner, model, dims), current)
+
+    def _delete_unreferenced(self, model: str, dims: int, keys: np.ndarray) -> int:
+        """Delete the vectors of `keys` that no owner references (call inside a write)."""
+        for (blob,) in self._db.execute("SELECT keys FROM owner_keys WHERE model=? AND dims=?", (model, dims)):
+            keys = keys[~_contains(_blob_keys(blob), keys)]
+            if not len(keys):
+                return 0
+        raw = keys.tobytes()  # bytes of each key exactly (numpy's bytes_ would drop trailing NULs)
+        cursor = self._db.executemany("DELETE FROM vectors WHERE model=? AND dims=? AND key=?",
+                                      [(model, dims, raw[i:i + KEY_BYTES]) for i in range(0, len(raw), KEY_BYTES)])
+        return cursor.rowcount
+
     def drop_owner(self, owner: str) -> int:
         """Forget a repository (it was removed): its vectors nobody else uses are deleted."""
-        return self.set_refs(owner, "", 0, set())
+        return self.set_refs(owner, "", 0, [])
 
     def owners(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT owner, COUNT(*) FROM refs GROUP BY owner"))
+        return dict(self._db.execute(f"SELECT owner, SUM(LENGTH(keys)) / {KEY_BYTES} FROM owner_keys GROUP BY owner"))
+
+    def _gc_due(self) -> bool:
+        last = self._db.execute("SELECT value FROM meta WHERE name='last_gc'").fetchone()
+        return last is None or time.time() - float(last[0]) >= _GC_EVERY_S
 
     def _collect_unreferenced(self, force: bool = False) -> int:
-        now = time.time()
-        last = self._db.execute("SELECT value FROM meta WHERE name='last_gc'").fetchone()
-        if not force and last is not None and now - float(last[0]) < _GC_EVERY_S:
+        if not force and not self._gc_due():
             return 0
+        now = time.time()
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('last_gc', ?)", (now,))
-        return self._db.execute(
-            "DELETE FROM vectors WHERE added < ? AND NOT EXISTS (SELECT 1 FROM refs WHERE "
-            "refs.model=vectors.model AND refs.dims=vectors.dims AND refs.key=vectors.key)",
-            (now - self.grace_s,)).rowcount
+        old: dict[tuple[str, int], list[bytes]] = {}
+        for model, dims, key in self._db.execute("SELECT model, dims, key FROM vectors WHERE added < ?",
+                                                 (now - self.grace_s,)):
+            old.setdefault((model, dims), []).append(key)
+        return sum(self._delete_unreferenced(m, d, _key_array(keys)) for (m, d), keys in old.items())
 
     def collect_unreferenced(self) -> int:
         """Delete unreferenced vectors older than the grace period now; returns how many."""
         with self._write():
             return self._collect_unreferenced(force=True)
+
+
+def _key_array(keys: Iterable[bytes]) -> np.ndarray:
+    """Keys as a sorted array of distinct 32-byte strings (numpy compares them bytewise)."""
+    keys = list(keys)
+    raw = b"".join(keys)
+    if len(raw) != KEY_BYTES * len(keys):
+        raise ValueError(f"vector cache keys are {KEY_BYTES}-byte digests")
+    return np.unique(np.frombuffer(raw, dtype=f"S{KEY_BYTES}"))
+
+
+def _blob_keys(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=f"S{KEY_BYTES}")
+
+
+def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """For each of `keys`, whether it is in `sorted_keys`."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[at] == keys
 
 
 class BackgroundWriter:
@@ -250,8 +314,12 @@ class BackgroundWriter:
 
     _DONE = object()
 
-    def __init__(self, cache: VectorCache, model: str, dims: int, max_rows: int = 8192):
-        self.cache, self.model, self.dims, self.max_rows = cache, model, dims, max_rows
+    def __init__(self, cache: VectorCache, model: str, dims: int, max_bytes: int = 64 << 20):
+        # The cap is in bytes, not rows: small vectors (48-d) arrive ~30x more rows per
+        # second than 1536-d ones, and a cap of a few thousand rows made the writer commit
+        # so often that it fell behind the network.
+        self.cache, self.model, self.dims = cache, model, dims
+        self.max_rows = max(1, max_bytes // (4 * dims))
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="vector-cache-writer", daemon=True)

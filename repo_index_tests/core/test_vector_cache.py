@@ -136,6 +136,47 @@ def test_a_version_0_cache_is_migrated_without_losing_vectors(tmp_path: Path):
         assert present(cache, "used", "orphan") == {"used"}
 
 
+def test_a_version_1_cache_keeps_every_reference(tmp_path: Path):
+    path = tmp_path / "c.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE vectors (model TEXT NOT NULL, dims INTEGER NOT NULL, key BLOB NOT NULL, added REAL NOT NULL,
+            vector BLOB NOT NULL, UNIQUE (model, dims, key));
+        CREATE INDEX vectors_by_added ON vectors (added);
+        CREATE TABLE refs (owner TEXT NOT NULL, model TEXT NOT NULL, dims INTEGER NOT NULL, key BLOB NOT NULL,
+            PRIMARY KEY (owner, model, dims, key)) WITHOUT ROWID;
+        CREATE INDEX refs_by_key ON refs (model, dims, key);
+        CREATE TABLE meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
+        PRAGMA user_version=1;
+    """)
+    names = ["shared", "only-a", "only-b", "orphan"]
+    db.executemany("INSERT INTO vectors VALUES (?, ?, ?, 0, ?)",
+                   [(M, D, text_key(n), vec(i).tobytes()) for i, n in enumerate(names)])
+    db.executemany("INSERT INTO refs VALUES (?, ?, ?, ?)",
+                   [("a", M, D, text_key("shared")), ("a", M, D, text_key("only-a")),
+                    ("b", M, D, text_key("shared")), ("b", M, D, text_key("only-b"))])
+    db.commit()
+    db.close()
+    with VectorCache(path) as cache:
+        assert cache.owners() == {"a": 2, "b": 2}
+        assert cache.collect_unreferenced() == 1  # the orphan only
+        assert cache.set_refs("a", M, D, set()) == 1  # only-a goes, shared stays for b
+        assert present(cache, *names) == {"shared", "only-b"}
+
+
+def test_keys_with_trailing_zero_bytes_are_told_apart(tmp_path: Path):
+    # numpy's fixed-width bytes drop trailing NULs when converted back: pruning must not.
+    ka, kb = b"\x07" * 31 + b"\x00", b"\x07" * 30 + b"\x00\x00"
+    with VectorCache(tmp_path / "c.sqlite") as cache:
+        cache.put_many(M, D, [(ka, vec(1)), (kb, vec(2))])
+        cache.set_refs("a", M, D, {ka, kb})
+        cache.set_refs("b", M, D, {kb})
+        assert cache.set_refs("a", M, D, set()) == 1
+        assert cache.present(M, D, [ka, kb]) == {kb}
+        with pytest.raises(ValueError, match="32-byte"):
+            cache.reserve("a", M, D, [b"short"])
+
+
 def _writer(path: str, owner: str, n: int, together) -> None:
     together.wait()  # both processes are up: start writing at the same moment
     with VectorCache(Path(path)) as cache:
