@@ -7,11 +7,10 @@ keeps every vector it already paid for. Each vector is stored once however many 
 or repositories share its text.
 
 `owner_keys` records which repository (owner) uses which vectors: one row per owner and
-(model, dimensions), its keys as one sorted blob of 32-byte digests. A first run of a
-large repository references 100k+ keys; as one blob that is a single small write, where
-a row per key cost several microseconds each (~1 s per 160k keys, twice per run). A
-sorted blob is searched in place with numpy, without building a Python set. The rules that
-keep pruning safe for the steps that read a repository's vectors back from this cache after
+(model, dimensions), its keys as one sorted blob of 32-byte digests, searched in place
+with numpy. A first run of a large repository references 100k+ keys: one blob is one
+write of a few MB, where a row per key cost several microseconds each (~1 s per 160k
+keys, twice per run). The rules that keep pruning safe for the steps that read a repository's vectors back from this cache after
 `chunk_embeddings` (its IO manager checks they are all here; `vector_collection` reads
 them in batches):
 
@@ -40,6 +39,7 @@ from . import paths
 
 SCHEMA_VERSION = 2
 KEY_BYTES = 32  # sha256
+PAGE_SIZE = 32768
 # A rowid table for vectors: rows of several KB are what SQLite advises against in WITHOUT
 # ROWID tables. `added` (unix time) dates unreferenced vectors for the grace period; the
 # float32 blob comes last so key lookups never read it from overflow pages.
@@ -75,13 +75,18 @@ class VectorCache:
         self.grace_s = grace_days * 86400
         # timeout = SQLite's busy timeout: a writer waits for another process's transaction.
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        # Only a new file takes it. A 1536-d vector is 6 KB: with 4 KB pages each one spans an
+        # overflow chain of small pages; 32 KB pages write the same vectors in ~half the time
+        # (CPU the event loop competes for) into a ~20% smaller file, and read as fast.
+        self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         self._enable_wal()
         # In WAL mode NORMAL loses nothing on a process crash (only on power loss).
         self._db.execute("PRAGMA synchronous=NORMAL")
         # Checkpoint every 32 MB of WAL rather than 4 MB: each checkpoint syncs the file, and
         # a first run writes ~6 KB per vector. A 64 MB page cache holds the key index of a few
         # hundred thousand vectors, which random keys otherwise read back page by page.
-        self._db.execute("PRAGMA wal_autocheckpoint=8192")
+        page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        self._db.execute(f"PRAGMA wal_autocheckpoint={(32 << 20) // page_size}")
         self._db.execute("PRAGMA cache_size=-65536")
         self._migrate()
 
