@@ -53,6 +53,11 @@ class EmbeddingConfig(dg.Config):
         description="Shortened vectors (text-embedding-3 only); default: the embedder resource's, else the "
         "model's own.",
     )
+    request_timeout_s: float = Field(
+        default=60.0, ge=1.0, le=3600.0,
+        description="Seconds one embedding request may take before it is abandoned and retried (a "
+        "self-hosted server embedding large batches on a CPU may need more).",
+    )
     requests_per_minute: Optional[int] = Field(
         default=None, ge=1, le=10_000_000,
         description="Requests-per-minute budget shared by every request of the step's process (parallel "

@@ -15,7 +15,7 @@ from repo_index.core.vector_cache import VectorCache, default_cache_path
 from repo_index.io_managers import EmbeddingsIOManager, load_result
 from repo_index.partitions import REPOSITORIES, repositories
 from repo_index.resources import EmbedderResource
-from repo_index_tests.fakes.openai_server import fake_embedding
+from repo_index_tests.fakes.openai_server import Fault, fake_embedding
 
 REPO = "demo"
 
@@ -139,6 +139,17 @@ def test_estimate_only_sends_nothing_and_records_the_cost(project, openai_server
     meta = project.metadata(result)
     assert meta["estimate_only"] and meta["tokens"] == 360 and meta["requests"] == 0
     assert project.loaded[-1].vectors.shape == (0, 1536) and not project.loaded[-1].has_vectors
+
+
+def test_a_request_slower_than_the_run_timeout_is_abandoned_and_retried(project, openai_server):
+    project.chunks = chunk_table(20)
+    openai_server.add_faults(Fault.timeout(30.0))  # the first request hangs for 30 s
+    result = project.materialize(request_timeout_s=1.0, batch_size=10, max_concurrent=1)
+    assert result.success
+    meta = project.metadata(result)
+    assert meta["retries"] == 1 and meta["errors_by_kind"] == {"network": 1}
+    assert meta["seconds"] < 20  # given up after the run's 1 s, not the default 60 s
+    np.testing.assert_allclose(stored_matrix(project), expected(project.chunks), atol=1e-6)
 
 
 def test_loading_without_the_vectors_fails_with_what_to_do(project, tmp_path):

@@ -49,11 +49,9 @@ def progress_logger(log, every_percent: int = 10, interval_s: float = 60.0,
 
 
 def build_embedder(resource: EmbedderResource, config: EmbeddingConfig) -> Embedder:
-    """The resource's embedder, with the run's model and dimensions when given."""
-    if config.model is None and config.dimensions is None:
-        return resource.build()
+    """The resource's embedder, with the run's model, dimensions and request timeout."""
     return make_embedder(resource.provider, config.model or resource.model, resource.api_key, resource.base_url,
-                         config.dimensions or resource.dimensions, resource.device)
+                         config.dimensions or resource.dimensions, resource.device, config.request_timeout_s)
 
 
 def embedding_metadata(stats: EmbedStats, provider: str, model: str, dimensions: int, estimate_only: bool) -> dict:

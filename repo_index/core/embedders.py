@@ -294,13 +294,15 @@ def make_embedder(
     base_url: str | None = None,
     dimensions: int | None = None,
     device: str | None = None,
+    timeout_s: float = 60.0,
 ) -> Embedder:
-    """`auto` is `openai` when an API key is set, otherwise the offline local model."""
+    """`auto` is `openai` when an API key is set, otherwise the offline local model.
+    `timeout_s` bounds one request to the server (the local model makes none)."""
     if provider == "auto":
         provider = "openai" if (api_key or os.environ.get("OPENAI_API_KEY")) else "local"
     if provider == "openai":
         return OpenAIEmbedder(model=model or "text-embedding-3-small", api_key=api_key,
-                              base_url=base_url, requested_dimensions=dimensions)
+                              base_url=base_url, requested_dimensions=dimensions, timeout_s=timeout_s)
     if provider == "local":
         if model and model != LOCAL_MODEL:
             raise ValueError(f"the local provider ships only {LOCAL_MODEL!r}, not {model!r}")
