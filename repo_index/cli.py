@@ -95,7 +95,7 @@ def add(registry_file: Path, name, source, ref, include, exclude, replace) -> No
 def remove(registry_file: Path, name: str, keep_index: bool) -> None:
     """Unregister repository NAME (and drop its collection unless --keep-index)."""
     from .core.registry import RegistryError, load_registry, remove_spec, save_registry
-    from .core.store import chroma_settings_from_env, collection_name, get_collection, open_client
+    from .core.store import chroma_settings_from_env, collection_name, get_collection, open_client, spans_path
     from .partitions import REPOSITORIES
 
     try:
@@ -118,6 +118,7 @@ def remove(registry_file: Path, name: str, keep_index: bool) -> None:
         coll = collection_name(settings.collection_prefix, name)
         if get_collection(client, coll) is not None:
             client.delete_collection(coll)
+        spans_path(coll).unlink(missing_ok=True)
     click.echo(f"removed {name}")
 
 

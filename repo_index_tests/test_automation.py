@@ -84,12 +84,14 @@ def test_cli_add_list_remove_update_file_and_instance(tmp_path: Path):
     with open_instance(home) as instance:
         assert instance.get_dynamic_partitions(REPOSITORIES) == ["svc"]
     stored = tmp_path / "data" / "code_chunks" / "svc.pkl"  # where code_chunks keeps its table
-    stored.parent.mkdir(parents=True)
-    stored.write_bytes(b"table")
+    spans = tmp_path / "data" / "collection_spans" / "repo_index-svc.pkl"  # and vector_collection its spans
+    for path in (stored, spans):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"state")
     cli(env, "remove", "svc")
     with open_instance(home) as instance:
         assert instance.get_dynamic_partitions(REPOSITORIES) == []
-    assert not stored.exists()
+    assert not stored.exists() and not spans.exists()
     assert "svc" not in registry_file.read_text()
     assert "not registered" in cli(env, "index", "svc", ok=False)
 

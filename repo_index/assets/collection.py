@@ -9,7 +9,7 @@ from filelock import FileLock
 
 from ..core.search import embed_query
 from ..core.store import (
-    check_consistency, collection_name, get_collection, pick_smoke_symbol, symbol_rank, sync_collection,
+    check_consistency, collection_name, get_collection, pick_smoke_symbol, spans_path, symbol_rank, sync_collection,
 )
 from ..core.vector_cache import VectorCache, default_cache_path
 from ..partitions import CHROMA_POOL, repositories
@@ -99,7 +99,7 @@ def vector_collection(
         stats = sync_collection(
             client, name, code_chunks, chunk_embeddings.chunk_ids,
             lambda rows: cache.matrix(model, dims, [keys[i] for i in rows]),
-            model, dims, commit, context.partition_key,
+            model, dims, commit, context.partition_key, spans_file=spans_path(name),
         )
     context.log.info(f"{name}: +{stats.added} -{stats.deleted} moved {stats.moved}, {stats.total} records")
     checks = _checks(context, get_collection(client, name), code_chunks, chunk_embeddings, embedder)
@@ -113,6 +113,7 @@ def vector_collection(
             "deleted": stats.deleted,
             "moved": stats.moved,
             "unchanged": stats.unchanged,
+            "state_read_from": stats.spans_from,
             "rebuilt_for_new_model": stats.rebuilt,
             "embedding_model": chunk_embeddings.model,
         },

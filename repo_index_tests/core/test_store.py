@@ -27,9 +27,67 @@ def client(tmp_path):
     return open_client(ChromaSettings(mode="embedded", path=str(tmp_path / "chroma")))
 
 
-def sync(client, chunks, model="m", dims=8, commit="c1"):
+def sync(client, chunks, model="m", dims=8, commit="c1", spans_file=None):
     ids = list(chunks["chunk_id"])
-    return sync_collection(client, "repo_index-svc", chunks, ids, vectors(ids, dims), model, dims, commit, "svc")
+    return sync_collection(client, "repo_index-svc", chunks, ids, vectors(ids, dims), model, dims, commit, "svc",
+                           spans_file=spans_file)
+
+
+def lines(client) -> dict[str, tuple]:
+    records = existing_records(client.get_collection("repo_index-svc"))
+    return {cid: (meta["start_line"], meta["end_line"]) for cid, meta in records.items()}
+
+
+def test_a_sync_reads_the_previous_syncs_spans_file_instead_of_every_record(client, tmp_path, monkeypatch):
+    spans = tmp_path / "spans.pkl"
+    first = table([("a", "x.py", 1, 5, "f"), ("b", "x.py", 6, 9, "g"), ("c", "y.py", 1, 3, "")])
+    assert sync(client, first, spans_file=spans).spans_from == "chroma"
+    read_back = []
+    monkeypatch.setattr(store, "_line_spans", lambda coll: read_back.append(coll) or {})
+    assert sync(client, first, spans_file=spans).unchanged == 3  # wrong if the empty read were used
+    second = table([("a", "x.py", 1, 5, "f"), ("d", "x.py", 6, 8, "h"), ("b", "x.py", 9, 12, "g")])
+    stats = sync(client, second, commit="c2", spans_file=spans)
+    assert (stats.spans_from, stats.added, stats.deleted, stats.moved, stats.unchanged) == ("file", 1, 1, 1, 1)
+    assert read_back == []
+    assert lines(client) == {"a": (1, 5), "d": (6, 8), "b": (9, 12)}
+
+
+def test_the_spans_file_is_ignored_when_the_collection_changed_behind_it(client, tmp_path, monkeypatch):
+    spans = tmp_path / "spans.pkl"
+    chunks = table([("a", "x.py", 1, 5, "f"), ("b", "x.py", 6, 9, "g")])
+    sync(client, chunks, spans_file=spans)
+    client.get_collection("repo_index-svc").delete(ids=["b"])  # someone else's write
+    stats = sync(client, chunks, spans_file=spans)
+    assert (stats.spans_from, stats.added) == ("chroma", 1)
+
+    sync(client, chunks, spans_file=tmp_path / "other.pkl")  # another machine syncs: its own file and token
+    assert sync(client, chunks, spans_file=spans).spans_from == "chroma"
+
+    # A sync that dies midway (b deleted, n added, a's move not written: the record count
+    # is as before) leaves the collection without a valid token.
+    changed = table([("a", "x.py", 2, 6, "f"), ("n", "z.py", 1, 2, "")])
+    real_get = store.get_collection
+
+    def dying_collection(client_, name):
+        coll = real_get(client_, name)
+
+        class Dying:
+            metadata = coll.metadata
+
+            def __getattr__(self, attr):
+                return getattr(coll, attr)
+
+            def update(self, **kwargs):
+                raise RuntimeError("killed")
+        return Dying()
+
+    monkeypatch.setattr(store, "get_collection", dying_collection)
+    with pytest.raises(RuntimeError, match="killed"):
+        sync(client, changed, spans_file=spans)
+    monkeypatch.setattr(store, "get_collection", real_get)
+    stats = sync(client, changed, spans_file=spans)
+    assert (stats.spans_from, stats.added, stats.deleted, stats.moved) == ("chroma", 0, 0, 1)
+    assert lines(client) == {"a": (2, 6), "n": (1, 2)}
 
 
 def test_sync_adds_deletes_and_moves(client):
