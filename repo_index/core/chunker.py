@@ -4,7 +4,8 @@ How a file is cut (`chunk_source`):
 
 1. Parse with tree-sitter (code, Markdown) or split into blank-line blocks (data and
    text files). Tokenise the whole file once; the tokens of any byte range are then
-   estimated by bisection over the token end offsets (no re-tokenising per node).
+   estimated from a per-byte count of the tokens ended so far (no re-tokenising per
+   node, and O(1) per estimate).
 2. Pack siblings greedily, in order, up to the budget: small definitions, statements and
    comments merge while they fit. A node too big alone is descended into and its
    children packed the same way, under its name if it is a definition. What is pending
@@ -47,7 +48,7 @@ UTF-8 upstream).
 from __future__ import annotations
 
 import hashlib
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -55,7 +56,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from repo_index.core.languages import LanguageSpec, definition_name, get_parser, get_spec
-from repo_index.core.tokens import count_tokens, line_additive, token_end_offsets
+from repo_index.core.tokens import count_tokens, line_additive, token_end_array, tokens_through
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,7 +77,8 @@ _MAX_DEPTH = 64  # levels of oversized nesting descended before falling back to 
 # it lands this close to the cap (belt and braces: the cap is the one hard guarantee).
 _VERIFY_WINDOW = 4
 # Bytes of the UTF-8 text, by what cl100k's pre-tokenizer does at them (see _count).
-_ALNUM = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_ALNUM_STR = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_ALNUM = frozenset(_ALNUM_STR.encode())
 _PUNCT = frozenset(c for c in range(0x21, 0x7F) if c not in _ALNUM)
 _SPACE_AFTER = frozenset(b" \t\v\f")
 _NEWLINE = frozenset(b"\n\r")
@@ -211,14 +213,15 @@ class _Group:
         self.end = 0
         self._symbol: tuple[str, ...] | None = None  # cache of symbol()
 
-    def add(self, item: tuple) -> None:
+    def add(self, item: tuple, symbol: tuple[str, ...] | None = None) -> None:
+        """Append `item`; `symbol`, if given, is `symbol_with` for it (saves recomputing)."""
         self.items.append(item)
         _, end, kind, label, _ = item
         if kind:
             labels = self.labels
             if labels.get(label, 0) < kind:
                 labels[label] = kind
-                self._symbol = None
+                self._symbol = symbol
             if kind == _DEF:
                 self.has_def = True
         if end > self.end:
@@ -248,14 +251,22 @@ class _Group:
 def _symbol(labels: dict[tuple[str, ...], int], scope: tuple[str, ...]) -> tuple[str, ...]:
     """The most specific label of a definition (or a piece of one) if every other label
     is one of its scopes; otherwise the common prefix of all labels."""
-    if not labels:
+    if len(labels) <= 1:
+        for lab in labels:
+            return lab  # both rules give the one label
         return scope
     deepest = max(labels, key=len)
-    if labels[deepest] >= _OWNER and all(deepest[: len(lab)] == lab for lab in labels):
-        return deepest
+    if labels[deepest] >= _OWNER:
+        for lab in labels:
+            if deepest[: len(lab)] != lab:
+                break
+        else:
+            return deepest
     it = iter(labels)
     prefix = next(it)
     for lab in it:
+        if lab[: len(prefix)] == prefix:
+            continue  # prefix of this label already
         n = 0
         for x, y in zip(prefix, lab):
             if x != y:
@@ -263,6 +274,23 @@ def _symbol(labels: dict[tuple[str, ...], int], scope: tuple[str, ...]) -> tuple
             n += 1
         prefix = prefix[:n]
     return prefix
+
+
+# What a node type is to `_Chunker._classify`, cached per language (a dict lookup per node
+# instead of several set lookups and a substring search).
+_ROLE_NONE, _ROLE_DEF, _ROLE_WRAPPER = 0, 1, 2
+_KIND_ROLES: dict[LanguageSpec, dict[str, tuple[int, bool]]] = {}
+
+
+def _kind_role(spec: LanguageSpec, kind: str) -> tuple[int, bool]:
+    """(role, attaches forward) of node type `kind`."""
+    if kind in spec.definitions:
+        role = _ROLE_DEF
+    elif kind in spec.wrappers:
+        role = _ROLE_WRAPPER
+    else:
+        role = _ROLE_NONE
+    return role, "comment" in kind or kind in spec.attach_forward
 
 
 @lru_cache(maxsize=4096)
@@ -277,11 +305,18 @@ class _Chunker:
         self.max_tokens, self.enc = max_tokens, encoding
         self.spec: LanguageSpec = get_spec(language)
         self.sep = self.spec.separator
+        self.kind_roles = _KIND_ROLES.setdefault(self.spec, {})
+        self._kids: tuple | None = None  # (node, _with_gaps of its children), last computed
         self.data = text.encode("utf-8")
-        self.ends = token_end_offsets(text, encoding)
+        ends = token_end_array(text, encoding)
+        self.n_tokens = len(ends)
+        # tok[p] = tokens ending at or before byte p: O(1) counts for any byte range.
+        self.tok = tokens_through(ends, len(self.data))
+        self._ends_array, self._ends = ends, None  # as a list only when cutting by tokens
         # Newline byte positions, found by numpy in one pass.
         self.nl = np.flatnonzero(np.frombuffer(self.data, np.uint8) == 0x0A).tolist()
         self.header_cache: dict[tuple[str, ...], tuple[str, int]] = {}
+        self.header_bound: dict[tuple[str, ...], int | None] = {}
         self.symbol_tokens: dict[str, int] = {}  # symbol -> tokens of its header line
         self.additive = line_additive(encoding)
         self.out: list[tuple[Chunk, int, int]] = []  # (chunk, region start, region end)
@@ -289,6 +324,23 @@ class _Chunker:
         if path_header > max_tokens - _MIN_CODE_TOKENS:
             raise ValueError(
                 f"max_tokens={max_tokens} leaves no room for code after the header of {path!r}")
+        # What `_header(())` would count (the empty symbol is never shortened).
+        self.header_cache[()] = ("", path_header)
+        self.symbol_tokens[""] = path_header
+        # Tokens of "# <path>" when a header "# <path> > <symbol>\n" always tokenises as
+        # that plus " > <symbol>\n" (see `_header_tokens`), else None.
+        self.path_part: int | None = None
+        clipped = _clip(path, HEADER_PATH_CHARS)
+        if self.additive and clipped and 0x21 <= ord(clipped[-1]) <= 0x7E:
+            self.path_part = (path_header - 1 if clipped[-1] in _ALNUM_STR  # + "\n" alone
+                              else count_tokens("# " + clipped, encoding))
+
+    @property
+    def ends(self) -> list[int]:
+        """Byte offset where each token ends (only the rare cuts by tokens need it)."""
+        if self._ends is None:
+            self._ends = self._ends_array.tolist()
+        return self._ends
 
     # -- measuring --
 
@@ -297,11 +349,10 @@ class _Chunker:
         straddle a boundary count whole, so this errs high)."""
         if b <= a:
             return 0
-        ends = self.ends
-        j = bisect_left(ends, b)
-        if j >= len(ends):
-            j = len(ends) - 1
-        return j - bisect_right(ends, a) + 1
+        tok = self.tok
+        # tok[b - 1] = tokens ending before b = the index of the token holding byte b - 1
+        # (at most n_tokens - 1, as b <= len(data)); tok[a] = tokens ending by a.
+        return tok[b - 1] - tok[a] + 1
 
     def _header(self, label: tuple[str, ...]) -> tuple[str, int]:
         """(symbol to store, header tokens) for a breadcrumb, shortened for small budgets."""
@@ -310,17 +361,59 @@ class _Chunker:
             parts = list(label)
             while True:
                 symbol = self.sep.join(parts)
-                n = count_tokens(embedding_text(self.path, symbol, ""), self.enc)
+                n = self._header_tokens(symbol)
                 if not parts or n <= self.max_tokens // 3:
                     break
                 parts.pop(0)
             hit = self.header_cache[label] = (symbol, n)
-            self.symbol_tokens[symbol] = n
         return hit
 
+    def _header_tokens(self, symbol: str) -> int:
+        """count_tokens(embedding_text(path, symbol, "")), cached per symbol.
+
+        When the (clipped) path ends in printable ASCII other than a space, cl100k's
+        pre-tokenizer ends a piece right before " > " (a letter, digit or punctuation run
+        stops at a space, and no whitespace run reaches back into the path), and pieces
+        are BPE-encoded independently; so only " > <symbol>\n" is encoded here, the path
+        part being counted once per file."""
+        n = self.symbol_tokens.get(symbol)
+        if n is None:
+            if symbol and self.path_part is not None:
+                n = self.path_part + count_tokens(
+                    " > " + _clip(symbol, HEADER_SYMBOL_CHARS) + "\n", self.enc)
+            else:
+                n = count_tokens(embedding_text(self.path, symbol, ""), self.enc)
+            self.symbol_tokens[symbol] = n
+        return n
+
+    def _header_bound(self, label: tuple[str, ...]) -> int | None:
+        """An upper bound of `_header(label)[1]` without encoding anything (a token is at
+        least a byte), or None if it cannot rule out that the symbol gets shortened."""
+        bound = self.header_bound.get(label, -1)
+        if bound == -1:
+            bound, symbol = None, self.sep.join(label)
+            if symbol and self.path_part is not None:
+                tail = " > " + _clip(symbol, HEADER_SYMBOL_CHARS) + "\n"
+                bound = self.path_part + len(tail.encode("utf-8"))
+                if bound > self.max_tokens // 3:
+                    bound = None
+            self.header_bound[label] = bound
+        return bound
+
+    def _fits_est(self, est: int, label: tuple[str, ...]) -> bool:
+        """Whether `est` tokens of code fit under the header of `label`. Most calls are
+        decided by a bound on the header, so most definitions never get their header
+        counted exactly (only those that name a chunk or are split)."""
+        hit = self.header_cache.get(label)
+        if hit is None:
+            bound = self._header_bound(label)
+            if bound is not None and est + bound + _MARGIN <= self.max_tokens:
+                return True
+            hit = self._header(label)
+        return est + hit[1] + _MARGIN <= self.max_tokens
+
     def _fits(self, ext_start: int, end: int, label: tuple[str, ...]) -> bool:
-        hit = self.header_cache.get(label) or self._header(label)
-        return self._est(ext_start, end) + hit[1] + _MARGIN <= self.max_tokens
+        return self._fits_est(self._est(ext_start, end), label)
 
     def _ext(self, pos: int) -> int:
         """`pos`, moved back to its line start when only indentation precedes it."""
@@ -339,19 +432,22 @@ class _Chunker:
             if owner is not None:
                 return _OWNER, owner, False, False
             return _NONE, None, False, False
-        spec, kind = self.spec, item.type
-        if kind in spec.definitions:
-            name = definition_name(item, spec)
+        kind = item.type
+        info = self.kind_roles.get(kind)
+        if info is None:
+            info = self.kind_roles[kind] = _kind_role(self.spec, kind)
+        role, attach = info
+        if role == _ROLE_DEF:
+            name = definition_name(item, self.spec)
             if name:
                 return _DEF, scope + (name,), False, False
-        elif kind in spec.wrappers:
+        elif role == _ROLE_WRAPPER:
             name = self._wrapped_name(item)
             if name:
                 return _DEF, scope + (name,), False, True
-        attach = "comment" in kind or kind in spec.attach_forward
         if owner is not None:
             return _OWNER, owner, attach, False
-        if item.is_named and not attach:
+        if not attach and item.is_named:
             return _WEAK, scope, False, False
         return _NONE, None, attach, False
 
@@ -382,7 +478,9 @@ class _Chunker:
                 (item.start_byte + item.end_byte) // 2, item.start_byte, item.end_byte)
             return [_Span(item.start_byte, mid, "frag"), _Span(mid, item.end_byte, "frag")]
         if depth < _MAX_DEPTH and item.child_count:
-            kids = self._with_gaps(item.children, item.start_byte, item.end_byte)
+            last = self._kids
+            kids = (last[1] if last is not None and last[0] is item
+                    else self._with_gaps(item.children, item.start_byte, item.end_byte))
             # When most of the text is not in any child (a string around its escape
             # sequences) the node is a leaf for our purposes: lines are better cut points
             # than escapes. A little uncovered text (error recovery) becomes spans.
@@ -395,12 +493,14 @@ class _Chunker:
         """Non-empty children plus spans for any non-whitespace text between them."""
         data, out, pos = self.data, [], start
         for child in children:
-            if child.end_byte <= child.start_byte:
+            a, b = child.start_byte, child.end_byte  # each read is a call into the binding
+            if b <= a:
                 continue
-            if child.start_byte > pos and not data[pos:child.start_byte].isspace():
-                out.append(_Span(pos, child.start_byte, "block"))
+            if a > pos and not data[pos:a].isspace():
+                out.append(_Span(pos, a, "block"))
             out.append(child)
-            pos = max(pos, child.end_byte)
+            if b > pos:
+                pos = b
         if end > pos and not data[pos:end].isspace():
             out.append(_Span(pos, end, "block"))
         return out
@@ -436,7 +536,7 @@ class _Chunker:
         ends = self.ends
         step = max(1, budget - 2)  # the two boundary tokens may count in the estimate
         spans, start = [], a
-        i = bisect_right(ends, a) + step - 1
+        i = self.tok[a] + step - 1
         while i < len(ends) and ends[i] < b:
             cut = self._char_start(ends[i], start, b)
             if start < cut < b:
@@ -452,6 +552,9 @@ class _Chunker:
         a group carried in from the parent level (a header, or comments above)."""
         out: list[_Group] = []
         spec, next_scope = self.spec, None
+        sticky = spec.sticky
+        # Hot loop (once per node): `_fits` inlined, locals for attribute lookups.
+        tok, header_cache, max_tokens = self.tok, self.header_cache, self.max_tokens
         for node in items:
             if next_scope is not None:
                 scope, next_scope = next_scope, None
@@ -459,18 +562,24 @@ class _Chunker:
             if end <= start:
                 continue
             kind, label, attach, wrapper = self._classify(node, scope, owner)
-            if kind == _DEF and node.type in spec.sticky and \
+            if kind == _DEF and sticky and node.type in sticky and \
                     node.child_by_field_name("body") is None:
                 next_scope = label  # `namespace A.B;` scopes the rest of the file
             # The node of the definition being split (`export` > `const f` > `f = () =>`)
             # is a piece of it, not a definition of its own.
             own_def = kind == _DEF and label != owner
-            item = (start, end, kind if own_def or kind != _DEF else _OWNER, label, attach)
+            item_kind = kind if own_def or kind != _DEF else _OWNER
+            item = (start, end, item_kind, label, attach)
 
             if cur is not None and (not cur.closed or not own_def and (
                     cur.closed == 1 or not node.is_named)):
-                if self._fits(cur.ext_start, end, cur.symbol_with(item[2], label)):
-                    cur.add(item)
+                symbol = cur.symbol_with(item_kind, label)
+                a = cur.ext_start
+                est = tok[end - 1] - tok[a] + 1 if end > a else 0  # _est(a, end)
+                hit = header_cache.get(symbol)
+                if (est + hit[1] + _MARGIN <= max_tokens if hit is not None
+                        else self._fits_est(est, symbol)):
+                    cur.add(item, symbol)
                     continue
 
             # Pending items that may go down into this node's first piece: a header
@@ -487,9 +596,11 @@ class _Chunker:
                 # It fits alone. Still descend into it to keep a header (`int main(void)`)
                 # with the start of its body, rather than cut mid-line or leave the header
                 # alone.
-                if not (carry_all and self._has_syntax_children(node, depth) and (
+                # (Cheap test first: _has_syntax_children walks the node's children.)
+                if not (carry_all and (
                         self._est(cur.ext_start, cur.end) <= self.max_tokens // 2
-                        or self.data.find(b"\n", cur.end, start) < 0)):
+                        or self.data.find(b"\n", cur.end, start) < 0)
+                        and self._has_syntax_children(node, depth)):
                     new = _Group(scope, ext)
                     new.add(item)
                     if cur is not None:
@@ -532,8 +643,9 @@ class _Chunker:
         """Whether cutting inside `node` can still follow syntax (not lines or tokens)."""
         if type(node) is _Span or depth >= _MAX_DEPTH or not node.child_count:
             return False
-        return not any(type(k) is _Span
-                       for k in self._with_gaps(node.children, node.start_byte, node.end_byte))
+        kids = self._with_gaps(node.children, node.start_byte, node.end_byte)
+        self._kids = (node, kids)  # `_children` of this node, next, reuses them
+        return not any(type(k) is _Span for k in kids)
 
     def _split_attached(self, group: _Group) -> _Group | None:
         """Remove the trailing comments/decorators of `group` into a new group."""
@@ -603,14 +715,25 @@ class _Chunker:
         tokenisation, or None when the slice's edges do not allow it (see
         `tokens.line_additive`): it must start at a line start, and end before a space, a
         newline after a letter/digit, or a newline after ASCII punctuation (whose run is
-        then re-encoded alone, as it does not merge with the newline outside the slice)."""
-        data, ends = self.data, self.ends
+        then re-encoded alone, as it does not merge with the newline outside the slice).
+        A slice that starts mid-line (its line was split) has its first line re-encoded
+        alone, when the next line starts with spaces/tabs then printable ASCII: the
+        whitespace run holding the newline then ends exactly at that line start, in the
+        slice as in the file, so the rest still reads off the file."""
+        data, tok = self.data, self.tok
+        head = 0
         if ta and data[ta - 1] != 0x0A:
-            return None
-        header = self.symbol_tokens.get(symbol)
-        if header is None:
-            header = self.symbol_tokens[symbol] = count_tokens(
-                embedding_text(self.path, symbol, ""), self.enc)
+            q = data.find(b"\n", ta, tb) + 1
+            if not q:
+                return None
+            r = q
+            while r < tb and data[r] in b" \t":
+                r += 1
+            if r >= tb or not 0x21 <= data[r] <= 0x7E:
+                return None
+            head = count_tokens(data[ta:q].decode("utf-8"), self.enc)
+            ta = q
+        header = self._header_tokens(symbol)
         cut, tail = tb, 0
         if tb < len(data):
             after, last = data[tb], data[tb - 1]
@@ -624,16 +747,19 @@ class _Chunker:
                     before = data[cut - 1]
                     if before == 0x20:
                         cut -= 1
-                    elif before not in _ALNUM and before not in b"\t\v\f":
+                    # A newline before the run (a line of just `)`) ends its own piece
+                    # there, as a tab or a letter does.
+                    elif before not in _ALNUM and before not in b"\t\v\f\n":
                         return None
                 tail = _piece_tokens(self.enc, data[cut:tb].decode("ascii"))
             elif after not in _SPACE_AFTER and after not in _NEWLINE:
                 return None
-        i = bisect_right(ends, ta)
-        j = bisect_right(ends, cut)
-        if (ta and (i == 0 or ends[i - 1] != ta)) or (cut > ta and ends[j - 1] != cut):
+        # Both edges must be token ends of the whole-file tokenisation (p is one when
+        # tok[p] > tok[p - 1]).
+        i, j = tok[ta], tok[cut]
+        if (ta and tok[ta - 1] == i) or (cut > ta and tok[cut - 1] == j):
             return None
-        n = header + j - i + tail
+        n = header + head + j - i + tail
         if n > self.max_tokens - _VERIFY_WINDOW:
             return None  # close to the cap: count it exactly
         return n
@@ -653,7 +779,7 @@ class _Chunker:
             inner = [p + 1 for p in self.nl[lo:hi] if a < p + 1 < b]
         if not inner:
             ends = self.ends
-            lo, hi = bisect_right(ends, a), bisect_left(ends, b)
+            lo, hi = self.tok[a], self.tok[b - 1]
             inner = sorted({c for c in (self._char_start(e, a, b) for e in ends[lo:hi])
                             if a < c < b})
         if not inner:
@@ -679,7 +805,7 @@ class _Chunker:
         bounds.append(len(self.data))
         for i, g in enumerate(groups):
             cuts = sorted({it[0] for it in g.items[1:]})
-            self._emit(bounds[i], bounds[i + 1], _symbol(g.labels, g.scope), cuts)
+            self._emit(bounds[i], bounds[i + 1], g.symbol(), cuts)  # (cached _symbol)
         return self._absorb_tiny(self.out)
 
     def _absorb_tiny(self, made: list[tuple[Chunk, int, int]]) -> list[Chunk]:

@@ -199,10 +199,14 @@ _MAX_NAME = 120
 
 
 def _text(node: Node | None) -> str:
-    if node is None or node.text is None:
+    raw = node.text if node is not None else None  # each read copies the bytes
+    if raw is None:
         return ""
     # Names can span lines (`impl<T>\n  Foo<T>`): collapse whitespace, cap the length.
-    return " ".join(node.text.decode("utf-8", "replace").split())[:_MAX_NAME]
+    text = raw.decode("utf-8", "replace")
+    if not text.isidentifier():  # the usual plain name has no whitespace to collapse
+        text = " ".join(text.split())
+    return text[:_MAX_NAME]
 
 
 def _c_declarator_name(node: Node | None) -> str:

@@ -351,6 +351,39 @@ def test_small_budget_shortens_the_header():
 
 # --- header, ids, frame -------------------------------------------------------------
 
+def test_header_counted_in_two_parts_matches_a_full_count():
+    # The chunker counts "# <path>" once per file and " > <symbol>\n" per symbol; the sum
+    # must equal a count of the whole header for any path it applies to (and the byte
+    # bound used to skip counting must never be below it).
+    from repo_index.core.chunker import _Chunker
+
+    rng = random.Random(3)
+    alphabet = list(string.ascii_letters + string.digits + string.punctuation + " \t") + [
+        "é", "中", "😀", "\u00a0", "\r", "\n", "'s", "'ll", "123456", "<|endoftext|>"]
+    split = 0
+    for _ in range(1500):
+        path = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 90)))
+        symbol = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 90)))
+        chunker = _Chunker("x = 1\n", path, "python", 8192, ENC)
+        full = count_tokens(embedding_text(path, symbol, ""), ENC)
+        assert chunker._header_tokens(symbol) == full, (path, symbol)
+        bound = chunker._header_bound((symbol,))
+        assert bound is None or bound >= full
+        split += chunker.path_part is not None
+    assert split > 1000
+
+
+def test_counts_of_chunks_that_start_mid_line():
+    # A line split across chunks (long trailing comments, data rows): the next chunk's
+    # count re-encodes its first line and reads the rest off the file; every count is
+    # exact (check_chunks re-counts each chunk).
+    rows = "\n".join(f"    0x{i:04x}: 0x{i * 7 % 65536:04x},  # {'word ' * (i % 9)}entry {i}"
+                     for i in range(400))
+    src = f"table = {{\n{rows}\n}}\n\nx = 1  # {'trailing comment ' * 60}\ny = 2\n"
+    for max_tokens in (32, 64, 200):
+        checked(src, "python", max_tokens)
+
+
 def test_embedding_text_format():
     assert embedding_text("a/b.py", "C.m", "pass") == "# a/b.py > C.m\npass"
     assert embedding_text("a/b.py", "", "pass") == "# a/b.py\npass"
