@@ -6,8 +6,8 @@
 Corpus: every `*.py` under `sysconfig.get_paths()["stdlib"]` (tests included),
 site-packages excluded, read and decoded with `decode_source` as the pipeline does.
 
-Reported (medians over `--reps` repetitions; floor and one-core runs are interleaved so
-they see the same load, and besides wall time this process's CPU time is reported, which
+Reported (medians over `--reps` repetitions; floor and one-core runs take turns on each
+eighth of the corpus, so they see the same load, and besides wall time this process's CPU time is reported, which
 a shared machine disturbs less; the load average is reported too):
 - one_core: `chunk_source` over the whole corpus in this process (text already in memory).
 - floor: tree-sitter parse + one tiktoken `encode_ordinary` of every file, one core.
@@ -50,6 +50,9 @@ from repo_index.core.tokens import DEFAULT_ENCODING, get_encoding  # noqa: E402
 from repo_index_tests.core.invariants import check_chunks  # noqa: E402
 
 
+SLICES = 8
+
+
 def stdlib_corpus() -> tuple[Path, list[tuple[str, str, int]]]:
     """(stdlib root, [(relative path, text, size in bytes)]), sorted by path."""
     root = Path(sysconfig.get_paths()["stdlib"])
@@ -90,18 +93,34 @@ def rates(seconds: float, n_files: int, n_bytes: int, cpu: float | None = None) 
     return out
 
 
-def interleaved(fns: dict, reps: int) -> dict:
+def interleaved(fns: dict, reps: int, slices: int = 1) -> dict:
     """Run each of `fns` once per repetition, in turn, so all see the same load; returns
-    name -> (median wall s, median CPU s, wall runs, last result)."""
+    name -> (median wall s, median CPU s, wall runs, last result).
+
+    With `slices` > 1 each function takes `(part, slices)` and returns a list: the runs
+    alternate every 1/`slices` of the work (a second or so here), so a change of load on a
+    shared machine hits all of them alike; each repetition's time is the sum over parts and
+    its result the concatenation."""
     wall = {k: [] for k in fns}
     cpu = {k: [] for k in fns}
     last = {}
     for _ in range(reps):
-        for name, fn in fns.items():
-            c0, t0 = time.process_time(), time.perf_counter()
-            last[name] = fn()
-            wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
+        spent = {k: [0.0, 0.0] for k in fns}
+        results: dict = {k: [] for k in fns}
+        for part in range(slices):
+            for name, fn in fns.items():
+                c0, t0 = time.process_time(), time.perf_counter()
+                out = fn(part, slices) if slices > 1 else fn()
+                spent[name][0] += time.perf_counter() - t0
+                spent[name][1] += time.process_time() - c0
+                if slices > 1:
+                    results[name].extend(out)
+                else:
+                    results[name] = out
+        for name in fns:
+            wall[name].append(spent[name][0])
+            cpu[name].append(spent[name][1])
+            last[name] = results[name]
     return {k: (statistics.median(wall[k]), statistics.median(cpu[k]), wall[k], last[k])
             for k in fns}
 
@@ -172,21 +191,23 @@ def main() -> None:
     parser = get_parser("python")
     chunk_source(corpus[0][1], corpus[0][0], "python", 512, enc)  # warm the caches
 
-    def floor() -> int:
-        total = 0
-        for _, text, _ in corpus:
+    def floor(part: int, parts: int) -> list[int]:
+        counts = []
+        for _, text, _ in corpus[part::parts]:
             parser.parse(text.encode("utf-8"))
-            total += len(enc.encode_ordinary(text))
-        return total
+            counts.append(len(enc.encode_ordinary(text)))
+        return counts
 
-    def one_core(budget: int) -> list:
-        return [chunk_source(text, path, "python", budget, enc) for path, text, _ in corpus]
+    def one_core(budget: int, part: int, parts: int) -> list:
+        return [chunk_source(text, path, "python", budget, enc) for path, text, _ in corpus[part::parts]]
 
+    # The corpus in 8 interleaved parts (every 8th file), the floor and each budget taking
+    # turns on each part: see `interleaved`.
     fns = {"floor": floor}
-    fns.update({f"one_core_{b}": (lambda b=b: one_core(b)) for b in budgets})
-    runs = interleaved(fns, args.reps)
+    fns.update({f"one_core_{b}": (lambda part, parts, b=b: one_core(b, part, parts)) for b in budgets})
+    runs = interleaved(fns, args.reps, slices=SLICES)
     sec, cpu, times, n_tokens = runs["floor"]
-    report["floor"] = {**rates(sec, n_files, n_bytes, cpu), "tokens": n_tokens,
+    report["floor"] = {**rates(sec, n_files, n_bytes, cpu), "tokens": sum(n_tokens),
                        "runs_s": [round(t, 3) for t in times]}
     c0 = time.process_time()
     for _, text, _ in corpus:
@@ -198,16 +219,18 @@ def main() -> None:
     report["floor"]["encode_cpu_mb_per_s"] = round(
         n_bytes / 1e6 / (time.process_time() - c0), 2)
 
+    ordered = [f for part in range(SLICES) for f in corpus[part::SLICES]]  # the order results come in
     for budget in budgets:
         sec, cpu, times, per_file = runs[f"one_core_{budget}"]
         counts = [c.n_tokens for chunks in per_file for c in chunks]
         entry = {**rates(sec, n_files, n_bytes, cpu), "runs_s": [round(t, 3) for t in times],
                  "fraction_of_floor": round(report["floor"]["seconds"] / sec, 2),
                  "cpu_fraction_of_floor": round(report["floor"]["cpu_seconds"] / cpu, 2),
+                 "fraction_of_floor_per_run": [round(f / t, 3) for f, t in zip(runs["floor"][2], times)],
                  "tokens": token_stats(counts, budget)}
         if not args.no_invariants:
             violations, examples = 0, []
-            for (path, text, _), chunks in zip(corpus, per_file):
+            for (path, text, _), chunks in zip(ordered, per_file):
                 try:
                     check_chunks(text, chunks, budget, enc)
                 except AssertionError as exc:
