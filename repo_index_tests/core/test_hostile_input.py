@@ -309,3 +309,24 @@ def test_unreadable_files_and_directories_are_counted(tmp_path):
     finally:
         (root / "locked").chmod(0o755)
         subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def test_code_points_that_crash_a_grammar_are_chunked_with_their_text():
+    # The bundled Markdown scanner dies with SIGSEGV on a digit followed by some code
+    # points of planes 4-16; run in a child process, so a regression fails this test
+    # rather than killing the test run.
+    src = "# Title\n\n2\U000c42eb then 9\U0010fffd and \U000e0100\n\n## Next\n\ntext\n"
+    script = (
+        "import sys, json\n"
+        "from repo_index.core.chunker import chunk_source\n"
+        "from repo_index.core.tokens import get_encoding\n"
+        "src = sys.stdin.read()\n"
+        "out = {lang: [c.text for c in chunk_source(src, 'a.md', lang, 64, get_encoding('cl100k_base'))]\n"
+        "       for lang in ('markdown', 'python', 'javascript', 'cpp')}\n"
+        "print(json.dumps(out))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], input=src, capture_output=True, text=True,
+                          encoding="utf-8", timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for lang, texts in json.loads(done.stdout).items():
+        assert "".join(texts).split() == src.split(), lang
