@@ -20,7 +20,6 @@ to re-materialize chunk_embeddings, which then costs requests only for what is m
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -30,9 +29,7 @@ from pydantic import Field
 from .core import paths
 from .core.batching import EmbedResult, EmbedStats
 from .core.chunk_tables import load_table, save_table, table_path
-from .core.vector_cache import VectorCache, default_cache_path
-
-KEY_BYTES = 32  # sha256
+from .core.vector_cache import KEY_BYTES, VectorCache, default_cache_path
 
 
 def save_keys(path: Path, result: EmbedResult) -> None:
@@ -47,10 +44,8 @@ def save_keys(path: Path, result: EmbedResult) -> None:
         # estimate_only results hold no vectors; keep saying so after a reload.
         has_vectors=np.asarray(result.has_vectors),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    with paths.atomic_writer(path) as fh:
+        fh.write(buffer.getvalue())
 
 
 def load_result(path: Path, cache: VectorCache, with_vectors: bool = False) -> EmbedResult:

@@ -509,7 +509,7 @@ async def embed_chunks_async(
                              np.asarray(missing), vectors, embedder, cache, stats, max_concurrent, batch_size,
                              max_retries, progress, requests_per_minute, tokens_per_minute)
     if cache is not None and owner:
-        stats.pruned = cache.set_refs(owner, model, dims, set(unique))
+        stats.pruned = cache.set_refs(owner, model, dims, unique)
     stats.seconds = time.perf_counter() - started
     if vectors is not None and len(unique) < len(keys):
         vectors = vectors[row_to_unique]

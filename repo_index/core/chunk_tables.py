@@ -19,7 +19,6 @@ without loading the table.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from functools import lru_cache
 from importlib import metadata
@@ -63,12 +62,9 @@ def save_table(path: Path, table: pd.DataFrame, params: dict) -> None:
     """Write the header, then the table; readers never see a half-written file."""
     reusable = table.loc[table["file_sha256"] != "", ["path", "file_sha256"]].drop_duplicates("path")
     header = {"params": params, "files": dict(zip(reusable["path"], reusable["file_sha256"]))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    with paths.atomic_writer(path) as fh:
         pickle.dump(header, fh, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.dump(table, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
 
 
 def load_header(path: Path) -> dict | None:

@@ -1,4 +1,5 @@
-"""Where the project keeps things: project root, data folder, registry file.
+"""Where the project keeps things (project root, data folder, registry file), and how a
+file there is replaced without a reader ever seeing half of it.
 
 Every entry point (Makefile, CLI, `dagster dev`, step processes) resolves the same
 locations, so the UI, the CLI and the daemon share one instance and one data folder.
@@ -7,8 +8,12 @@ Environment variables override each location (tests point them at temp dirs).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 HOME_ENV = "REPO_INDEX_HOME"
 DATA_ENV = "REPO_INDEX_DATA_DIR"
@@ -34,3 +39,18 @@ def data_dir() -> Path:
 
 def registry_path() -> Path:
     return Path(os.environ.get(REGISTRY_ENV) or project_root() / "repositories.yaml")
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces `path` when the block ends without error, so a reader
+    (another step, the sensor) never sees half a file; on error `path` is left as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

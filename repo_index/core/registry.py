@@ -8,14 +8,14 @@ repository when its source is resolved, so one missing checkout fails only its p
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
+
+from .paths import atomic_writer
 
 # Lowercase slug; ends alphanumeric and has no "..": Chroma collection names require both.
 # Always fullmatch: `$` would also match before a trailing newline.
@@ -165,12 +165,9 @@ def load_registry(path: Path) -> list[RepoSpec]:
 
 def save_registry(path: Path, specs: list[RepoSpec]) -> None:
     """Write atomically so a reader (the sensor, a step) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump({"repositories": [s.to_yaml() for s in specs]}, sort_keys=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".repositories.", suffix=".yaml")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    with atomic_writer(path) as fh:
+        fh.write(text.encode("utf-8"))
 
 
 def get_spec(specs: list[RepoSpec], name: str) -> RepoSpec:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .paths import data_dir
+from .paths import atomic_writer, data_dir
 
 WRITE_BATCH = 1000
 READ_BATCH = 5000
@@ -203,11 +203,8 @@ def _saved_spans(path: Path | None, token: str | None, count: int) -> dict[str, 
 
 
 def _save_spans(path: Path, token: str, spans: dict[str, tuple]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_writer(path) as f:
         pickle.dump({"token": token, "spans": spans}, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)

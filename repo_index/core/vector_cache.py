@@ -10,9 +10,9 @@ or repositories share its text.
 (model, dimensions), its keys as one sorted blob of 32-byte digests, searched in place
 with numpy. A first run of a large repository references 100k+ keys: one blob is one
 write of a few MB, where a row per key cost several microseconds each (~1 s per 160k
-keys, twice per run). The rules that keep pruning safe for the steps that read a repository's vectors back from this cache after
-`chunk_embeddings` (its IO manager checks they are all here; `vector_collection` reads
-them in batches):
+keys, twice per run). The rules that keep pruning safe for the steps that read a
+repository's vectors back from this cache after `chunk_embeddings` (its IO manager checks
+they are all here; `vector_collection` reads them in batches):
 
 - A run first `reserve`s refs for every key it needs, before reading or embedding, so a
   concurrent run pruning its own old keys can never delete a vector this run is using;
@@ -232,8 +232,10 @@ class VectorCache:
             for m, d, blob in self._db.execute("SELECT model, dims, keys FROM owner_keys WHERE owner=?",
                                                (owner,)).fetchall():
                 old = _blob_keys(blob)
-                gone.append((m, d, old[~_contains(current, old)] if (m, d) == (model, dims) else old))
-                if (m, d) != (model, dims):
+                if (m, d) == (model, dims):
+                    gone.append((m, d, old[~_contains(current, old)]))
+                else:  # another model's keys: all of them go
+                    gone.append((m, d, old))
                     self._store_keys(owner, m, d, old[:0])
             self._store_keys(owner, model, dims, current)
             pruned = sum(self._delete_unreferenced(m, d, doomed) for m, d, doomed in gone if len(doomed))

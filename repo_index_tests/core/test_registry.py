@@ -96,3 +96,18 @@ def test_bad_refs_are_refused(ref):
 @pytest.mark.parametrize("ref", ["main", "v1.2.3", "feature/x-y_z", "0a1b2c3d", "release-2024.01"])
 def test_good_refs(ref):
     assert parse_registry({"repositories": [entry(ref=ref)]})[0].ref == ref
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp(tmp_path):
+    from repo_index.core.paths import atomic_writer
+
+    target = tmp_path / "state.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_writer(target) as fh:
+            fh.write(b"half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["state.bin"]
+    with atomic_writer(target) as fh:
+        fh.write(b"new")
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["state.bin"]
