@@ -302,7 +302,7 @@ _UNPARSEABLE = re.compile("[\U00040000-\U0010FFFF]")
 
 
 def _parseable(text: str, data: bytes) -> bytes:
-    if _UNPARSEABLE.search(text) is None:
+    if text.isascii() or _UNPARSEABLE.search(text) is None:  # isascii: a flag, no scan
         return data
     return _UNPARSEABLE.sub("xxxx", text).encode("utf-8")
 
