@@ -48,7 +48,6 @@ UTF-8 upstream).
 from __future__ import annotations
 
 import hashlib
-import re
 from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
@@ -292,19 +291,6 @@ def _kind_role(spec: LanguageSpec, kind: str) -> tuple[int, bool]:
     else:
         role = _ROLE_NONE
     return role, "comment" in kind or kind in spec.attach_forward
-
-
-# Code points of planes 4-16 (unassigned, tags, private use). The bundled Markdown
-# grammar's scanner crashes the process (SIGSEGV) on some of them after a digit
-# ("2\U000c42eb"); they mean nothing to any grammar, so the parser sees four ASCII
-# letters in their place: same byte offsets, and the chunks keep the original text.
-_UNPARSEABLE = re.compile("[\U00040000-\U0010FFFF]")
-
-
-def _parseable(text: str, data: bytes) -> bytes:
-    if text.isascii() or _UNPARSEABLE.search(text) is None:  # isascii: a flag, no scan
-        return data
-    return _UNPARSEABLE.sub("xxxx", text).encode("utf-8")
 
 
 @lru_cache(maxsize=4096)
@@ -809,7 +795,7 @@ class _Chunker:
         if parser is None:
             items = self._blocks()
         else:
-            root = parser.parse(_parseable(self.text, self.data)).root_node
+            root = parser.parse(self.data).root_node
             items = (self._with_gaps(root.children, 0, len(self.data))
                      or self._lines(0, len(self.data), budget))
         groups = self._pack(items, (), None, 0)

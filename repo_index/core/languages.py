@@ -1,7 +1,9 @@
 """File -> language id, and per language: tree-sitter grammar and what a "definition" is.
 
 Language ids are short lowercase names. Code languages map to a grammar bundled in
-`tree_sitter_language_pack` (offline); data/markup languages (yaml, json, toml, sql, html,
+`tree_sitter_language_pack` (offline), Markdown to the official `tree_sitter_markdown`
+wheel (the pack's copy of that scanner corrupts memory on some non-text input and kills
+the process with SIGSEGV/SIGBUS; the official one does not); data/markup languages (yaml, json, toml, sql, html,
 css, make, dockerfile, cmake) and "text" have no grammar and are chunked by
 blank-line blocks and lines.
 
@@ -184,6 +186,11 @@ def get_parser(language: str) -> Parser | None:
     grammar = get_spec(language).grammar
     if grammar is None:
         return None
+    if grammar == "markdown":  # see the module docstring
+        import tree_sitter_markdown
+        from tree_sitter import Language
+
+        return Parser(Language(tree_sitter_markdown.language()))
     from tree_sitter_language_pack import get_parser as _pack_parser  # heavy import: lazy
 
     return _pack_parser(grammar)

@@ -133,13 +133,10 @@ def test_property_generated_javascript(src, max_tokens):
 
 @PROPERTY
 @given(src=st.text(st.characters(exclude_categories=("Cs",)), max_size=3000),
-       language=st.sampled_from(["text", "python", "javascript", "cpp", "yaml"]),
+       language=st.sampled_from(["text", "python", "javascript", "cpp", "yaml", "markdown"]),
        max_tokens=BUDGET)
 def test_property_arbitrary_text(src, language, max_tokens):
     # Anything goes through any grammar (ERROR nodes) without losing or duplicating text.
-    # Not Markdown: the bundled Markdown scanner can crash the process (SIGSEGV/SIGBUS) on
-    # random binary-like text; the known trigger is neutralised (test_hostile_input), the
-    # rest is an open defect, and a crash here would take the whole test run down.
     checked(src, language, max_tokens, syntax=False)
 
 
