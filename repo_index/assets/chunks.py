@@ -84,7 +84,7 @@ def collect_chunks(context: dg.OpExecutionContext, repo_files, plan: dict, parts
     by_language = chunks.groupby("language").agg(chunks=("chunk_id", "size"), files=("path", "nunique"),
                                                  tokens=("n_tokens", "sum")).reset_index()
     context.log.info(f"{len(chunks)} chunks from {len(repo_files)} files ({files_chunked} chunked, {len(have)} reused) "
-                     f"in {seconds:.1f}s; failed {dict(total.failed)}")
+                     f"in {seconds:.1f}s; failed {dict(total.failed)}, cut by lines {dict(total.by_lines)}")
     return dg.Output(
         chunks,
         metadata={
@@ -95,6 +95,7 @@ def collect_chunks(context: dg.OpExecutionContext, repo_files, plan: dict, parts
             "files_reused": len(have),
             "files_failed_by_reason": dict(total.failed),
             "files_failed_examples": total.examples,
+            "files_chunked_by_lines_by_reason": dict(total.by_lines),
             "secrets_redacted": dict(total.redacted),
             "files_with_secrets_redacted": total.files_redacted,
             "secrets_redacted_examples": total.redacted_examples,

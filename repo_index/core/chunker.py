@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from repo_index.core.languages import LanguageSpec, definition_name, get_parser, get_spec
+from repo_index.core.languages import LanguageSpec, definition_name, get_parser, get_spec, parse
 from repo_index.core.tokens import count_tokens, line_additive, token_end_array, tokens_through
 
 if TYPE_CHECKING:
@@ -166,16 +166,17 @@ def chunks_frame(chunks: list[Chunk], file_sha256: dict[str, str] | None = None)
 
 
 def chunk_source(text: str, path: str, language: str, max_tokens: int,
-                 encoding: tiktoken.Encoding) -> list[Chunk]:
+                 encoding: tiktoken.Encoding, syntax: bool = True) -> list[Chunk]:
     """Split one file into chunks of at most `max_tokens` (header included), covering all
     of its non-whitespace text in order. Syntax errors are fine (they are chunked like
     any other node); raises ValueError only if `max_tokens` < MIN_MAX_TOKENS or the path
-    alone leaves under 16 tokens for code."""
+    alone leaves under 16 tokens for code, and languages.ParseTimeout if the grammar does
+    not finish in time (`syntax=False` then cuts by blank-line blocks and lines)."""
     if max_tokens < MIN_MAX_TOKENS:
         raise ValueError(f"max_tokens={max_tokens} is below the minimum of {MIN_MAX_TOKENS}")
     if not text.strip():
         return []
-    return _Chunker(text, path, language, max_tokens, encoding).run()
+    return _Chunker(text, path, language, max_tokens, encoding).run(syntax)
 
 
 # --- implementation ---------------------------------------------------------------------
@@ -789,13 +790,13 @@ class _Chunker:
         self._emit(a, cut, label, [c for c in cuts if c < cut])
         self._emit(cut, b, label, [c for c in cuts if c > cut])
 
-    def run(self) -> list[Chunk]:
-        parser = get_parser(self.language)
+    def run(self, syntax: bool = True) -> list[Chunk]:
+        parser = get_parser(self.language) if syntax else None
         budget = self.max_tokens - self._header(())[1] - _MARGIN
         if parser is None:
             items = self._blocks()
         else:
-            root = parser.parse(self.data).root_node
+            root = parse(parser, self.data).root_node
             items = (self._with_gaps(root.children, 0, len(self.data))
                      or self._lines(0, len(self.data), budget))
         groups = self._pack(items, (), None, 0)

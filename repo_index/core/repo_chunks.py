@@ -5,7 +5,8 @@ fewer than MIN_FILES_PER_SHARD files each, so a small repository pays for no ext
 process); each shard is chunked on its own and the parts concatenated. The Dagster asset
 maps shards over step processes; `chunk_repository(path)` (the library entry point)
 maps them over a process pool. A file that fails to read or chunk is counted under a
-reason, never fatal to the run. High-confidence secrets are redacted from each file's text
+reason, never fatal to the run; one whose grammar does not finish in time is cut by
+blank-line blocks and lines instead, counted too. High-confidence secrets are redacted from each file's text
 before it is chunked (core/secrets.py), so no chunk text, id, hash or embedding request
 ever holds one; they are counted by kind.
 """
@@ -24,6 +25,7 @@ import pandas as pd
 
 from .chunker import Chunk, chunk_source, chunks_frame
 from .discovery import decode_source, discover
+from .languages import ParseTimeout
 from .secrets import redact
 from .tokens import DEFAULT_ENCODING, get_encoding
 
@@ -34,6 +36,7 @@ MIN_FILES_PER_SHARD = 100
 class ShardResult:
     chunks: list[Chunk] = field(default_factory=list)
     failed: Counter = field(default_factory=Counter)  # reason -> files
+    by_lines: Counter = field(default_factory=Counter)  # reason -> files cut without syntax
     examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> "path: message"
     redacted: Counter = field(default_factory=Counter)  # secret kind -> occurrences redacted
     files_redacted: int = 0  # files that had at least one
@@ -41,8 +44,8 @@ class ShardResult:
     # path -> sha256 of the content chunked, for files a reindex may reuse (see chunk_tables)
     file_sha256: dict[str, str] = field(default_factory=dict)
 
-    def fail(self, reason: str, path: str, message: str) -> None:
-        self.failed[reason] += 1
+    def fail(self, reason: str, path: str, message: str, counter: Counter | None = None) -> None:
+        (self.failed if counter is None else counter)[reason] += 1
         self.examples.setdefault(reason, [])
         if len(self.examples[reason]) < 5:
             self.examples[reason].append(f"{path}: {message}"[:300])
@@ -50,6 +53,7 @@ class ShardResult:
     def merge(self, other: ShardResult) -> None:
         self.chunks.extend(other.chunks)
         self.failed.update(other.failed)
+        self.by_lines.update(other.by_lines)
         self.redacted.update(other.redacted)
         self.files_redacted += other.files_redacted
         self.file_sha256.update(other.file_sha256)
@@ -80,7 +84,12 @@ def chunk_shard(root: str, files: list[tuple[str, str]], max_tokens: int,
             if len(out.redacted_examples) < 5:
                 out.redacted_examples.append(path)
         try:
-            out.chunks.extend(chunk_source(text, path, language, max_tokens, encoding))
+            try:
+                out.chunks.extend(chunk_source(text, path, language, max_tokens, encoding))
+            except ParseTimeout as exc:
+                out.chunks.extend(chunk_source(text, path, language, max_tokens, encoding,
+                                               syntax=False))
+                out.fail("parse_timeout", path, str(exc), out.by_lines)
             if not secrets:  # a redacted file is re-chunked each run, so its counts stay exact
                 out.file_sha256[path] = hashlib.sha256(data).hexdigest()
         except RecursionError:

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from repo_index.core import languages
 from repo_index.core.discovery import discover
 from repo_index.core.registry import RepoSpec
 from repo_index.core.repo_chunks import chunk_files, chunk_shard
@@ -332,3 +333,24 @@ def test_binary_like_text_in_a_markdown_file_is_chunked_with_its_text():
                           timeout=300)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert json.loads(done.stdout) == 0
+
+
+# The TSX grammar (language pack and the official wheel alike) never returns on this.
+TSX_LOOP = "(뇼)'\x04-[釭:$\x02\U0006e3a2-ࡧ-\x03"
+
+
+@pytest.mark.timeout(120, method="thread")  # a regression loops in C, out of a signal's reach
+def test_a_grammar_that_never_finishes_is_abandoned_and_the_file_cut_by_lines(tmp_path, monkeypatch):
+    monkeypatch.setattr(languages, "PARSE_SECONDS", 0.5)
+    looping = "const a = 1;\n\nexport function f() {\n  return a;\n}\n" + TSX_LOOP + "\n"
+    write(tmp_path, {"app/loop.tsx": looping, "app/ok.tsx": "export const B = () => <div>b</div>;\n"})
+    result = chunk_shard(str(tmp_path), [("app/loop.tsx", "tsx"), ("app/ok.tsx", "tsx")], MAX_TOKENS)
+    assert dict(result.by_lines) == {"parse_timeout": 1} and not result.failed
+    assert result.examples["parse_timeout"] == ["app/loop.tsx: parser gave up after 0.5s"]
+    check_chunks(looping, [c for c in result.chunks if c.path == "app/loop.tsx"], MAX_TOKENS, get_encoding("cl100k_base"))
+    assert {c.language for c in result.chunks} == {"tsx"}
+    assert set(result.file_sha256) == {"app/loop.tsx", "app/ok.tsx"}  # a reindex does not wait again
+    # The parser halted mid-way is reset: the next file parses from its own start.
+    parser = languages.get_parser("tsx")
+    tree = languages.parse(parser, b"function g() { return 1; }\n")
+    assert tree.root_node.children[0].type == "function_declaration" and not tree.root_node.has_error
