@@ -29,8 +29,6 @@ import pandas as pd
 from . import paths
 
 _FORMAT = 1
-# What reading a missing, truncated or foreign file raises: nothing to reuse, chunk again.
-_UNREADABLE = (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError)
 
 
 @lru_cache(maxsize=1)
@@ -42,7 +40,7 @@ def chunker_fingerprint() -> str:
     digest = hashlib.sha256(str(_FORMAT).encode())
     for module in (chunker, discovery, languages, secrets, tokens):
         digest.update(Path(module.__file__).read_bytes())
-    for package in ("tree-sitter", "tree-sitter-language-pack", "tiktoken"):
+    for package in ("tree-sitter", "tree-sitter-language-pack", "tree-sitter-markdown", "tiktoken"):
         try:
             digest.update(f"{package}={metadata.version(package)}".encode())
         except metadata.PackageNotFoundError:
@@ -69,11 +67,8 @@ def save_table(path: Path, table: pd.DataFrame, params: dict) -> None:
 
 def load_header(path: Path) -> dict | None:
     """The stored header, or None when there is no readable table (nothing to reuse)."""
-    try:
-        with open(path, "rb") as fh:
-            return pickle.load(fh)
-    except _UNREADABLE:
-        return None
+    loaded = paths.load_pickles(path)
+    return loaded[0] if loaded and isinstance(loaded[0], dict) else None
 
 
 def load_table(path: Path) -> tuple[dict, pd.DataFrame]:
@@ -93,10 +88,10 @@ def reusable_files(files: pd.DataFrame, header: dict | None, params: dict) -> se
 def reused_rows(path: Path, files: pd.DataFrame, params: dict) -> pd.DataFrame | None:
     """The stored rows of `files` (path, sha256) whose content and parameters are unchanged,
     or None when nothing usable is stored."""
-    try:
-        header, table = load_table(path)
-    except _UNREADABLE:
+    loaded = paths.load_pickles(path, 2)
+    if not loaded or not isinstance(loaded[0], dict):
         return None
+    header, table = loaded
     if header.get("params") != params:
         return None
     wanted = dict(zip(files["path"], files["sha256"]))

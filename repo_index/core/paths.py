@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,3 +55,15 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def load_pickles(path: Path | None, count: int = 1) -> list | None:
+    """The first `count` objects pickled in `path` (a file of ours: a cache of work that can
+    be redone), or None when it is missing, truncated or foreign: the caller recomputes."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            return [pickle.load(fh) for _ in range(count)]
+    except Exception:  # OSError, EOFError, UnpicklingError, or whatever garbage unpickles into
+        return None

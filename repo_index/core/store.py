@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .paths import atomic_writer, data_dir
+from .paths import atomic_writer, data_dir, load_pickles
 
 WRITE_BATCH = 1000
 READ_BATCH = 5000
@@ -191,15 +191,12 @@ def spans_path(name: str) -> Path:
 
 
 def _saved_spans(path: Path | None, token: str | None, count: int) -> dict[str, tuple] | None:
-    if path is None or not token:
+    loaded = load_pickles(path) if token else None  # None: read Chroma instead
+    saved = loaded[0] if loaded else None
+    if not isinstance(saved, dict) or saved.get("token") != token:
         return None
-    try:
-        with open(path, "rb") as f:
-            saved = pickle.load(f)
-        spans = saved["spans"] if saved.get("token") == token else None
-    except Exception:  # missing, truncated or foreign: read Chroma instead
-        return None
-    return spans if spans is not None and len(spans) == count else None
+    spans = saved.get("spans")
+    return spans if isinstance(spans, dict) and len(spans) == count else None
 
 
 def _save_spans(path: Path, token: str, spans: dict[str, tuple]) -> None:

@@ -1,5 +1,7 @@
 """Chroma sync against a real embedded Chroma in a temp folder."""
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -50,6 +52,22 @@ def test_a_sync_reads_the_previous_syncs_spans_file_instead_of_every_record(clie
     assert (stats.spans_from, stats.added, stats.deleted, stats.moved, stats.unchanged) == ("file", 1, 1, 1, 1)
     assert read_back == []
     assert lines(client) == {"a": (1, 5), "d": (6, 8), "b": (9, 12)}
+
+
+@pytest.mark.parametrize("damage", ["empty", "text", "truncated", "foreign", "wrong_spans"])
+def test_a_damaged_spans_file_means_reading_chroma(client, tmp_path, damage):
+    spans = tmp_path / "spans.pkl"
+    chunks = table([("a", "x.py", 1, 5, "f"), ("b", "x.py", 6, 9, "g")])
+    sync(client, chunks, spans_file=spans)
+    real = spans.read_bytes()
+    spans.write_bytes({"empty": b"", "text": b"not a pickle", "truncated": real[:len(real) // 2],
+                       "foreign": pickle.dumps(["a", "list"]),
+                       "wrong_spans": pickle.dumps({"token": pickle.loads(real)["token"], "spans": 3})}[damage])
+    moved = table([("a", "x.py", 2, 6, "f"), ("b", "x.py", 7, 10, "g")])
+    stats = sync(client, moved, spans_file=spans)
+    assert (stats.spans_from, stats.moved) == ("chroma", 2)
+    assert lines(client) == {"a": (2, 6), "b": (7, 10)}
+    assert sync(client, moved, spans_file=spans).spans_from == "file"  # rewritten whole
 
 
 def test_the_spans_file_is_ignored_when_the_collection_changed_behind_it(client, tmp_path, monkeypatch):
