@@ -439,7 +439,7 @@ class _Chunker:
             info = self.kind_roles[kind] = _kind_role(self.spec, kind)
         role, attach = info
         if role == _ROLE_DEF:
-            name = definition_name(item, self.spec)
+            name = definition_name(item, self.spec, self.data)
             if name:
                 return _DEF, scope + (name,), False, False
         elif role == _ROLE_WRAPPER:
@@ -461,7 +461,7 @@ class _Chunker:
             for n in frontier:
                 for child in n.named_children[:4]:
                     if child.type in self.spec.definitions:
-                        name = definition_name(child, self.spec)
+                        name = definition_name(child, self.spec, self.data)
                         if name:
                             return name
                     nxt.append(child)

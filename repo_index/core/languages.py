@@ -35,7 +35,7 @@ from tree_sitter import Node, Parser, Tree
 # loop forever on some input (the TSX grammar on `(a)'\x04-[b:$...`, see the tests).
 PARSE_SECONDS = 5.0
 PARSE_SECONDS_PER_MB = 10.0
-_READ_BYTES = 1 << 20
+_READ_BYTES = 1 << 16  # per read callback: re-reads after a seek back copy at most this
 
 
 class ParseTimeout(Exception):
@@ -230,20 +230,23 @@ _FUNCTION_VALUES = frozenset({
 })
 _IDENTIFIER_TYPES = ("type_identifier", "simple_identifier", "identifier", "constant", "name")
 _MAX_NAME = 120
+_MAX_NAME_BYTES = 4096
 
 
-def _text(node: Node | None) -> str:
-    raw = node.text if node is not None else None  # each read copies the bytes
-    if raw is None:
+def _text(node: Node | None, source: bytes) -> str:
+    # From the source, not `node.text`: a tree parsed through a read callback (see `parse`)
+    # holds no source, and node.text calls the callback again.
+    if node is None:
         return ""
     # Names can span lines (`impl<T>\n  Foo<T>`): collapse whitespace, cap the length.
-    text = raw.decode("utf-8", "replace")
+    end = min(node.end_byte, node.start_byte + _MAX_NAME_BYTES)  # a huge node: its head will do
+    text = source[node.start_byte:end].decode("utf-8", "replace")
     if not text.isidentifier():  # the usual plain name has no whitespace to collapse
         text = " ".join(text.split())
     return text[:_MAX_NAME]
 
 
-def _c_declarator_name(node: Node | None) -> str:
+def _c_declarator_name(node: Node | None, source: bytes) -> str:
     # `static int *get(int a)`: pointer_declarator -> function_declarator -> identifier;
     # the innermost declarator is an identifier, `A::b`, `~A`, `operator==`, ...
     for _ in range(16):
@@ -251,24 +254,24 @@ def _c_declarator_name(node: Node | None) -> str:
             return ""
         inner = node.child_by_field_name("declarator")
         if inner is None:
-            return _text(node)
+            return _text(node, source)
         node = inner
     return ""
 
 
-def _go_receiver_type(node: Node) -> str:
+def _go_receiver_type(node: Node, source: bytes) -> str:
     receiver = node.child_by_field_name("receiver")
     for param in receiver.named_children if receiver else ():
         typ = param.child_by_field_name("type")
         if typ is not None:
             # `*Server[T]` -> `Server`
-            return _text(typ).lstrip("*").split("[", 1)[0].strip()
+            return _text(typ, source).lstrip("*").split("[", 1)[0].strip()
     return ""
 
 
-def definition_name(node: Node, spec: LanguageSpec) -> str | None:
-    """Breadcrumb component for a definition node of `spec`, or None if it has no name
-    (or is not a definition in this context, e.g. `const x = 1`)."""
+def definition_name(node: Node, spec: LanguageSpec, source: bytes) -> str | None:
+    """Breadcrumb component for a definition node of `spec` in the parsed `source`, or None
+    if it has no name (or is not a definition in this context, e.g. `const x = 1`)."""
     kind = node.type
     field = node.child_by_field_name
     if kind in ("variable_declarator", "public_field_definition", "field_definition", "pair",
@@ -277,19 +280,19 @@ def definition_name(node: Node, spec: LanguageSpec) -> str | None:
         if value is None or value.type not in _FUNCTION_VALUES:
             return None
         name = field("name") or field("property") or field("key") or field("left")
-        return _text(name).strip("'\"`") or None
+        return _text(name, source).strip("'\"`") or None
     if spec.id == "go" and kind == "method_declaration":
-        recv = _go_receiver_type(node)
-        name = _text(field("name"))
+        recv = _go_receiver_type(node, source)
+        name = _text(field("name"), source)
         return f"{recv}.{name}" if recv else name or None
     if kind == "impl_item":
-        trait, typ = _text(field("trait")), _text(field("type"))
+        trait, typ = _text(field("trait"), source), _text(field("type"), source)
         return f"impl {trait} for {typ}" if trait else f"impl {typ}"
     if spec.id in ("c", "cpp"):
         if kind == "function_definition":
-            return _c_declarator_name(field("declarator")) or None
+            return _c_declarator_name(field("declarator"), source) or None
         if kind == "type_definition":
-            return _text(field("declarator")) or None
+            return _text(field("declarator"), source) or None
         if kind.endswith("_specifier") and field("body") is None:
             return None  # `struct foo *p;` names a type, it doesn't define one
         if kind == "namespace_definition" and field("name") is None:
@@ -299,20 +302,20 @@ def definition_name(node: Node, spec: LanguageSpec) -> str | None:
         if heading is None or not heading.type.endswith("heading"):
             return None
         content = heading.child_by_field_name("heading_content")
-        return _text(content) or None
+        return _text(content, source) or None
     if kind == "singleton_method":  # ruby `def self.x`
-        return f"{_text(field('object'))}.{_text(field('name'))}"
+        return f"{_text(field('object'), source)}.{_text(field('name'), source)}"
     if kind == "singleton_class":  # ruby `class << self`
-        return f"<< {_text(field('value'))}"
+        return f"<< {_text(field('value'), source)}"
     name = field("name")
     if name is not None:
-        return _text(name).strip("'\"`") or None
+        return _text(name, source).strip("'\"`") or None
     if spec.id == "kotlin":
         # No fields in the Kotlin grammar: the first identifier child is the name.
         for child in node.named_children:
             if child.type in _IDENTIFIER_TYPES:
-                name = _text(child)
+                name = _text(child, source)
                 recv = node.child_by_field_name("receiver")  # `fun Foo.ext()`
-                return f"{_text(recv)}.{name}" if recv is not None else name
+                return f"{_text(recv, source)}.{name}" if recv is not None else name
         return "Companion" if kind == "companion_object" else None
     return None

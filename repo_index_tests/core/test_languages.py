@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from repo_index.core.languages import SPECS, definition_name, detect_language, get_parser, get_spec
+from repo_index.core.languages import SPECS, definition_name, detect_language, get_parser, get_spec, parse
 
 DATA = Path(__file__).parent / "data"
 
@@ -67,12 +67,13 @@ def test_specs_and_parsers():
 def _definitions(language: str, source: str) -> list[str]:
     """Names of all definition nodes, in document order (walked iteratively)."""
     spec = get_spec(language)
-    root = get_parser(language).parse(source.encode()).root_node
+    data = source.encode()
+    root = parse(get_parser(language), data).root_node
     names, stack = [], [root]
     while stack:
         node = stack.pop()
         if node.type in spec.definitions:
-            name = definition_name(node, spec)
+            name = definition_name(node, spec, data)
             if name:
                 names.append(name)
         stack.extend(reversed(node.children))
