@@ -6,9 +6,9 @@ process); each shard is chunked on its own and the parts concatenated. The Dagst
 maps shards over step processes; `chunk_repository(path)` (the library entry point)
 maps them over a process pool. A file that fails to read or chunk is counted under a
 reason, never fatal to the run; one whose grammar does not finish in time is cut by
-blank-line blocks and lines instead, counted too. High-confidence secrets are redacted from each file's text
-before it is chunked (core/secrets.py), so no chunk text, id, hash or embedding request
-ever holds one; they are counted by kind.
+blank-line blocks and lines instead, counted too. High-confidence secrets are redacted
+from each file's text before it is chunked (core/secrets.py), so no chunk text, id, hash
+or embedding request ever holds one; they are counted by kind.
 """
 
 from __future__ import annotations
@@ -44,8 +44,12 @@ class ShardResult:
     # path -> sha256 of the content chunked, for files a reindex may reuse (see chunk_tables)
     file_sha256: dict[str, str] = field(default_factory=dict)
 
-    def fail(self, reason: str, path: str, message: str, counter: Counter | None = None) -> None:
-        (self.failed if counter is None else counter)[reason] += 1
+    def fail(self, reason: str, path: str, message: str) -> None:
+        self.count(self.failed, reason, path, message)
+
+    def count(self, counter: Counter, reason: str, path: str, message: str) -> None:
+        """One more file under `reason` in `counter`, with a few examples kept."""
+        counter[reason] += 1
         self.examples.setdefault(reason, [])
         if len(self.examples[reason]) < 5:
             self.examples[reason].append(f"{path}: {message}"[:300])
@@ -89,7 +93,7 @@ def chunk_shard(root: str, files: list[tuple[str, str]], max_tokens: int,
             except ParseTimeout as exc:
                 out.chunks.extend(chunk_source(text, path, language, max_tokens, encoding,
                                                syntax=False))
-                out.fail("parse_timeout", path, str(exc), out.by_lines)
+                out.count(out.by_lines, "parse_timeout", path, str(exc))
             if not secrets:  # a redacted file is re-chunked each run, so its counts stay exact
                 out.file_sha256[path] = hashlib.sha256(data).hexdigest()
         except RecursionError:
