@@ -327,7 +327,7 @@ def test_a_killed_run_keeps_what_it_received_and_the_rerun_pays_only_the_rest(op
     proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, openai_server.base_url, str(cache_path)])
     try:
         deadline = time.monotonic() + 60
-        while openai_server.requests_ok < 6 and time.monotonic() < deadline and proc.poll() is None:
+        while openai_server.requests_ok < 8 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.005)
         assert proc.poll() is None, "the run ended before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
@@ -340,9 +340,10 @@ def test_a_killed_run_keeps_what_it_received_and_the_rerun_pays_only_the_rest(op
     all_texts = set(texts_of(chunks))
     with VectorCache(cache_path) as cache:
         kept = set(cache.get_many("text-embedding-3-small", 1536, [text_key(t) for t in all_texts]))
-        assert len(kept) >= 40  # most of the 6+ answers of 10 reached the disk before the kill
-        # Lost at most what was in flight (2 x 10) and one answer on its way to the disk.
-        assert len(answered) - len(kept) <= 30
+        assert len(kept) >= 40  # most of the 8+ answers of 10 reached the disk before the kill
+        # Lost at most what was in flight (2 x 10) and the answers between the socket and the
+        # disk: one commit per answer, which on a loaded machine can trail by two.
+        assert len(answered) - len(kept) <= 40
 
         openai_server.reset_counters()
         result = embed_chunks(chunks, embedder_for(openai_server), cache, owner="svc", max_concurrent=2,
