@@ -113,8 +113,13 @@ def embedding_text(path: str, symbol: str, text: str) -> str:
     """
     head = "# " + _clip(path, HEADER_PATH_CHARS)
     if symbol:
-        head += " > " + _clip(symbol, HEADER_SYMBOL_CHARS)
+        head += _symbol_part(symbol)
     return f"{head}\n{text}"
+
+
+def _symbol_part(symbol: str) -> str:
+    """What a non-empty symbol adds to the header line of `embedding_text`."""
+    return " > " + _clip(symbol, HEADER_SYMBOL_CHARS)
 
 
 def content_hash(text: str) -> str:
@@ -308,7 +313,7 @@ class _Chunker:
         self.sep = self.spec.separator
         self.kind_roles = _KIND_ROLES.setdefault(self.spec, {})
         self._kids: tuple | None = None  # (node, _with_gaps of its children), last computed
-        self.text, self.data = text, text.encode("utf-8")
+        self.data = text.encode("utf-8")
         ends = token_end_array(text, encoding)
         self.n_tokens = len(ends)
         # tok[p] = tokens ending at or before byte p: O(1) counts for any byte range.
@@ -380,8 +385,7 @@ class _Chunker:
         n = self.symbol_tokens.get(symbol)
         if n is None:
             if symbol and self.path_part is not None:
-                n = self.path_part + count_tokens(
-                    " > " + _clip(symbol, HEADER_SYMBOL_CHARS) + "\n", self.enc)
+                n = self.path_part + count_tokens(_symbol_part(symbol) + "\n", self.enc)
             else:
                 n = count_tokens(embedding_text(self.path, symbol, ""), self.enc)
             self.symbol_tokens[symbol] = n
@@ -394,7 +398,7 @@ class _Chunker:
         if bound == -1:
             bound, symbol = None, self.sep.join(label)
             if symbol and self.path_part is not None:
-                tail = " > " + _clip(symbol, HEADER_SYMBOL_CHARS) + "\n"
+                tail = _symbol_part(symbol) + "\n"
                 bound = self.path_part + len(tail.encode("utf-8"))
                 if bound > self.max_tokens // 3:
                     bound = None

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath
 
-from tree_sitter import Node, Parser, Tree
+from tree_sitter import Language, Node, Parser, Tree
 
 # A parse gets this long, plus this much per MB, before it is abandoned: some grammars
 # loop forever on some input (TSX on a dozen garbled characters: test_hostile_input).
@@ -199,7 +199,6 @@ def get_parser(language: str) -> Parser | None:
         return None
     if grammar == "markdown":  # see the module docstring
         import tree_sitter_markdown
-        from tree_sitter import Language
 
         return Parser(Language(tree_sitter_markdown.language()))
     from tree_sitter_language_pack import get_parser as _pack_parser  # heavy import: lazy

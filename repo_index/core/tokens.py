@@ -63,7 +63,9 @@ def _token_byte_lengths_array(encoding: tiktoken.Encoding) -> np.ndarray | None:
 
 
 def token_end_array(text: str, encoding: tiktoken.Encoding) -> np.ndarray:
-    """`token_end_offsets` as an int64 numpy array (no Python int per token)."""
+    """UTF-8 byte offset where each token of `text` ends (tokenised as `count_tokens` does),
+    as an int64 array (no Python int per token): one encode of the whole text, from which
+    `tokens_through` gives the tokens of any byte range."""
     lengths_array = _token_byte_lengths_array(encoding)
     if lengths_array is not None:
         # One pass in C: tokens as an array straight from tiktoken, lengths summed by numpy.
@@ -76,15 +78,6 @@ def token_end_array(text: str, encoding: tiktoken.Encoding) -> np.ndarray:
     else:
         sizes = map(lengths.__getitem__, tokens)
     return np.fromiter(accumulate(sizes), dtype=np.int64, count=len(tokens))
-
-
-def token_end_offsets(text: str, encoding: tiktoken.Encoding) -> list[int]:
-    """UTF-8 byte offset where each token of `text` ends (tokenised as `count_tokens` does).
-
-    Lets a caller estimate the tokens of any byte range of `text` by bisection after one
-    encode of the whole text.
-    """
-    return token_end_array(text, encoding).tolist()
 
 
 def tokens_through(ends: np.ndarray, size: int) -> memoryview:

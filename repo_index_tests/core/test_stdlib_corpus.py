@@ -12,7 +12,7 @@ import pytest
 
 from repo_index.core.chunker import chunk_source
 from repo_index.core.discovery import decode_source
-from repo_index.core.tokens import count_tokens, get_encoding, token_end_offsets
+from repo_index.core.tokens import count_tokens, get_encoding, token_end_array
 from repo_index_tests.core.invariants import check_chunks, check_syntax_boundaries
 
 ENC = get_encoding("cl100k_base")
@@ -75,9 +75,9 @@ def test_stdlib_file_invariants(rel: str, max_tokens: int):
     assert chunk_source(src, rel, "python", max_tokens, ENC) == chunks
 
 
-def test_token_end_offsets_match_a_plain_encode():
+def test_token_end_array_matches_a_plain_encode():
     src = decode_source((ROOT / "textwrap.py").read_bytes()) + "\n<|endoftext|> é 😀\n"
-    ends = token_end_offsets(src, ENC)
+    ends = token_end_array(src, ENC).tolist()
     assert len(ends) == count_tokens(src, ENC)
     assert ends[-1] == len(src.encode("utf-8"))
     assert all(type(e) is int for e in ends[:10])
