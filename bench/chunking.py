@@ -42,11 +42,11 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-from repo_index.core.chunker import chunk_source  # noqa: E402
-from repo_index.core.discovery import decode_source  # noqa: E402
-from repo_index.core.languages import get_parser  # noqa: E402
-from repo_index.core.repo_chunks import chunk_files  # noqa: E402
-from repo_index.core.tokens import DEFAULT_ENCODING, get_encoding  # noqa: E402
+from repo_index.core.chunk.chunker import chunk_source  # noqa: E402
+from repo_index.core.source.discovery import decode_source  # noqa: E402
+from repo_index.core.chunk.languages import get_parser  # noqa: E402
+from repo_index.core.chunk.repository import chunk_files  # noqa: E402
+from repo_index.core.chunk.tokens import DEFAULT_ENCODING, get_encoding  # noqa: E402
 from repo_index_tests.core.invariants import check_chunks  # noqa: E402
 
 
@@ -137,7 +137,7 @@ def through_dagster(root: Path, budget: int) -> dict:
     """The corpus through repo_files + code_chunks on a temp instance, as `dagster` runs it."""
     import dagster as dg
 
-    from repo_index.core.registry import RepoSpec, save_registry
+    from repo_index.core.source.registry import RepoSpec, save_registry
     from repo_index.jobs import DEFAULT_RUN_CONFIG
     from repo_index.partitions import REPOSITORIES
 

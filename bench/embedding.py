@@ -156,7 +156,7 @@ def synthetic_chunks(n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def check_vectors(vectors: np.ndarray, dims: int, chunks: pd.DataFrame, table: np.ndarray | None) -> bool:
-    from repo_index.core.chunker import embedding_text
+    from repo_index.core.chunk.chunker import embedding_text
 
     if vectors.shape != (len(chunks), dims) or vectors.dtype != np.float32:
         return False
@@ -171,9 +171,9 @@ def embed_once(server: Server, chunks: pd.DataFrame, max_concurrent: int, batch_
                cache_dir: Path, table: np.ndarray | None) -> dict:
     """One first run as the asset makes it (`keep_vectors=False`: vectors go to the cache
     only); the vectors are read back from the cache and checked after the clock stops."""
-    from repo_index.core.batching import embed_chunks
-    from repo_index.core.embedders import OpenAIEmbedder
-    from repo_index.core.vector_cache import VectorCache
+    from repo_index.core.embed.loop import embed_chunks
+    from repo_index.core.embed.providers import OpenAIEmbedder
+    from repo_index.core.embed.cache import VectorCache
 
     embedder = OpenAIEmbedder(api_key="bench", base_url=server.base_url, requested_dimensions=dims)
     path = cache_dir / f"cache-{time.monotonic_ns()}.sqlite"
@@ -201,7 +201,7 @@ def transport_floor(server: Server, chunks: pd.DataFrame, max_concurrent: int, b
 
     import aiohttp
 
-    from repo_index.core.chunker import embedding_text
+    from repo_index.core.chunk.chunker import embedding_text
 
     texts = [embedding_text(p, s, t) for p, s, t in zip(chunks["path"], chunks["symbol"], chunks["text"])]
     body = {"model": "text-embedding-3-small", "encoding_format": "base64", **({"dimensions": dims} if dims else {})}
@@ -300,10 +300,10 @@ def copy_corpus(corpus: str, dest: Path) -> Path:
 
 
 def reindex(corpus: str, server_kind: str, cache_dir: Path) -> dict:
-    from repo_index.core.batching import embed_chunks
-    from repo_index.core.embedders import OpenAIEmbedder
-    from repo_index.core.repo_chunks import chunk_repository
-    from repo_index.core.vector_cache import VectorCache
+    from repo_index.core.embed.loop import embed_chunks
+    from repo_index.core.embed.providers import OpenAIEmbedder
+    from repo_index.core.chunk.repository import chunk_repository
+    from repo_index.core.embed.cache import VectorCache
 
     work = copy_corpus(corpus, Path(tempfile.mkdtemp(dir=cache_dir)) / "corpus")
     out: dict = {"scenario": "reindex", "corpus": corpus, "files": sum(1 for _ in work.rglob("*.py"))}

@@ -4,8 +4,8 @@ import os
 
 import dagster as dg
 
-from .core.registry import RegistryError
-from .core.sources import SourceError, current_head
+from .core.source.registry import RegistryError
+from .core.source.git import SourceError, current_head
 from .jobs import INDEX_JOB
 from .partitions import REPOSITORIES, partition_changes, repositories
 from .resources import RegistryResource

@@ -17,7 +17,7 @@ from .core import paths
 
 
 def _prepare_env() -> None:
-    from .core.embedders import OFFLINE_ENV
+    from .core.embed.providers import OFFLINE_ENV
 
     os.environ.setdefault("DAGSTER_HOME", str(paths.project_root()))
     for name, value in OFFLINE_ENV.items():
@@ -37,7 +37,7 @@ def _fail(message: str) -> None:
 
 def _load_specs(registry_file: Path):
     """The registry's entries, or exit with the message naming the bad entry."""
-    from .core.registry import RegistryError, load_registry
+    from .core.source.registry import RegistryError, load_registry
 
     try:
         return load_registry(registry_file)
@@ -67,7 +67,7 @@ def main(ctx: click.Context, registry: str | None) -> None:
 @click.pass_obj
 def add(registry_file: Path, name, source, ref, include, exclude, replace) -> None:
     """Register repository NAME at SOURCE (a local path or a git URL)."""
-    from .core.registry import RegistryError, RepoSpec, add_spec, is_git_url, load_registry, save_registry, parse_entry
+    from .core.source.registry import RegistryError, RepoSpec, add_spec, is_git_url, load_registry, save_registry, parse_entry
     from .partitions import REPOSITORIES
 
     if not is_git_url(source) and not source.startswith("-"):
@@ -94,8 +94,8 @@ def add(registry_file: Path, name, source, ref, include, exclude, replace) -> No
 @click.pass_obj
 def remove(registry_file: Path, name: str, keep_index: bool) -> None:
     """Unregister repository NAME (and drop its collection unless --keep-index)."""
-    from .core.registry import RegistryError, load_registry, remove_spec, save_registry
-    from .core.store import chroma_settings_from_env, collection_name, get_collection, open_client, spans_path
+    from .core.source.registry import RegistryError, load_registry, remove_spec, save_registry
+    from .core.index.chroma import chroma_settings_from_env, collection_name, get_collection, open_client, spans_path
     from .partitions import REPOSITORIES
 
     try:
@@ -107,8 +107,8 @@ def remove(registry_file: Path, name: str, keep_index: bool) -> None:
     if name in instance.get_dynamic_partitions(REPOSITORIES):
         instance.delete_dynamic_partition(REPOSITORIES, name)
     if not keep_index:
-        from .core.chunk_tables import table_path
-        from .core.vector_cache import VectorCache
+        from .core.chunk.table import table_path
+        from .core.embed.cache import VectorCache
 
         with VectorCache() as cache:  # its vectors are no longer in use: prunable
             cache.drop_owner(name)
@@ -148,7 +148,7 @@ def list_(registry_file: Path, as_json: bool) -> None:
 @click.pass_obj
 def index(registry_file: Path, names, all_, max_tokens, max_concurrent, estimate_only) -> None:
     """Run the indexing job for NAME... (or --all), one Dagster run per repository."""
-    from .core.registry import RegistryError, get_spec, load_registry
+    from .core.source.registry import RegistryError, get_spec, load_registry
     from .partitions import sync_partitions
     from .progress import run_index
 
@@ -208,7 +208,7 @@ def search(query, repos, k, language, path_glob, as_json) -> None:
     """Semantic search: ranked hits as `path:start-end  symbol  score` with a snippet."""
     from dataclasses import asdict
 
-    from .core.search import SearchError, search as run_search
+    from .core.search.query import SearchError, search as run_search
 
     try:
         hits = run_search(query, list(repos) or None, k=k, language=language, path_glob=path_glob)

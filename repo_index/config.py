@@ -5,7 +5,7 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from .core.discovery import DEFAULT_MAX_FILE_BYTES
+from .core.source.discovery import DEFAULT_MAX_FILE_BYTES
 
 
 class FilesConfig(dg.Config):

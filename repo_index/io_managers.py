@@ -1,7 +1,7 @@
 """IO managers.
 
 `EmbeddingsIOManager` stores `chunk_embeddings` without storing its vectors a second time.
-The vectors already live in the content-addressed SQLite cache (core/vector_cache.py),
+The vectors already live in the content-addressed SQLite cache (core/embed/cache.py),
 where every response is written as it arrives; Dagster's default IO manager would pickle
 the whole float32 matrix again for every partition. So the output stored here is only
 what finds the vectors: the chunk ids, each row's cache key (sha256 of the embedded
@@ -27,9 +27,9 @@ import numpy as np
 from pydantic import Field
 
 from .core import paths
-from .core.batching import EmbedResult, EmbedStats
-from .core.chunk_tables import load_table, save_table, table_path
-from .core.vector_cache import KEY_BYTES, VectorCache, default_cache_path
+from .core.embed.loop import EmbedResult, EmbedStats
+from .core.chunk.table import load_table, save_table, table_path
+from .core.embed.cache import KEY_BYTES, VectorCache, default_cache_path
 
 
 def save_keys(path: Path, result: EmbedResult) -> None:
@@ -109,7 +109,7 @@ class EmbeddingsIOManager(dg.ConfigurableIOManager):
 
 class ChunkTableIOManager(dg.ConfigurableIOManager):
     """Stores each partition's chunk table where the next reindex looks for chunks to reuse
-    (core/chunk_tables.py: `<data dir>/code_chunks/<repository>.pkl`)."""
+    (core/chunk/table.py: `<data dir>/code_chunks/<repository>.pkl`)."""
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         path = table_path(context.asset_partition_key)

@@ -11,9 +11,9 @@ import dagster as dg
 from pydantic import Field
 
 from .core import paths
-from .core.embedders import Embedder, make_embedder
-from .core.registry import RepoSpec, get_spec, load_registry
-from .core.store import CHROMA_TOKEN_ENV, ChromaSettings, chroma_settings_from_env, open_client
+from .core.embed.providers import Embedder, make_embedder
+from .core.source.registry import RepoSpec, get_spec, load_registry
+from .core.index.chroma import CHROMA_TOKEN_ENV, ChromaSettings, chroma_settings_from_env, open_client
 
 
 class EmbedderResource(dg.ConfigurableResource):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from .core.registry import RepoSpec
-from .core.sources import SourceError, current_head
-from .core.store import chroma_settings_from_env, collection_name, get_collection, open_client
+from .core.source.registry import RepoSpec
+from .core.source.git import SourceError, current_head
+from .core.index.chroma import chroma_settings_from_env, collection_name, get_collection, open_client
 
 
 def latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from repo_index.core.batching import text_key
-from repo_index.core.chunker import embedding_text
-from repo_index.core.repo_chunks import chunk_repository
+from repo_index.core.embed.loop import text_key
+from repo_index.core.chunk.chunker import embedding_text
+from repo_index.core.chunk.repository import chunk_repository
 from repo_index_tests.fakes.openai_server import fake_embedding
 
 BIN = Path(sys.executable).parent
@@ -48,7 +48,7 @@ def register(env: dict, name: str, source: Path | str) -> None:
     """What `repo-index add` does (the registry entry and the partition), without its start-up cost."""
     import dagster as dg
 
-    from repo_index.core.registry import RepoSpec, add_spec, load_registry, save_registry
+    from repo_index.core.source.registry import RepoSpec, add_spec, load_registry, save_registry
     from repo_index.partitions import REPOSITORIES
 
     registry = Path(env["REPO_INDEX_REGISTRY"])

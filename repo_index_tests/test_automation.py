@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from repo_index.automation import registry_sensor
-from repo_index.core.registry import RepoSpec, save_registry
+from repo_index.core.source.registry import RepoSpec, save_registry
 from repo_index.partitions import REPOSITORIES
 from repo_index.resources import RegistryResource
 

@@ -10,9 +10,9 @@ import pytest
 
 from repo_index.assets.chunks import code_chunks
 from repo_index.assets.files import repo_files
-from repo_index.core.chunk_tables import load_table, table_path
-from repo_index.core.registry import RepoSpec, save_registry
-from repo_index.core.repo_chunks import chunk_repository
+from repo_index.core.chunk.table import load_table, table_path
+from repo_index.core.source.registry import RepoSpec, save_registry
+from repo_index.core.chunk.repository import chunk_repository
 from repo_index.io_managers import ChunkTableIOManager
 from repo_index.partitions import REPOSITORIES, repositories
 from repo_index.resources import EmbedderResource, RegistryResource

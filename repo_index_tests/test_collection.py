@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from repo_index.core.batching import embed_chunks
-from repo_index.core.embedders import OpenAIEmbedder
-from repo_index.core.repo_chunks import chunk_repository
-from repo_index.core.search import SearchError, search
-from repo_index.core.vector_cache import VectorCache
-from repo_index.core.store import ChromaSettings, collection_name, existing_records, open_client, sync_collection
+from repo_index.core.embed.loop import embed_chunks
+from repo_index.core.embed.providers import OpenAIEmbedder
+from repo_index.core.chunk.repository import chunk_repository
+from repo_index.core.search.query import SearchError, search
+from repo_index.core.embed.cache import VectorCache
+from repo_index.core.index.chroma import ChromaSettings, collection_name, existing_records, open_client, sync_collection
 from repo_index_tests.chroma_server import chroma_server
 
 FILES = {

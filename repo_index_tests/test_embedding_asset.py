@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from repo_index.assets.embeddings import chunk_embeddings
-from repo_index.core.chunker import embedding_text
-from repo_index.core.vector_cache import VectorCache, default_cache_path
+from repo_index.core.chunk.chunker import embedding_text
+from repo_index.core.embed.cache import VectorCache, default_cache_path
 from repo_index.io_managers import EmbeddingsIOManager, load_result
 from repo_index.partitions import REPOSITORIES, repositories
 from repo_index.resources import EmbedderResource

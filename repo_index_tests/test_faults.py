@@ -13,7 +13,7 @@ from pathlib import Path
 import chromadb
 import pytest
 
-from repo_index.core.store import ChromaSettings, ChromaUnavailable, open_client, sync_collection
+from repo_index.core.index.chroma import ChromaSettings, ChromaUnavailable, open_client, sync_collection
 from repo_index_tests.chroma_server import chroma_server, free_port
 from repo_index_tests.fakes.openai_server import Fault
 from repo_index_tests.pipeline import (

@@ -1,6 +1,6 @@
 """code_chunks: a graph-backed asset that fans chunking out over step processes.
 
-split_files compares the files' sha256 with the stored table (core/chunk_tables.py) and
+split_files compares the files' sha256 with the stored table (core/chunk/table.py) and
 plans a few large shards of the files that changed (about 2 × workers, at least
 MIN_FILES_PER_SHARD files each; none when fewer changed) as dynamic outputs;
 chunk_files_shard runs once per shard, in parallel under the multiprocess executor (or
@@ -16,9 +16,9 @@ import dagster as dg
 import numpy as np
 
 from ..config import ChunkingConfig
-from ..core.embedders import resolve_max_tokens
-from ..core.chunk_tables import chunk_params, load_header, reusable_files, reused_rows, table_path
-from ..core.repo_chunks import MIN_FILES_PER_SHARD, chunk_shard, collect, file_items, plan_shards
+from ..core.embed.providers import resolve_max_tokens
+from ..core.chunk.table import chunk_params, load_header, reusable_files, reused_rows, table_path
+from ..core.chunk.repository import MIN_FILES_PER_SHARD, chunk_shard, collect, file_items, plan_shards
 from ..partitions import repositories
 from ..resources import EmbedderResource
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import dagster as dg
 from filelock import FileLock
 
-from ..core.search import embed_query
-from ..core.store import (
+from ..core.search.query import embed_query
+from ..core.index.chroma import (
     check_consistency, collection_name, get_collection, pick_smoke_symbol, spans_path, symbol_rank, sync_collection,
 )
-from ..core.vector_cache import VectorCache, default_cache_path
+from ..core.embed.cache import VectorCache, default_cache_path
 from ..partitions import CHROMA_POOL, repositories
 from ..resources import ChromaResource, EmbedderResource
 

@@ -1,6 +1,6 @@
 """chunk_embeddings: vectors for every chunk; texts already embedded are reused.
 
-The op runs the core loop (core/batching.py) and records what it did. Its output is
+The op runs the core loop (core/embed/loop.py) and records what it did. Its output is
 stored by `EmbeddingsIOManager` as cache keys, not vectors: the vectors live once, in the
 SQLite cache the loop writes as responses arrive, and the step never holds them all. The
 "embedding" pool lets the instance cap how many embedding steps run at once across
@@ -13,9 +13,9 @@ from collections.abc import Callable
 import dagster as dg
 
 from ..config import EmbeddingConfig
-from ..core.batching import EmbedStats, embed_chunks
-from ..core.embedders import Embedder, make_embedder
-from ..core.vector_cache import VectorCache, default_cache_path
+from ..core.embed.loop import EmbedStats, embed_chunks
+from ..core.embed.providers import Embedder, make_embedder
+from ..core.embed.cache import VectorCache, default_cache_path
 from ..partitions import EMBEDDING_POOL, repositories
 from ..resources import EmbedderResource
 

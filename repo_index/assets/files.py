@@ -7,8 +7,8 @@ import pandas as pd
 
 from ..config import FilesConfig
 from ..core import paths
-from ..core.discovery import discover
-from ..core.sources import resolve_source
+from ..core.source.discovery import discover
+from ..core.source.git import resolve_source
 from ..partitions import repositories
 from ..resources import RegistryResource
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from repo_index.core.chunker import Chunk, chunk_ids, embedding_text
-from repo_index.core.tokens import count_tokens
+from repo_index.core.chunk.chunker import Chunk, chunk_ids, embedding_text
+from repo_index.core.chunk.tokens import count_tokens
 
 
 def squash(text: str) -> str:
@@ -67,7 +67,7 @@ def check_syntax_boundaries(src: str, chunks: list[Chunk], language: str, max_to
                             encoding) -> None:
     """No chunk starts or ends inside a token (a string, a comment, an identifier...)
     unless that token alone is too big for a chunk, so it had to be cut by lines/tokens."""
-    from repo_index.core.languages import get_parser
+    from repo_index.core.chunk.languages import get_parser
 
     data = src.encode("utf-8")
     root = get_parser(language).parse(data).root_node

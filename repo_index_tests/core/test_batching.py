@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repo_index.core.batching import (
+from repo_index.core.embed.loop import (
     AdaptiveLimit, EmbeddingFailed, RateLimiter, embed_chunks, pack_requests, text_key,
 )
-from repo_index.core.chunker import embedding_text
-from repo_index.core.embedders import OpenAIEmbedder
-from repo_index.core.vector_cache import VectorCache
+from repo_index.core.chunk.chunker import embedding_text
+from repo_index.core.embed.providers import OpenAIEmbedder
+from repo_index.core.embed.cache import VectorCache
 from repo_index_tests.fakes.openai_server import Fault, fake_embedding
 
 
@@ -311,9 +311,9 @@ def test_a_failed_run_keeps_what_it_received(openai_server, tmp_path: Path):
 KILLED_RUN = """
 import sys
 from pathlib import Path
-from repo_index.core.batching import embed_chunks
-from repo_index.core.embedders import OpenAIEmbedder
-from repo_index.core.vector_cache import VectorCache
+from repo_index.core.embed.loop import embed_chunks
+from repo_index.core.embed.providers import OpenAIEmbedder
+from repo_index.core.embed.cache import VectorCache
 from repo_index_tests.core.test_batching import chunk_table
 with VectorCache(Path(sys.argv[2])) as cache:
     embed_chunks(chunk_table(200), OpenAIEmbedder(api_key="k", base_url=sys.argv[1]), cache, owner="svc",

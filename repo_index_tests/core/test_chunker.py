@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from repo_index.core.chunker import (
+from repo_index.core.chunk.chunker import (
     FRAME_COLUMNS,
     MIN_MAX_TOKENS,
     Chunk,
@@ -21,8 +21,8 @@ from repo_index.core.chunker import (
     content_hash,
     embedding_text,
 )
-from repo_index.core.languages import detect_language, get_spec
-from repo_index.core.tokens import count_tokens, get_encoding
+from repo_index.core.chunk.languages import detect_language, get_spec
+from repo_index.core.chunk.tokens import count_tokens, get_encoding
 from repo_index_tests.core.invariants import check_chunks, check_syntax_boundaries
 
 ENC = get_encoding("cl100k_base")
@@ -355,7 +355,7 @@ def test_header_counted_in_two_parts_matches_a_full_count():
     # The chunker counts "# <path>" once per file and " > <symbol>\n" per symbol; the sum
     # must equal a count of the whole header for any path it applies to (and the byte
     # bound used to skip counting must never be below it).
-    from repo_index.core.chunker import _Chunker
+    from repo_index.core.chunk.chunker import _Chunker
 
     rng = random.Random(3)
     alphabet = list(string.ascii_letters + string.digits + string.punctuation + " \t") + [

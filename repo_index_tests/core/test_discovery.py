@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from repo_index.core.discovery import classify_bytes, decode_source, discover, parse_gitattributes
+from repo_index.core.source.discovery import classify_bytes, decode_source, discover, parse_gitattributes
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> None:

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from repo_index.core.embedders import (
+from repo_index.core.embed.providers import (
     LOCAL_INFO, EmbeddingResponseError, LocalEmbedder, OpenAIEmbedder, decode_embeddings_response,
     make_embedder, resolve_device,
 )
@@ -108,7 +108,7 @@ def test_local_model_embeds_off_the_event_loop():
 
 
 def test_chunk_budget_follows_the_embedder_and_refuses_what_it_cannot_read():
-    from repo_index.core.embedders import LocalEmbedder, OpenAIEmbedder, resolve_max_tokens
+    from repo_index.core.embed.providers import LocalEmbedder, OpenAIEmbedder, resolve_max_tokens
 
     local, openai = LocalEmbedder(), OpenAIEmbedder(api_key="k")
     assert resolve_max_tokens(local, None) == 200 and resolve_max_tokens(openai, None) == 512

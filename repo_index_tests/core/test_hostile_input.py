@@ -14,12 +14,12 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from repo_index.core import languages
-from repo_index.core.discovery import discover
-from repo_index.core.registry import RepoSpec
-from repo_index.core.repo_chunks import chunk_files, chunk_shard
-from repo_index.core.sources import resolve_source
-from repo_index.core.tokens import get_encoding
+from repo_index.core.chunk import languages
+from repo_index.core.source.discovery import discover
+from repo_index.core.source.registry import RepoSpec
+from repo_index.core.chunk.repository import chunk_files, chunk_shard
+from repo_index.core.source.git import resolve_source
+from repo_index.core.chunk.tokens import get_encoding
 from repo_index_tests.core.invariants import check_chunks
 from repo_index_tests.gitutil import git, make_repo
 
@@ -294,7 +294,7 @@ def test_unreadable_files_and_directories_are_counted(tmp_path):
             path.chmod(0o755 if path.is_dir() else 0o644)
         (root / "secret.py").chmod(0o000)
         (root / "locked").chmod(0o000)
-        script = ("import json, sys; from pathlib import Path; from repo_index.core.discovery import discover; "
+        script = ("import json, sys; from pathlib import Path; from repo_index.core.source.discovery import discover; "
                   "f = discover(Path(sys.argv[1])); "
                   "print(json.dumps([[r.path for r in f.files], f.skipped, f.pruned_dirs, f.pruned_examples]))")
         cmd = [sys.executable, "-c", script, str(root)]
@@ -318,8 +318,8 @@ def test_binary_like_text_in_a_markdown_file_is_chunked_with_its_text():
     # child process, so a regression fails this test rather than killing the test run.
     script = (
         "import json, random\n"
-        "from repo_index.core.chunker import chunk_source\n"
-        "from repo_index.core.tokens import get_encoding\n"
+        "from repo_index.core.chunk.chunker import chunk_source\n"
+        "from repo_index.core.chunk.tokens import get_encoding\n"
         "enc, rng, lost = get_encoding('cl100k_base'), random.Random(3), 0\n"
         "pick = lambda: rng.choice([rng.randint(1, 127), rng.randint(1, 0xD7FF),\n"
         "                           rng.randint(0x10000, 0x10FFFF), ord(rng.choice('#`*-=>|\\n '))])\n"

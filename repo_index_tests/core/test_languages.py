@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from repo_index.core.languages import SPECS, definition_name, detect_language, get_parser, get_spec, parse
+from repo_index.core.chunk.languages import SPECS, definition_name, detect_language, get_parser, get_spec, parse
 
 DATA = Path(__file__).parent / "data"
 

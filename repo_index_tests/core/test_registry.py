@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from repo_index.core.registry import (
+from repo_index.core.source.registry import (
     RegistryError, RepoSpec, add_spec, load_registry, parse_registry, remove_spec, save_registry,
 )
 

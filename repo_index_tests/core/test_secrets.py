@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from repo_index.core.secrets import KINDS, redact
+from repo_index.core.source.secrets import KINDS, redact
 
 PEM_LINE = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj"
 PEM = f"-----BEGIN PRIVATE KEY-----\n{PEM_LINE}\n{PEM_LINE}\nMQ==\n-----END PRIVATE KEY-----"

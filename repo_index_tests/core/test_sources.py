@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from repo_index.core import sources
-from repo_index.core.registry import RepoSpec
-from repo_index.core.sources import SourceError, resolve_source
-from repo_index.core.sources import git as git_cmd
+from repo_index.core.source import git as sources
+from repo_index.core.source.registry import RepoSpec
+from repo_index.core.source.git import SourceError, resolve_source
+from repo_index.core.source.git import git as git_cmd
 from repo_index_tests.gitutil import commit_files, git, make_repo
 
 

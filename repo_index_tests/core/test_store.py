@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repo_index.core import store
-from repo_index.core.store import (
+from repo_index.core.index import chroma as store
+from repo_index.core.index.chroma import (
     DIMENSION_SAMPLE, ChromaSettings, check_consistency, existing_records, open_client, query_collection,
     sync_collection,
 )

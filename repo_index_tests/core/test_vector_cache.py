@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from repo_index.core.batching import text_key
-from repo_index.core.vector_cache import VectorCache
+from repo_index.core.embed.loop import text_key
+from repo_index.core.embed.cache import VectorCache
 
 M, D = "model", 4
 
@@ -223,7 +223,7 @@ def test_put_many_accepts_rows_of_a_response_matrix(tmp_path: Path, dims: int):
 
 
 def test_background_writer_puts_everything_queued_before_close(tmp_path: Path):
-    from repo_index.core.vector_cache import BackgroundWriter
+    from repo_index.core.embed.cache import BackgroundWriter
 
     with VectorCache(tmp_path / "c.sqlite") as cache:
         writer = BackgroundWriter(cache, M, D)
@@ -235,7 +235,7 @@ def test_background_writer_puts_everything_queued_before_close(tmp_path: Path):
 
 
 def test_background_writer_reports_a_failed_write(tmp_path: Path):
-    from repo_index.core.vector_cache import BackgroundWriter
+    from repo_index.core.embed.cache import BackgroundWriter
 
     cache = VectorCache(tmp_path / "c.sqlite")
     cache.close()  # every write now fails

@@ -55,8 +55,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from repo_index.core.languages import LanguageSpec, definition_name, get_parser, get_spec, parse
-from repo_index.core.tokens import count_tokens, line_additive, token_end_array, tokens_through
+from repo_index.core.chunk.languages import LanguageSpec, definition_name, get_parser, get_spec, parse
+from repo_index.core.chunk.tokens import count_tokens, line_additive, token_end_array, tokens_through
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paths
+from .. import paths
 
 _FORMAT = 1
 
@@ -35,7 +35,8 @@ _FORMAT = 1
 def chunker_fingerprint() -> str:
     """Hash of everything that decides a file's chunks: this package's chunking code and
     the versions of the grammar and tokenizer packages."""
-    from . import chunker, discovery, languages, secrets, tokens
+    from ..source import discovery, secrets
+    from . import chunker, languages, tokens
 
     digest = hashlib.sha256(str(_FORMAT).encode())
     for module in (chunker, discovery, languages, secrets, tokens):

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths
+from .. import paths
 
 SCHEMA_VERSION = 2
 KEY_BYTES = 32  # sha256

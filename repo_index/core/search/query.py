@@ -12,14 +12,14 @@ import os
 
 import numpy as np
 
-from .batching import text_key
-from .embedders import LOCAL_MODEL, Embedder, embedder_for_collection
-from .store import (
+from ..embed.loop import text_key
+from ..embed.providers import LOCAL_MODEL, Embedder, embedder_for_collection
+from ..index.chroma import (
     ChromaSettings, Hit, chroma_settings_from_env, collection_name, get_collection, open_client,
     query_collection,
 )
-from .tokens import count_tokens, get_encoding
-from .vector_cache import VectorCache
+from ..chunk.tokens import count_tokens, get_encoding
+from ..embed.cache import VectorCache
 
 
 class SearchError(RuntimeError):

@@ -7,7 +7,7 @@ maps shards over step processes; `chunk_repository(path)` (the library entry poi
 maps them over a process pool. A file that fails to read or chunk is counted under a
 reason, never fatal to the run; one whose grammar does not finish in time is cut by
 blank-line blocks and lines instead, counted too. High-confidence secrets are redacted
-from each file's text before it is chunked (core/secrets.py), so no chunk text, id, hash
+from each file's text before it is chunked (core/source/secrets.py), so no chunk text, id, hash
 or embedding request ever holds one; they are counted by kind.
 """
 
@@ -24,9 +24,9 @@ from pathlib import Path
 import pandas as pd
 
 from .chunker import Chunk, chunk_source, chunks_frame
-from .discovery import decode_source, discover
+from ..source.discovery import decode_source, discover
 from .languages import ParseTimeout
-from .secrets import redact
+from ..source.secrets import redact
 from .tokens import DEFAULT_ENCODING, get_encoding
 
 MIN_FILES_PER_SHARD = 100

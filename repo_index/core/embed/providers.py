@@ -331,7 +331,7 @@ def resolve_max_tokens(embedder: Embedder, max_tokens: int | None) -> int:
             f"({embedder.info.window_tokens} tokens); the rest of each chunk would be silently "
             f"dropped. Use at most {embedder.info.window_tokens} (default {embedder.info.default_max_tokens})."
         )
-    from .chunker import MIN_MAX_TOKENS
+    from ..chunk.chunker import MIN_MAX_TOKENS
 
     if max_tokens < MIN_MAX_TOKENS:
         raise ValueError(f"max_tokens={max_tokens} is too small to hold a header and code; "

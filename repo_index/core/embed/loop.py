@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .chunker import embedding_text
-from .embedders import Embedder, EmbeddingResponseError
-from .vector_cache import BackgroundWriter, VectorCache
+from ..chunk.chunker import embedding_text
+from .providers import Embedder, EmbeddingResponseError
+from .cache import BackgroundWriter, VectorCache
 
 ProgressFn = Callable[["EmbedStats"], None]
 

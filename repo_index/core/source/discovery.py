@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pathspec
 
-from .languages import detect_language
+from ..chunk.languages import detect_language
 
 DEFAULT_MAX_FILE_BYTES = 1_000_000
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .paths import atomic_writer, data_dir, load_pickles
+from ..paths import atomic_writer, data_dir, load_pickles
 
 WRITE_BATCH = 1000
 READ_BATCH = 5000
