@@ -156,7 +156,7 @@ def synthetic_chunks(n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def check_vectors(vectors: np.ndarray, dims: int, chunks: pd.DataFrame, table: np.ndarray | None) -> bool:
-    from repo_index.core.chunk.chunker import embedding_text
+    from repo_index.core.chunk.records import embedding_text
 
     if vectors.shape != (len(chunks), dims) or vectors.dtype != np.float32:
         return False
@@ -201,7 +201,7 @@ def transport_floor(server: Server, chunks: pd.DataFrame, max_concurrent: int, b
 
     import aiohttp
 
-    from repo_index.core.chunk.chunker import embedding_text
+    from repo_index.core.chunk.records import embedding_text
 
     texts = [embedding_text(p, s, t) for p, s, t in zip(chunks["path"], chunks["symbol"], chunks["text"])]
     body = {"model": "text-embedding-3-small", "encoding_format": "base64", **({"dimensions": dims} if dims else {})}

@@ -1,15 +1,16 @@
 """Sensors and schedules that keep partitions and indexes in step with the registry."""
 
-import os
-
 import dagster as dg
 
-from .core.source.registry import RegistryError
+from .core.settings import get_settings
 from .core.source.git import SourceError, current_head
+from .core.source.registry import RegistryError
 from .jobs import INDEX_JOB
 from .partitions import REPOSITORIES, partition_changes, repositories
 from .resources import RegistryResource
-from .status import latest_metadata
+from .status import indexed_commit
+
+_settings = get_settings()
 
 
 @dg.sensor(
@@ -36,8 +37,8 @@ def registry_sensor(context: dg.SensorEvaluationContext, registry: RegistryResou
 
 @dg.schedule(
     job_name=INDEX_JOB,
-    cron_schedule=os.environ.get("REPO_INDEX_NIGHTLY_CRON", "0 2 * * *"),
-    execution_timezone=os.environ.get("REPO_INDEX_TIMEZONE", "UTC"),
+    cron_schedule=_settings.nightly_cron,
+    execution_timezone=_settings.timezone,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Reindexes every registered repository nightly; unchanged code costs no embedding requests.",
 )
@@ -53,7 +54,7 @@ def nightly_reindex(context: dg.ScheduleEvaluationContext):
 
 @dg.sensor(
     job_name=INDEX_JOB,
-    minimum_interval_seconds=int(os.environ.get("REPO_INDEX_FRESHNESS_INTERVAL", "300")),
+    minimum_interval_seconds=_settings.freshness_interval_s,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Reindexes a repository when its source head moves past the indexed commit.",
 )
@@ -65,7 +66,7 @@ def source_change_sensor(context: dg.SensorEvaluationContext, registry: Registry
     partitions = set(context.instance.get_dynamic_partitions(REPOSITORIES))
     requests, unreachable = [], []
     for spec in specs:
-        indexed = latest_metadata(context.instance, "repo_files", spec.name).get("commit")
+        indexed = indexed_commit(context.instance, spec.name)
         if spec.name not in partitions or not indexed:
             continue  # never indexed: that is a backfill's job, not a freshness one
         try:

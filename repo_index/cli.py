@@ -7,21 +7,12 @@ partitions and runs it creates are the ones the UI and the daemon show.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import click
 
-from .core import paths
-
-
-def _prepare_env() -> None:
-    from .core.embed.providers import OFFLINE_ENV
-
-    os.environ.setdefault("DAGSTER_HOME", str(paths.project_root()))
-    for name, value in OFFLINE_ENV.items():
-        os.environ.setdefault(name, value)
+from .core.settings import Settings, SettingsError, export_process_defaults, get_settings, set_registry
 
 
 def _instance():
@@ -46,15 +37,19 @@ def _load_specs(registry_file: Path):
 
 
 @click.group()
-@click.option("--registry", type=click.Path(dir_okay=False), envvar=paths.REGISTRY_ENV,
-              help="Registry file (default: repositories.yaml in the project root).")
+@click.option("--registry", type=click.Path(dir_okay=False),
+              help="Registry file (default: $REPO_INDEX_REGISTRY, else repositories.yaml in the project root).")
 @click.pass_context
 def main(ctx: click.Context, registry: str | None) -> None:
     """Keep semantic code-search indexes of many repositories fresh."""
-    _prepare_env()
     if registry:
-        os.environ[paths.REGISTRY_ENV] = str(Path(registry).resolve())
-    ctx.obj = paths.registry_path()
+        set_registry(Path(registry).resolve())  # for the processes the command starts, too
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        _fail(str(exc))
+    export_process_defaults(settings)
+    ctx.obj = settings
 
 
 @main.command()
@@ -65,8 +60,9 @@ def main(ctx: click.Context, registry: str | None) -> None:
 @click.option("--exclude", multiple=True, help="Glob of files to skip (repeatable).")
 @click.option("--replace", is_flag=True, help="Replace an entry with the same name.")
 @click.pass_obj
-def add(registry_file: Path, name, source, ref, include, exclude, replace) -> None:
+def add(settings: Settings, name, source, ref, include, exclude, replace) -> None:
     """Register repository NAME at SOURCE (a local path or a git URL)."""
+    registry_file = settings.registry_path()
     from .core.source.registry import RegistryError, RepoSpec, add_spec, is_git_url, load_registry, save_registry, parse_entry
     from .partitions import REPOSITORIES
 
@@ -92,12 +88,14 @@ def add(registry_file: Path, name, source, ref, include, exclude, replace) -> No
 @click.argument("name")
 @click.option("--keep-index", is_flag=True, help="Keep the repository's Chroma collection.")
 @click.pass_obj
-def remove(registry_file: Path, name: str, keep_index: bool) -> None:
+def remove(settings: Settings, name: str, keep_index: bool) -> None:
     """Unregister repository NAME (and drop its collection unless --keep-index)."""
+    from .core.index.client import ChromaSettings, get_collection, open_client
+    from .core.index.spans import spans_path
     from .core.source.registry import RegistryError, load_registry, remove_spec, save_registry
-    from .core.index.chroma import chroma_settings_from_env, collection_name, get_collection, open_client, spans_path
     from .partitions import REPOSITORIES
 
+    registry_file = settings.registry_path()
     try:
         specs = remove_spec(load_registry(registry_file), name)
     except RegistryError as exc:
@@ -107,26 +105,27 @@ def remove(registry_file: Path, name: str, keep_index: bool) -> None:
     if name in instance.get_dynamic_partitions(REPOSITORIES):
         instance.delete_dynamic_partition(REPOSITORIES, name)
     if not keep_index:
-        from .core.chunk.table import table_path
+        from .core.chunk.table import ChunkStore
         from .core.embed.cache import VectorCache
 
-        with VectorCache() as cache:  # its vectors are no longer in use: prunable
+        with VectorCache(settings.embedding_cache_path()) as cache:  # its vectors are no longer in use: prunable
             cache.drop_owner(name)
-        table_path(name).unlink(missing_ok=True)  # its stored chunk table
-        settings = chroma_settings_from_env()
-        client = open_client(settings)
-        coll = collection_name(settings.collection_prefix, name)
+        ChunkStore(settings.chunk_tables_dir()).remove(name)
+        chroma = ChromaSettings.from_settings(settings)
+        client = open_client(chroma)
+        coll = chroma.collection_name(name)
         if get_collection(client, coll) is not None:
             client.delete_collection(coll)
-        spans_path(coll).unlink(missing_ok=True)
+        spans_path(chroma, coll).unlink(missing_ok=True)
     click.echo(f"removed {name}")
 
 
 @main.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def list_(registry_file: Path, as_json: bool) -> None:
+def list_(settings: Settings, as_json: bool) -> None:
     """List registered repositories."""
+    registry_file = settings.registry_path()
     specs = _load_specs(registry_file)
     if as_json:
         click.echo(json.dumps([s.to_yaml() for s in specs], indent=2))
@@ -146,8 +145,9 @@ def list_(registry_file: Path, as_json: bool) -> None:
 @click.option("--max-concurrent", type=int, help="Embedding requests in flight at most.")
 @click.option("--estimate-only", is_flag=True, help="Count tokens and cost; send no embedding request.")
 @click.pass_obj
-def index(registry_file: Path, names, all_, max_tokens, max_concurrent, estimate_only) -> None:
+def index(settings: Settings, names, all_, max_tokens, max_concurrent, estimate_only) -> None:
     """Run the indexing job for NAME... (or --all), one Dagster run per repository."""
+    registry_file = settings.registry_path()
     from .core.source.registry import RegistryError, get_spec, load_registry
     from .partitions import sync_partitions
     from .progress import run_index
@@ -180,12 +180,14 @@ def index(registry_file: Path, names, all_, max_tokens, max_concurrent, estimate
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def status(registry_file: Path, as_json: bool) -> None:
+def status(settings: Settings, as_json: bool) -> None:
     """Each repository's indexed commit, chunk count, and whether its collection is in step."""
+    from .core.index.client import ChromaSettings
     from .status import repository_status
 
+    registry_file = settings.registry_path()
     specs = _load_specs(registry_file)
-    rows = repository_status(_instance(), specs, registry_file)
+    rows = repository_status(_instance(), specs, registry_file, ChromaSettings.from_settings(settings))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -204,14 +206,15 @@ def status(registry_file: Path, as_json: bool) -> None:
 @click.option("--language", help="Only chunks in this language (e.g. python).")
 @click.option("--path", "path_glob", help="Only files matching this glob (e.g. 'src/*.py').")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def search(query, repos, k, language, path_glob, as_json) -> None:
+@click.pass_obj
+def search(settings: Settings, query, repos, k, language, path_glob, as_json) -> None:
     """Semantic search: ranked hits as `path:start-end  symbol  score` with a snippet."""
     from dataclasses import asdict
 
     from .core.search.query import SearchError, search as run_search
 
     try:
-        hits = run_search(query, list(repos) or None, k=k, language=language, path_glob=path_glob)
+        hits = run_search(query, list(repos) or None, k=k, language=language, path_glob=path_glob, settings=settings)
     except SearchError as exc:
         _fail(str(exc))
     if as_json:

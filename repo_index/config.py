@@ -43,16 +43,6 @@ class EmbeddingConfig(dg.Config):
         description="Retries per request on 429, 5xx, timeouts and dropped connections (backoff with jitter, "
         "or the wait the server asks for).",
     )
-    model: Optional[str] = Field(
-        default=None,
-        description="Embedding model for this run, e.g. text-embedding-3-large; default: the embedder "
-        "resource's (REPO_INDEX_EMBEDDING_MODEL).",
-    )
-    dimensions: Optional[int] = Field(
-        default=None, ge=1, le=3072,
-        description="Shortened vectors (text-embedding-3 only); default: the embedder resource's, else the "
-        "model's own.",
-    )
     request_timeout_s: float = Field(
         default=60.0, ge=1.0, le=3600.0,
         description="Seconds one embedding request may take before it is abandoned and retried (a "

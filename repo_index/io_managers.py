@@ -12,7 +12,7 @@ in batches, so no step holds a repository's whole matrix (`load_result(...,
 with_vectors=True)` builds it, for tests and tools).
 
 This works because the cache never prunes a vector that the latest materialization of a
-repository references (see vector_cache). If a vector is missing anyway (the cache file
+repository references (see core/embed/cache/refs.py). If a vector is missing anyway (the cache file
 was deleted, or the asset was materialized before this IO manager), loading fails and says
 to re-materialize chunk_embeddings, which then costs requests only for what is missing.
 """
@@ -26,10 +26,11 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
-from .core import paths
-from .core.embed.loop import EmbedResult, EmbedStats
-from .core.chunk.table import load_table, save_table, table_path
-from .core.embed.cache import KEY_BYTES, VectorCache, default_cache_path
+from .core.atomic_files import atomic_writer
+from .core.chunk.table import ChunkTable
+from .core.embed.cache import KEY_BYTES, VectorCache
+from .core.embed.results import EmbedResult, EmbedStats
+from .resources import ChunkStoreResource, VectorCacheResource
 
 
 def save_keys(path: Path, result: EmbedResult) -> None:
@@ -44,7 +45,7 @@ def save_keys(path: Path, result: EmbedResult) -> None:
         # estimate_only results hold no vectors; keep saying so after a reload.
         has_vectors=np.asarray(result.has_vectors),
     )
-    with paths.atomic_writer(path) as fh:
+    with atomic_writer(path) as fh:
         fh.write(buffer.getvalue())
 
 
@@ -76,16 +77,12 @@ def load_result(path: Path, cache: VectorCache, with_vectors: bool = False) -> E
 class EmbeddingsIOManager(dg.ConfigurableIOManager):
     """Stores chunk ids and cache keys per partition; loads them once the cache holds every vector."""
 
-    base_dir: str = Field(
-        default="",
-        description="Folder of the per-partition key files; default <data dir>/chunk_embeddings, next to the "
-        "embedding cache they point into.",
-    )
+    base_dir: str = Field(description="Folder of the per-partition key files, next to the embedding cache "
+                          "they point into.")
+    cache: VectorCacheResource
 
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
-        root = Path(self.base_dir) if self.base_dir else paths.data_dir() / "chunk_embeddings"
-        partition = context.asset_partition_key if context.has_asset_partitions else "__unpartitioned__"
-        return root.joinpath(*context.asset_key.path) / f"{partition}.npz"
+        return Path(self.base_dir).joinpath(*context.asset_key.path) / f"{context.asset_partition_key}.npz"
 
     def handle_output(self, context: dg.OutputContext, obj: EmbedResult) -> None:
         path = self._path(context)
@@ -94,31 +91,29 @@ class EmbeddingsIOManager(dg.ConfigurableIOManager):
                                      "stored_bytes": path.stat().st_size})
 
     def load_input(self, context: dg.InputContext) -> EmbedResult:
-        path = self._path(context)
-        partition = context.asset_partition_key if context.has_asset_partitions else None
-        with VectorCache(default_cache_path()) as cache:
+        partition = context.asset_partition_key
+        with self.cache.open() as cache:
             try:
-                return load_result(path, cache)
+                return load_result(self._path(context), cache)
             except LookupError as exc:
-                where = f" for partition {partition!r}" if partition else ""
                 raise dg.Failure(
-                    description=f"cannot load chunk_embeddings{where}: {exc}. Re-materialize chunk_embeddings"
-                    f"{where}; it embeds only what is missing."
+                    description=f"cannot load chunk_embeddings for partition {partition!r}: {exc}. Re-materialize "
+                    f"chunk_embeddings for partition {partition!r}; it embeds only what is missing."
                 ) from exc
 
 
 class ChunkTableIOManager(dg.ConfigurableIOManager):
     """Stores each partition's chunk table where the next reindex looks for chunks to reuse
-    (core/chunk/table.py: `<data dir>/code_chunks/<repository>.pkl`)."""
+    (core/chunk/table.py: `<chunk store>/<repository>.pkl`)."""
 
-    def handle_output(self, context: dg.OutputContext, obj) -> None:
-        path = table_path(context.asset_partition_key)
-        save_table(path, obj, obj.attrs["chunk_params"])
+    store: ChunkStoreResource
+
+    def handle_output(self, context: dg.OutputContext, obj: ChunkTable) -> None:
+        path = self.store.store().save(obj)
         context.add_output_metadata({"stored_bytes": path.stat().st_size})
 
-    def load_input(self, context: dg.InputContext):
-        path = table_path(context.asset_partition_key)
-        if not path.is_file():
-            raise dg.Failure(description=f"no stored code_chunks for {context.asset_partition_key!r} at {path}: "
-                             "materialize code_chunks first")
-        return load_table(path)[1]
+    def load_input(self, context: dg.InputContext) -> ChunkTable:
+        try:
+            return self.store.store().load(context.asset_partition_key)
+        except LookupError as exc:
+            raise dg.Failure(description=f"{exc}: materialize code_chunks first") from exc

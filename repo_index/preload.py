@@ -9,16 +9,17 @@ here may fail a run.
 
 import contextlib
 import importlib
-import os
 
 import repo_index.definitions  # noqa: F401
+from repo_index.core.settings import get_settings
 
 
 def _instance_class_modules() -> list[str]:
     from dagster._core.instance.ref import InstanceRef
     from dagster._serdes import ConfigurableClassData
 
-    ref = InstanceRef.from_dir(os.environ["DAGSTER_HOME"])
+    settings = get_settings()
+    ref = InstanceRef.from_dir(str(settings.dagster_home or settings.project_root()))
     return [v.module_name for v in ref._asdict().values() if isinstance(v, ConfigurableClassData)]
 
 

@@ -1,22 +1,30 @@
-"""Resources: the embedder, Chroma and the repository registry, configured from the
-environment so the CLI, the UI and step processes agree (secrets through dg.EnvVar)."""
+"""Resources: the embedding model, Chroma, the registry, the vector cache and the chunk
+store, configured from the one `Settings` read from the environment, so the CLI, the UI
+and step processes agree. Secrets reach Dagster only as `dg.EnvVar` (never as values in
+the UI or run storage)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
-from .core import paths
+from .core.chunk.table import ChunkStore
+from .core.embed.cache import VectorCache
+from .core.embed.model import EmbeddingModel, resolve_model
 from .core.embed.providers import Embedder, make_embedder
+from .core.index.client import ChromaSettings, open_client
+from .core.settings import CHROMA_TOKEN_ENV, OPENAI_KEY_ENV, Settings
 from .core.source.registry import RepoSpec, get_spec, load_registry
-from .core.index.chroma import CHROMA_TOKEN_ENV, ChromaSettings, chroma_settings_from_env, open_client
 
 
 class EmbedderResource(dg.ConfigurableResource):
+    """The embedding model of a run. Set `model` or `dimensions` in the launchpad's
+    resources section to index with another model: chunking, embedding and the checks
+    all use what `resolve()` answers."""
+
     provider: str = Field(
         default="auto",
         description="'openai' (any OpenAI-compatible server), 'local' (all-MiniLM-L6-v2, offline) or "
@@ -24,36 +32,44 @@ class EmbedderResource(dg.ConfigurableResource):
     )
     model: Optional[str] = Field(default=None, description="Default: text-embedding-3-small (openai).")
     api_key: Optional[str] = Field(default=None, description="OpenAI API key (set through an EnvVar).")
-    base_url: Optional[str] = Field(default=None, description="OpenAI-compatible server URL; default OPENAI_BASE_URL.")
-    dimensions: Optional[int] = Field(default=None, description="Shortened vectors (text-embedding-3 only).")
+    base_url: Optional[str] = Field(default=None, description="OpenAI-compatible server URL; default OpenAI.")
+    dimensions: Optional[int] = Field(
+        default=None, description="Shortened vectors (text-embedding-3), or the vector size of a model served "
+        "by an OpenAI-compatible server that repo_index does not know.")
     device: Optional[str] = Field(default=None, description="Local model device; default cuda when present.")
 
-    def build(self) -> Embedder:
-        return make_embedder(self.provider, self.model, self.api_key, self.base_url, self.dimensions, self.device)
+    def resolve(self) -> EmbeddingModel:
+        return resolve_model(self.provider, self.model, self.dimensions, self.base_url, has_api_key=bool(self.api_key))
+
+    def build(self, model: EmbeddingModel, timeout_s: float = 60.0) -> Embedder:
+        """The embedder of `model` (what `resolve()` answered)."""
+        return make_embedder(model, self.api_key, timeout_s, self.device)
 
 
 class ChromaResource(dg.ConfigurableResource):
     mode: str = Field(default="embedded", description="'embedded' (PersistentClient) or 'server' (HttpClient).")
-    path: str = Field(default="", description="Embedded mode folder; default .data/chroma.")
+    path: str = Field(default="", description="Embedded mode folder.")
     host: str = "127.0.0.1"
     port: int = 8000
     ssl: bool = False
     token: Optional[str] = Field(default=None, description="Server auth token (set through an EnvVar).")
     collection_prefix: str = "repo_index-"
+    state_dir: str = Field(default="", description="Folder of each collection's ids and line spans left by a sync.")
 
     def settings(self) -> ChromaSettings:
-        return ChromaSettings(self.mode, self.path or str(paths.data_dir() / "chroma"), self.host, self.port,
-                              self.ssl, self.token, self.collection_prefix)
+        return ChromaSettings(self.mode, self.path, self.host, self.port, self.ssl, self.token,
+                              self.collection_prefix, self.state_dir)
 
     def client(self):
         return open_client(self.settings())
 
 
 class RegistryResource(dg.ConfigurableResource):
-    path: str = Field(default="", description="repositories.yaml; default REPO_INDEX_REGISTRY or the project root.")
+    path: str = Field(description="repositories.yaml")
+    clones_dir: str = Field(description="Where git sources are cloned, one folder per repository.")
 
     def file(self) -> Path:
-        return Path(self.path) if self.path else paths.registry_path()
+        return Path(self.path)
 
     def specs(self) -> list[RepoSpec]:
         return load_registry(self.file())
@@ -62,28 +78,43 @@ class RegistryResource(dg.ConfigurableResource):
         return get_spec(self.specs(), name)
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+class VectorCacheResource(dg.ConfigurableResource):
+    """The embedding cache every step shares (vectors by model, dimensions and text hash)."""
+
+    path: str = Field(description="SQLite file of the embedding cache.")
+
+    def open(self) -> VectorCache:
+        return VectorCache(self.path)
 
 
-def _secret(name: str):
+class ChunkStoreResource(dg.ConfigurableResource):
+    """Each repository's stored chunk table: what the next reindex reuses."""
+
+    folder: str = Field(description="Folder of the per-repository chunk tables.")
+
+    def store(self) -> ChunkStore:
+        return ChunkStore(Path(self.folder))
+
+
+def _secret(settings_value, name: str):
     # dg.EnvVar keeps the value out of the UI and run config; it must exist to be used.
-    return dg.EnvVar(name) if os.environ.get(name) else None
+    return dg.EnvVar(name) if settings_value is not None else None
 
 
-def default_resources() -> dict:
-    chroma = chroma_settings_from_env()
+def default_resources(settings: Settings) -> dict:
+    chroma = ChromaSettings.from_settings(settings)
     return {
         "embedder": EmbedderResource(
-            provider=_env("REPO_INDEX_EMBEDDER", "auto"),
-            model=os.environ.get("REPO_INDEX_EMBEDDING_MODEL") or None,
-            api_key=_secret("OPENAI_API_KEY"),
-            base_url=os.environ.get("OPENAI_BASE_URL") or None,
-            dimensions=int(os.environ["REPO_INDEX_EMBEDDING_DIMENSIONS"]) if os.environ.get("REPO_INDEX_EMBEDDING_DIMENSIONS") else None,
+            provider=settings.embedder, model=settings.embedding_model,
+            api_key=_secret(settings.openai_api_key, OPENAI_KEY_ENV), base_url=settings.openai_base_url,
+            dimensions=settings.embedding_dimensions,
         ),
         "chroma": ChromaResource(
             mode=chroma.mode, path=chroma.path, host=chroma.host, port=chroma.port, ssl=chroma.ssl,
-            token=_secret(CHROMA_TOKEN_ENV), collection_prefix=chroma.collection_prefix,
+            token=_secret(settings.chroma_token, CHROMA_TOKEN_ENV), collection_prefix=chroma.collection_prefix,
+            state_dir=chroma.state_dir,
         ),
-        "registry": RegistryResource(path=_env(paths.REGISTRY_ENV, "")),
+        "registry": RegistryResource(path=str(settings.registry_path()), clones_dir=str(settings.clones_dir())),
+        "vector_cache": VectorCacheResource(path=str(settings.embedding_cache_path())),
+        "chunk_store": ChunkStoreResource(folder=str(settings.chunk_tables_dir())),
     }

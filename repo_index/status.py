@@ -6,9 +6,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from .core.source.registry import RepoSpec
+from .core.index.client import ChromaSettings, get_collection, open_client
 from .core.source.git import SourceError, current_head
-from .core.index.chroma import chroma_settings_from_env, collection_name, get_collection, open_client
+from .core.source.registry import RepoSpec
 
 
 def latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict:
@@ -20,14 +20,21 @@ def latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) ->
     return {k: getattr(v, "value", v) for k, v in meta.items()}
 
 
-def repository_status(instance: dg.DagsterInstance, specs: list[RepoSpec], registry_file: Path) -> list[dict]:
-    settings = chroma_settings_from_env()
-    client = open_client(settings)
+def indexed_commit(instance: dg.DagsterInstance, repo: str) -> str | None:
+    """The commit (or `tree:` fingerprint) of `repo` that its collection holds: recorded by
+    vector_collection once the sync succeeded, so a run that failed earlier leaves the
+    previous one. The one answer for the sensor and for status."""
+    return latest_metadata(instance, "vector_collection", repo).get("commit") or None
+
+
+def repository_status(instance: dg.DagsterInstance, specs: list[RepoSpec], registry_file: Path,
+                      chroma: ChromaSettings) -> list[dict]:
+    client = open_client(chroma)
     rows = []
     for spec in specs:
-        coll = get_collection(client, collection_name(settings.collection_prefix, spec.name))
+        coll = get_collection(client, chroma.collection_name(spec.name))
         meta = (coll.metadata or {}) if coll is not None else {}
-        indexed = meta.get("commit")
+        indexed = indexed_commit(instance, spec.name) if coll is not None else None
         records = coll.count() if coll is not None else 0
         try:
             head = current_head(spec, registry_file)

@@ -1,6 +1,15 @@
 import pytest
 
+from repo_index.core.settings import get_settings
 from repo_index_tests.fakes.openai_server import FakeOpenAIServer
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings():
+    """Each test reads the environment it set up (the settings are read once per process)."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from repo_index.core.embed.loop import text_key
-from repo_index.core.chunk.chunker import embedding_text
+from repo_index.core.embed.cache import text_key
+from repo_index.core.chunk.records import embedding_text
 from repo_index.core.chunk.repository import chunk_repository
 from repo_index_tests.fakes.openai_server import fake_embedding
 
@@ -92,7 +92,7 @@ def write_python_files(root: Path, n: int) -> Path:
 
 def expected_chunks(root: Path, max_tokens: int = 512):
     """The chunk table a clean run builds (the pipeline's own discovery and chunker)."""
-    table = chunk_repository(root, max_tokens=max_tokens, workers=1)
+    table = chunk_repository(root, max_tokens=max_tokens, parallel=False)
     table["embedding_text"] = [embedding_text(p, s, t) for p, s, t in zip(table["path"], table["symbol"], table["text"])]
     return table
 

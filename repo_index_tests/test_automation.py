@@ -21,8 +21,12 @@ def open_instance(home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
 
 
+def registry_resource(registry_file: Path) -> RegistryResource:
+    return RegistryResource(path=str(registry_file), clones_dir=str(registry_file.parent / "sources"))
+
+
 def evaluate(instance, registry_file):
-    context = dg.build_sensor_context(instance=instance, resources={"registry": RegistryResource(path=str(registry_file))})
+    context = dg.build_sensor_context(instance=instance, resources={"registry": registry_resource(registry_file)})
     result = registry_sensor(context)
     if isinstance(result, dg.SensorResult):  # apply as the daemon would
         for request in result.dynamic_partitions_requests:
@@ -124,16 +128,20 @@ def test_source_change_sensor_requests_one_run_per_new_head(tmp_path: Path):
     save_registry(registry_file, [RepoSpec("svc", str(src)), RepoSpec("fresh", str(src))])
 
     def tick(instance):
-        context = dg.build_sensor_context(instance=instance, resources={"registry": RegistryResource(path=str(registry_file))})
+        context = dg.build_sensor_context(instance=instance, resources={"registry": registry_resource(registry_file)})
         return source_change_sensor(context)
 
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(REPOSITORIES, ["svc", "fresh"])
         assert isinstance(tick(instance), dg.SkipReason)  # nothing indexed yet: not stale, just new
         instance.report_runless_asset_event(
-            dg.AssetMaterialization("repo_files", partition="svc", metadata={"commit": first}))
+            dg.AssetMaterialization("vector_collection", partition="svc", metadata={"commit": first}))
         assert isinstance(tick(instance), dg.SkipReason)  # indexed at the head
 
         moved = commit_files(src, {"c.py": "z = 3\n"}, "third")
+        # A run that read the new head and then failed before the sync leaves it stale: the
+        # indexed commit is the one the collection was synced to, not the one last read.
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("repo_files", partition="svc", metadata={"commit": moved}))
         result = tick(instance)
         assert [(r.partition_key, r.run_key) for r in result.run_requests] == [("svc", f"svc@{moved}")]

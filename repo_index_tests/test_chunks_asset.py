@@ -10,12 +10,12 @@ import pytest
 
 from repo_index.assets.chunks import code_chunks
 from repo_index.assets.files import repo_files
-from repo_index.core.chunk.table import load_table, table_path
-from repo_index.core.source.registry import RepoSpec, save_registry
 from repo_index.core.chunk.repository import chunk_repository
+from repo_index.core.chunk.table import ChunkStore
+from repo_index.core.source.registry import RepoSpec, save_registry
 from repo_index.io_managers import ChunkTableIOManager
-from repo_index.partitions import REPOSITORIES, repositories
-from repo_index.resources import EmbedderResource, RegistryResource
+from repo_index.partitions import REPOSITORIES
+from repo_index.resources import ChunkStoreResource, EmbedderResource, RegistryResource
 
 REPO = "svc"
 AWS_KEY = "AKIA" + "Q3EGRXMPLE7TQ2ZV"  # a well-formed fake access key id
@@ -27,8 +27,9 @@ def module(i: int) -> str:
 
 
 class Project:
-    def __init__(self, tmp_path: Path, monkeypatch):
-        monkeypatch.setenv("REPO_INDEX_DATA_DIR", str(tmp_path / "data"))
+    def __init__(self, tmp_path: Path):
+        self.data = tmp_path / "data"
+        self.store = ChunkStore(self.data / "code_chunks")
         self.root = tmp_path / "src"
         self.root.mkdir()
         for i in range(6):
@@ -41,11 +42,12 @@ class Project:
         self.instance.add_dynamic_partitions(REPOSITORIES, [REPO])
 
     def materialize(self, max_tokens: int = 200) -> tuple[dict, list[str]]:
+        store = ChunkStoreResource(folder=str(self.store.folder))
         result = dg.materialize(
             [repo_files, code_chunks], instance=self.instance, partition_key=REPO,
-            resources={"registry": RegistryResource(path=str(self.registry)),
+            resources={"registry": RegistryResource(path=str(self.registry), clones_dir=str(self.data / "sources")),
                        "embedder": EmbedderResource(provider="local"),
-                       "chunks_io_manager": ChunkTableIOManager()},
+                       "chunk_store": store, "chunks_io_manager": ChunkTableIOManager(store=store)},
             run_config={"ops": {"code_chunks": {"ops": {"split_files": {"config": {"max_tokens": max_tokens}}}}}},
         )
         [mat] = result.asset_materializations_for_node("code_chunks")
@@ -53,15 +55,15 @@ class Project:
         return {k: v.value for k, v in mat.metadata.items()}, steps
 
     def table(self) -> pd.DataFrame:
-        return load_table(table_path(REPO))[1]
+        return self.store.load(REPO).chunks
 
     def from_scratch(self, max_tokens: int = 200) -> pd.DataFrame:
-        return chunk_repository(self.root, max_tokens=max_tokens, workers=1)
+        return chunk_repository(self.root, max_tokens=max_tokens, parallel=False)
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch):
-    return Project(tmp_path, monkeypatch)
+def project(tmp_path):
+    return Project(tmp_path)
 
 
 def shards(steps: list[str]) -> list[str]:
@@ -106,7 +108,7 @@ def test_a_new_budget_rechunks_everything(project):
 
 def test_a_lost_or_corrupt_table_means_chunking_again(project):
     project.materialize()
-    table_path(REPO).write_bytes(b"not a pickle")
+    project.store.path(REPO).write_bytes(b"not a pickle")
     meta, _ = project.materialize()
     assert meta["files_reused"] == 0 and meta["files_chunked"] == 7
     pd.testing.assert_frame_equal(project.table(), project.from_scratch())

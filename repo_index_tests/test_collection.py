@@ -13,7 +13,9 @@ from repo_index.core.embed.providers import OpenAIEmbedder
 from repo_index.core.chunk.repository import chunk_repository
 from repo_index.core.search.query import SearchError, search
 from repo_index.core.embed.cache import VectorCache
-from repo_index.core.index.chroma import ChromaSettings, collection_name, existing_records, open_client, sync_collection
+from repo_index.core.index.client import ChromaSettings, open_client
+from repo_index.core.index.sync import existing_records, sync_collection
+from repo_index.core.settings import Settings
 from repo_index_tests.chroma_server import chroma_server
 
 FILES = {
@@ -51,13 +53,13 @@ def index(root: Path, settings: ChromaSettings, server, exclude=(), model="text-
         def rows(indexes: list[int]):  # as the vector_collection asset reads them: from the cache, per batch
             return cache.matrix(result.model, result.dimensions, [result.keys[i] for i in indexes])
 
-        stats = sync_collection(open_client(settings), collection_name(settings.collection_prefix, "svc"), chunks,
-                                result.chunk_ids, rows, result.model, result.dimensions, "c", "svc")
+        stats = sync_collection(open_client(settings), settings.collection_name("svc"), chunks,
+                                result.chunk_ids, rows, embedder.info, "c", "svc")
     return chunks, stats
 
 
 def records(settings):
-    coll = open_client(settings).get_collection(collection_name(settings.collection_prefix, "svc"))
+    coll = open_client(settings).get_collection(settings.collection_name("svc"))
     return existing_records(coll)
 
 
@@ -75,7 +77,7 @@ def test_deleted_removed_renamed_and_excluded_code_leaves_the_collection(repo, s
     chunks, stats = index(repo, settings, openai_server)
     assert set(records(settings)) == set(chunks["chunk_id"])
     assert paths_in(settings) == {"billing/invoice.py", "auth/session.py"}
-    coll = open_client(settings).get_collection(collection_name(settings.collection_prefix, "svc"))
+    coll = open_client(settings).get_collection(settings.collection_name("svc"))
     documents = coll.get(include=["documents"])["documents"]
     assert any("compute_invoice_total" in d for d in documents)
     assert not any("apply_discount_code" in d for d in documents)
@@ -98,25 +100,25 @@ def test_moved_chunks_update_lines_without_re_embedding(repo, settings, openai_s
 
 
 def test_search_uses_the_collections_model_and_a_model_change_is_clear(repo, settings, openai_server, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "k")
-    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    env = Settings(OPENAI_API_KEY="k", OPENAI_BASE_URL=openai_server.base_url)
     index(repo, settings, openai_server, model="text-embedding-3-large", dims=256)
-    hits = search("verify password hash", repos=["svc"], k=3, settings=settings)
+    hits = search("verify password hash", repos=["svc"], k=3, settings=env, chroma=settings)
     assert hits[0].path == "auth/login.py" and hits[0].symbol == "verify_password_hash"
-    assert search("discount", k=2, settings=settings, language="python", path_glob="billing/*")[0].path == "billing/invoice.py"
+    assert search("discount", k=2, settings=env, chroma=settings, language="python",
+                  path_glob="billing/*")[0].path == "billing/invoice.py"
 
     # Rebuilt with another model: the old vectors are gone, queries use the new model.
     _, stats = index(repo, settings, openai_server, model="text-embedding-3-small")
     assert stats.rebuilt
     openai_server.reset_counters()
-    top = search("compute invoice total", repos=["svc"], settings=settings)[0]
+    top = search("compute invoice total", repos=["svc"], settings=env, chroma=settings)[0]
     assert top.path == "billing/invoice.py" and "def compute_invoice_total" in top.text
     assert openai_server.requests_total == 1
 
     # Without the provider the collection was built with: a clear error, not garbage.
-    monkeypatch.delenv("OPENAI_API_KEY")
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9")  # nothing listens
+    no_key = Settings(OPENAI_BASE_URL="http://127.0.0.1:9")  # nothing listens
     with pytest.raises(SearchError, match="text-embedding-3-small.*rebuild"):
-        search("anything", repos=["svc"], settings=settings)
+        search("anything", repos=["svc"], settings=no_key, chroma=settings)
     with pytest.raises(SearchError, match="no index yet"):
-        search("anything", repos=["nope"], settings=settings)
+        search("anything", repos=["nope"], settings=no_key, chroma=settings)

@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 
 from repo_index.assets.embeddings import chunk_embeddings
-from repo_index.core.chunk.chunker import embedding_text
-from repo_index.core.embed.cache import VectorCache, default_cache_path
+from repo_index.core.chunk.records import embedding_text
+from repo_index.core.chunk.table import ChunkTable
+from repo_index.core.embed.cache import VectorCache
 from repo_index.io_managers import EmbeddingsIOManager, load_result
 from repo_index.partitions import REPOSITORIES, repositories
-from repo_index.resources import EmbedderResource
+from repo_index.resources import EmbedderResource, VectorCacheResource
 from repo_index_tests.fakes.openai_server import Fault, fake_embedding
 
 REPO = "demo"
@@ -38,13 +39,12 @@ class Project:
         self.instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
         self.instance.add_dynamic_partitions(REPOSITORIES, [REPO])
         self.keys_dir = tmp_path / "keys"
+        self.cache_path = tmp_path / "data" / "embeddings.sqlite"
         project = self
 
         @dg.asset(partitions_def=repositories)
-        def code_chunks(context) -> pd.DataFrame:
-            table = project.chunks.copy()
-            table.attrs["repo"] = context.partition_key
-            return table
+        def code_chunks(context) -> ChunkTable:
+            return ChunkTable(context.partition_key, "c0", "", {}, project.chunks.copy())
 
         @dg.asset(partitions_def=repositories)
         def downstream(chunk_embeddings) -> None:
@@ -54,9 +54,11 @@ class Project:
         self.downstream = downstream
 
     def materialize(self, selection=None, **config) -> dg.ExecuteInProcessResult:
+        cache = VectorCacheResource(path=str(self.cache_path))
         resources = {
             "embedder": EmbedderResource(provider="openai", api_key="sk-test", base_url=self.server.base_url),
-            "embeddings_io_manager": EmbeddingsIOManager(base_dir=str(self.keys_dir)),
+            "vector_cache": cache,
+            "embeddings_io_manager": EmbeddingsIOManager(base_dir=str(self.keys_dir), cache=cache),
         }
         run_config = {"ops": {"chunk_embeddings": {"config": config}}} if config else None
         return dg.materialize(self.assets, instance=self.instance, partition_key=REPO, resources=resources,
@@ -71,8 +73,7 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path, openai_server, monkeypatch):
-    monkeypatch.setenv("REPO_INDEX_DATA_DIR", str(tmp_path / "data"))  # the embedding cache lives here
+def project(tmp_path, openai_server):
     return Project(tmp_path, openai_server)
 
 
@@ -83,7 +84,7 @@ def expected(chunks: pd.DataFrame) -> np.ndarray:
 
 def stored_matrix(project: Project) -> np.ndarray:
     """The float32 matrix of the stored chunk_embeddings, rebuilt from the cache as a tool would."""
-    with VectorCache(default_cache_path()) as cache:
+    with VectorCache(project.cache_path) as cache:
         return load_result(project.keys_dir / "chunk_embeddings" / f"{REPO}.npz", cache, with_vectors=True).vectors
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 import chromadb
 import pytest
 
-from repo_index.core.index.chroma import ChromaSettings, ChromaUnavailable, open_client, sync_collection
+from repo_index.core.embed.model import EmbeddingModel
+from repo_index.core.index.client import ChromaSettings, ChromaUnavailable, open_client
+from repo_index.core.index.sync import sync_collection
 from repo_index_tests.chroma_server import chroma_server, free_port
 from repo_index_tests.fakes.openai_server import Fault
 from repo_index_tests.pipeline import (
@@ -215,7 +217,7 @@ def test_chroma_server_stopped_mid_sync_names_the_server_and_a_resync_converges(
 
     def sync(client, rows: int):
         return sync_collection(client, "repo_index-svc", chunks[:rows], list(chunks["chunk_id"][:rows]),
-                               vectors[:rows], "m", 8, "abc", "svc")
+                               vectors[:rows], EmbeddingModel("openai", "m", 8, 8191, 512, 0.0), "abc", "svc")
 
     port = free_port()
     settings = ChromaSettings(mode="server", port=port)

@@ -6,23 +6,44 @@ MIN_FILES_PER_SHARD files each; none when fewer changed) as dynamic outputs;
 chunk_files_shard runs once per shard, in parallel under the multiprocess executor (or
 Celery/Kubernetes, unchanged); collect_chunks concatenates them with the stored chunks
 of unchanged files into the chunk table and records the metadata. The table is stored by
-`ChunkTableIOManager`, which is what the next run reuses from.
+`ChunkTableIOManager`, which is what the next run reuses from. The chunk budget and its
+tokenizer come from the run's one resolved embedding model (EmbedderResource.resolve).
 """
 
 import os
 import time
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
 
 from ..config import ChunkingConfig
-from ..core.embed.providers import resolve_max_tokens
-from ..core.chunk.table import chunk_params, load_header, reusable_files, reused_rows, table_path
-from ..core.chunk.repository import MIN_FILES_PER_SHARD, chunk_shard, collect, file_items, plan_shards
+from ..core.chunk.repository import MIN_FILES_PER_SHARD, ShardResult, chunk_shard, collect, file_items, plan_shards
+from ..core.chunk.table import ChunkTable, chunk_params, reusable_files
+from ..core.source.snapshot import SourceFiles
 from ..partitions import repositories
-from ..resources import EmbedderResource
+from ..resources import ChunkStoreResource, EmbedderResource
 
 CHUNKS_IO_MANAGER = "chunks_io_manager"
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    params: dict  # max_tokens, encoding, chunker fingerprint: what the stored table's reuse compares
+    started: float  # unix time the plan was made (the metadata's seconds)
+
+
+@dataclass(frozen=True)
+class Shard:
+    root: str  # where the files are read
+    params: dict
+    files: list[tuple[str, str]]  # (path, language)
+
+
+@dataclass(frozen=True)
+class ShardChunks:
+    paths: list[str]  # the shard's files, chunked or failed
+    result: ShardResult
 
 
 LANGUAGE_TABLE = dg.TableSchema(columns=[
@@ -34,62 +55,63 @@ LANGUAGE_TABLE = dg.TableSchema(columns=[
 @dg.op(out={"plan": dg.Out(description="What the run chunks and with which parameters."),
              "shards": dg.DynamicOut(description="Files to chunk, in shards of similar size.")},
        description="Plan shards of similar size over the files whose chunks cannot be reused.")
-def split_files(context: dg.OpExecutionContext, config: ChunkingConfig, embedder: EmbedderResource, repo_files):
-    model = embedder.build()  # cheap: the local model loads lazily
-    max_tokens = resolve_max_tokens(model, config.max_tokens)
-    params = chunk_params(max_tokens, model.info.encoding)
-    reuse = reusable_files(repo_files, load_header(table_path(repo_files.attrs["repo"])), params)
-    to_chunk = repo_files[~repo_files["path"].isin(reuse)]
+def split_files(context: dg.OpExecutionContext, config: ChunkingConfig, embedder: EmbedderResource,
+                chunk_store: ChunkStoreResource, repo_files: SourceFiles):
+    model = embedder.resolve()
+    max_tokens = model.chunk_budget(config.max_tokens)
+    params = chunk_params(max_tokens, model.encoding)
+    files = repo_files.files
+    reuse = reusable_files(files, chunk_store.store().header(repo_files.repo), params)
+    to_chunk = files[~files["path"].isin(reuse)]
     workers = config.workers or os.cpu_count() or 1
     # A few files are chunked by collect_chunks itself: a step process costs more than they do.
     shards = plan_shards(file_items(to_chunk), workers) if len(to_chunk) >= MIN_FILES_PER_SHARD else []
-    context.log.info(f"{len(repo_files)} files: {len(reuse)} unchanged (chunks reused), {len(to_chunk)} to chunk "
-                     f"in {len(shards)} shard(s) for {workers} worker(s), max_tokens={max_tokens}")
-    yield dg.Output({**repo_files.attrs, "params": params, "started": time.time()}, "plan")
-    root = repo_files.attrs["root"]
+    context.log.info(f"{len(files)} files: {len(reuse)} unchanged (chunks reused), {len(to_chunk)} to chunk "
+                     f"in {len(shards)} shard(s) for {workers} worker(s), max_tokens={max_tokens} "
+                     f"({model.encoding}, for {model.name})")
+    yield dg.Output(ChunkPlan(params, time.time()), "plan")
     for i, shard in enumerate(shards):
-        yield dg.DynamicOutput({"root": root, "params": params, "files": shard}, mapping_key=f"shard_{i}",
-                               output_name="shards")
+        yield dg.DynamicOutput(Shard(repo_files.root, params, shard), mapping_key=f"shard_{i}", output_name="shards")
 
 
 @dg.op(description="Chunk the files of one shard.")
-def chunk_files_shard(context: dg.OpExecutionContext, shard: dict):
-    params, started = shard["params"], time.perf_counter()
-    result = chunk_shard(shard["root"], shard["files"], params["max_tokens"], params["encoding"])
-    context.log.info(f"{len(result.chunks)} chunks from {len(shard['files'])} files in {time.perf_counter() - started:.1f}s")
-    return {"paths": [path for path, _ in shard["files"]], "result": result}
+def chunk_files_shard(context: dg.OpExecutionContext, shard: Shard) -> ShardChunks:
+    started = time.perf_counter()
+    result = chunk_shard(shard.root, shard.files, shard.params["max_tokens"], shard.params["encoding"])
+    context.log.info(f"{len(result.chunks)} chunks from {len(shard.files)} files in {time.perf_counter() - started:.1f}s")
+    return ShardChunks([path for path, _ in shard.files], result)
 
 
 @dg.op(out=dg.Out(io_manager_key=CHUNKS_IO_MANAGER), description="Concatenate the shards and the reused "
        "chunks of unchanged files into the chunk table.")
-def collect_chunks(context: dg.OpExecutionContext, repo_files, plan: dict, parts: list) -> dg.Output:
-    attrs, params = plan, plan["params"]
-    chunked = {path for part in parts for path in part["paths"]}
-    unchanged = repo_files[~repo_files["path"].isin(chunked)]
-    reused = reused_rows(table_path(attrs["repo"]), unchanged, params) if len(unchanged) else None
-    results = [part["result"] for part in parts]
+def collect_chunks(context: dg.OpExecutionContext, chunk_store: ChunkStoreResource, repo_files: SourceFiles,
+                   plan: ChunkPlan, parts: list[ShardChunks]) -> dg.Output:
+    params, files = plan.params, repo_files.files
+    chunked = {path for part in parts for path in part.paths}
+    unchanged = files[~files["path"].isin(chunked)]
+    reused = chunk_store.store().reused_rows(repo_files.repo, unchanged, params) if len(unchanged) else None
+    results = [part.result for part in parts]
     # Chunked here: too few changed files for a shard, and files planned for reuse whose
     # rows are gone (another run of this repository rewrote the table since the plan).
     have = set() if reused is None else set(reused["path"].unique())
     missing = unchanged[~unchanged["path"].isin(have)]
     if len(missing):
-        results.append(chunk_shard(attrs["root"], list(zip(missing["path"], missing["language"])),
+        results.append(chunk_shard(repo_files.root, list(zip(missing["path"], missing["language"])),
                                    params["max_tokens"], params["encoding"]))
     chunks, total = collect(results, reused)
-    chunks.attrs = {k: attrs[k] for k in ("root", "commit", "tree", "repo") if k in attrs}
-    chunks.attrs["chunk_params"] = params  # stored with the table: what the next run's reuse compares
-    files_chunked = len(repo_files) - len(have)
-    seconds = time.time() - attrs["started"]
+    files_chunked = len(files) - len(have)
+    seconds = time.time() - plan.started
     tokens = chunks["n_tokens"].to_numpy()
     by_language = chunks.groupby("language").agg(chunks=("chunk_id", "size"), files=("path", "nunique"),
                                                  tokens=("n_tokens", "sum")).reset_index()
-    context.log.info(f"{len(chunks)} chunks from {len(repo_files)} files ({files_chunked} chunked, {len(have)} reused) "
+    context.log.info(f"{len(chunks)} chunks from {len(files)} files ({files_chunked} chunked, {len(have)} reused) "
                      f"in {seconds:.1f}s; failed {dict(total.failed)}, cut by lines {dict(total.by_lines)}")
+    table = ChunkTable(repo_files.repo, repo_files.commit, repo_files.tree, params, chunks)
     return dg.Output(
-        chunks,
+        table,
         metadata={
             "chunks": len(chunks),
-            "files": len(repo_files),
+            "files": len(files),
             "files_with_chunks": int(chunks["path"].nunique()),
             "files_chunked": files_chunked,
             "files_reused": len(have),
@@ -111,8 +133,8 @@ def collect_chunks(context: dg.OpExecutionContext, repo_files, plan: dict, parts
                 schema=LANGUAGE_TABLE,
             ),
             "seconds": round(seconds, 2),
-            "files_per_second": round(len(repo_files) / seconds, 1) if seconds else 0.0,
-            "mb_per_second": round(int(repo_files["size_bytes"].sum()) / 1e6 / seconds, 2) if seconds else 0.0,
+            "files_per_second": round(len(files) / seconds, 1) if seconds else 0.0,
+            "mb_per_second": round(int(files["size_bytes"].sum()) / 1e6 / seconds, 2) if seconds else 0.0,
         },
     )
 

@@ -1,19 +1,18 @@
 """vector_collection: the repository's Chroma collection, synced to the current chunks,
 with asset checks that read the collection back."""
 
-import contextlib
-from pathlib import Path
-
 import dagster as dg
-from filelock import FileLock
 
+from ..core.chunk.table import ChunkTable
+from ..core.embed.model import EmbeddingModel
+from ..core.embed.results import EmbedResult
+from ..core.index.checks import check_consistency, pick_smoke_symbol, symbol_rank
+from ..core.index.client import get_collection, write_lock
+from ..core.index.spans import spans_path
+from ..core.index.sync import sync_collection
 from ..core.search.query import embed_query
-from ..core.index.chroma import (
-    check_consistency, collection_name, get_collection, pick_smoke_symbol, spans_path, symbol_rank, sync_collection,
-)
-from ..core.embed.cache import VectorCache, default_cache_path
 from ..partitions import CHROMA_POOL, repositories
-from ..resources import ChromaResource, EmbedderResource
+from ..resources import ChromaResource, EmbedderResource, VectorCacheResource
 
 IN_STEP = "ids_match_chunks"
 DIMENSIONS = "vector_dimensions"
@@ -21,16 +20,8 @@ SMOKE = "smoke_query"
 SMOKE_TOP_K = 5
 
 
-def writer_lock(settings):
-    """Embedded Chroma is not safe across processes: besides the pool, a file lock makes
-    sure two writers never overlap however the steps were launched."""
-    if settings.mode != "embedded":
-        return contextlib.nullcontext()
-    Path(settings.path).mkdir(parents=True, exist_ok=True)
-    return FileLock(str(Path(settings.path) / ".repo_index.write.lock"))
-
-
-def _checks(context, collection, chunks, embeddings, embedder) -> list[dg.AssetCheckResult]:
+def _checks(collection, chunks: ChunkTable, embeddings: EmbedResult, model: EmbeddingModel,
+            embedder: EmbedderResource, vector_cache: VectorCacheResource) -> list[dg.AssetCheckResult]:
     seen = check_consistency(collection, embeddings.chunk_ids, embeddings.dimensions)
     results = [
         dg.AssetCheckResult(
@@ -45,20 +36,15 @@ def _checks(context, collection, chunks, embeddings, embedder) -> list[dg.AssetC
                       "model": embeddings.model},
         ),
     ]
-    picked = pick_smoke_symbol(chunks)
+    picked = pick_smoke_symbol(chunks.chunks)
     if picked is None:
         results.append(dg.AssetCheckResult(check_name=SMOKE, passed=True,
                                            metadata={"skipped": "no named definition to look for"}))
         return results
     symbol, query = picked
-    model = embedder.build()
-    if model.model != embeddings.model:
-        return [*results, dg.AssetCheckResult(
-            check_name=SMOKE, passed=False, severity=dg.AssetCheckSeverity.WARN,
-            metadata={"reason": f"configured embedder {model.model} differs from the collection's {embeddings.model}"})]
     # The query vector is cached like chunk vectors, so an unchanged reindex sends nothing.
-    with VectorCache(default_cache_path()) as cache:
-        vector = embed_query(model, query, cache)
+    with vector_cache.open() as cache:
+        vector = embed_query(embedder.build(model), query, cache)
     rank = symbol_rank(collection, vector, symbol, SMOKE_TOP_K)
     results.append(dg.AssetCheckResult(
         check_name=SMOKE, passed=rank is not None, severity=dg.AssetCheckSeverity.WARN,
@@ -85,24 +71,30 @@ def _checks(context, collection, chunks, embeddings, embedder) -> list[dg.AssetC
     "added, vanished ones deleted, moved ones' line metadata updated without re-embedding.",
 )
 def vector_collection(
-    context: dg.AssetExecutionContext, chroma: ChromaResource, embedder: EmbedderResource, code_chunks, chunk_embeddings
+    context: dg.AssetExecutionContext, chroma: ChromaResource, embedder: EmbedderResource,
+    vector_cache: VectorCacheResource, code_chunks: ChunkTable, chunk_embeddings: EmbedResult,
 ) -> dg.MaterializeResult:
     if not chunk_embeddings.has_vectors:
         raise dg.Failure("chunk_embeddings holds no vectors (estimate_only run?): materialize it without estimate_only")
+    model = embedder.resolve()
+    if (model.name, model.dimensions) != (chunk_embeddings.model, chunk_embeddings.dimensions):
+        raise dg.Failure(f"chunk_embeddings were made with {chunk_embeddings.model} ({chunk_embeddings.dimensions} "
+                         f"dims) but this run's model is {model.name} ({model.dimensions}): materialize "
+                         "chunk_embeddings in this run too")
     settings = chroma.settings()
     client = chroma.client()
-    name = collection_name(settings.collection_prefix, context.partition_key)
-    commit = code_chunks.attrs.get("commit") or f"tree:{code_chunks.attrs.get('tree', '')}"
-    model, dims, keys = chunk_embeddings.model, chunk_embeddings.dimensions, chunk_embeddings.keys
-    with writer_lock(settings), VectorCache(default_cache_path()) as cache:
+    name = settings.collection_name(context.partition_key)
+    commit = code_chunks.version
+    keys = chunk_embeddings.keys
+    with write_lock(settings), vector_cache.open() as cache:
         # The vectors stay in the cache: each write batch reads only its own rows.
         stats = sync_collection(
-            client, name, code_chunks, chunk_embeddings.chunk_ids,
-            lambda rows: cache.matrix(model, dims, [keys[i] for i in rows]),
-            model, dims, commit, context.partition_key, spans_file=spans_path(name),
+            client, name, code_chunks.chunks, chunk_embeddings.chunk_ids,
+            lambda rows: cache.matrix(model.name, model.dimensions, [keys[i] for i in rows]),
+            model, commit, context.partition_key, spans_file=spans_path(settings, name),
         )
     context.log.info(f"{name}: +{stats.added} -{stats.deleted} moved {stats.moved}, {stats.total} records")
-    checks = _checks(context, get_collection(client, name), code_chunks, chunk_embeddings, embedder)
+    checks = _checks(get_collection(client, name), code_chunks, chunk_embeddings, model, embedder, vector_cache)
     return dg.MaterializeResult(
         metadata={
             "collection": name,
@@ -115,7 +107,8 @@ def vector_collection(
             "unchanged": stats.unchanged,
             "state_read_from": stats.spans_from,
             "rebuilt_for_new_model": stats.rebuilt,
-            "embedding_model": chunk_embeddings.model,
+            "embedding_model": model.name,
+            "embedding_provider": model.provider,
         },
         check_results=checks,
     )

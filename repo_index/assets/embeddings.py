@@ -13,11 +13,12 @@ from collections.abc import Callable
 import dagster as dg
 
 from ..config import EmbeddingConfig
-from ..core.embed.loop import EmbedStats, embed_chunks
-from ..core.embed.providers import Embedder, make_embedder
-from ..core.embed.cache import VectorCache, default_cache_path
+from ..core.chunk.table import ChunkTable
+from ..core.embed.loop import embed_chunks
+from ..core.embed.model import EmbeddingModel
+from ..core.embed.results import EmbedStats
 from ..partitions import EMBEDDING_POOL, repositories
-from ..resources import EmbedderResource
+from ..resources import EmbedderResource, VectorCacheResource
 
 EMBEDDINGS_IO_MANAGER = "embeddings_io_manager"
 
@@ -48,17 +49,11 @@ def progress_logger(log, every_percent: int = 10, interval_s: float = 60.0,
     return report
 
 
-def build_embedder(resource: EmbedderResource, config: EmbeddingConfig) -> Embedder:
-    """The resource's embedder, with the run's model, dimensions and request timeout."""
-    return make_embedder(resource.provider, config.model or resource.model, resource.api_key, resource.base_url,
-                         config.dimensions or resource.dimensions, resource.device, config.request_timeout_s)
-
-
-def embedding_metadata(stats: EmbedStats, provider: str, model: str, dimensions: int, estimate_only: bool) -> dict:
+def embedding_metadata(stats: EmbedStats, model: EmbeddingModel, estimate_only: bool) -> dict:
     return {
-        "provider": provider,
-        "model": model,
-        "dimensions": dimensions,
+        "provider": model.provider,
+        "model": model.name,
+        "dimensions": model.dimensions,
         "chunks": stats.chunks,
         "embedded": stats.embedded,
         "reused": stats.reused,
@@ -88,15 +83,16 @@ def embedding_metadata(stats: EmbedStats, provider: str, model: str, dimensions:
     "embedded text): an unchanged reindex makes no embedding requests. Stored once, in the embedding cache.",
 )
 def chunk_embeddings(
-    context: dg.AssetExecutionContext, config: EmbeddingConfig, embedder: EmbedderResource, code_chunks
+    context: dg.AssetExecutionContext, config: EmbeddingConfig, embedder: EmbedderResource,
+    vector_cache: VectorCacheResource, code_chunks: ChunkTable,
 ) -> dg.Output:
-    model = build_embedder(embedder, config)
-    with VectorCache(default_cache_path()) as cache:
+    model = embedder.resolve()
+    with vector_cache.open() as cache:
         result = embed_chunks(
-            code_chunks, model, cache,
+            code_chunks.chunks, embedder.build(model, config.request_timeout_s), cache,
             max_concurrent=config.max_concurrent, batch_size=config.batch_size,
             max_retries=config.max_retries, estimate_only=config.estimate_only,
-            owner=code_chunks.attrs.get("repo", context.partition_key),
+            owner=code_chunks.repo,
             progress=progress_logger(context.log),
             requests_per_minute=config.requests_per_minute, tokens_per_minute=config.tokens_per_minute,
             keep_vectors=False,  # the vectors stay in the cache, where vector_collection reads them in batches
@@ -106,5 +102,4 @@ def chunk_embeddings(
                      f"{s.requests} requests, {s.retries} retries in {s.seconds:.1f}s")
     if config.estimate_only:
         context.log.info(f"estimate only: {s.tokens} tokens to embed, about ${s.estimated_usd:.4f}")
-    return dg.Output(result, metadata=embedding_metadata(s, model.provider, result.model, result.dimensions,
-                                                         config.estimate_only))
+    return dg.Output(result, metadata=embedding_metadata(s, model, config.estimate_only))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from repo_index.core.chunk.chunker import Chunk, chunk_ids, embedding_text
+from repo_index.core.chunk.records import Chunk, chunk_ids, embedding_text
 from repo_index.core.chunk.tokens import count_tokens
 
 

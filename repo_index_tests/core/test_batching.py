@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repo_index.core.embed.loop import (
-    AdaptiveLimit, EmbeddingFailed, RateLimiter, embed_chunks, pack_requests, text_key,
-)
-from repo_index.core.chunk.chunker import embedding_text
+from repo_index.core.embed.limits import AdaptiveLimit, RateLimiter
+from repo_index.core.embed.loop import embed_chunks, pack_requests
+from repo_index.core.embed.results import EmbeddingFailed
+from repo_index.core.chunk.records import embedding_text
 from repo_index.core.embed.providers import OpenAIEmbedder
-from repo_index.core.embed.cache import VectorCache
+from repo_index.core.embed.cache import VectorCache, text_key
 from repo_index_tests.fakes.openai_server import Fault, fake_embedding
 
 
@@ -375,3 +375,17 @@ def test_a_fatal_error_sends_no_queued_request(openai_server):
         embed_chunks(chunk_table(100), embedder_for(openai_server), max_concurrent=3, batch_size=5)
     # Only the requests already in flight when the first one failed were sent, not the 20 batches.
     assert openai_server.requests_total <= 3
+
+
+def test_use_async_false_sends_one_request_at_a_time_and_says_so(openai_server, caplog):
+    openai_server.latency = 0.02
+    chunks = chunk_table(60)
+    with caplog.at_level("INFO", logger="repo_index.core.embed.loop"):
+        one_by_one = embed_chunks(chunks, embedder_for(openai_server), batch_size=10, max_concurrent=8,
+                                  use_async=False)
+    assert one_by_one.stats.peak_in_flight == 1 and one_by_one.stats.requests == 6
+    assert "6 requests, at most 1 in flight" in caplog.text
+    np.testing.assert_allclose(one_by_one.vectors, expected(chunks), atol=1e-6)
+    concurrent = embed_chunks(chunks, embedder_for(openai_server), batch_size=10, max_concurrent=8)
+    assert concurrent.stats.peak_in_flight > 1
+    np.testing.assert_array_equal(concurrent.vectors, one_by_one.vectors)

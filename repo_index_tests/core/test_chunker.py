@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from repo_index.core.chunk.chunker import (
+from repo_index.core.chunk.chunker import chunk_source
+from repo_index.core.chunk.records import (
     FRAME_COLUMNS,
     MIN_MAX_TOKENS,
     Chunk,
     chunk_ids,
-    chunk_source,
     chunks_frame,
     content_hash,
     embedding_text,
@@ -355,7 +355,7 @@ def test_header_counted_in_two_parts_matches_a_full_count():
     # The chunker counts "# <path>" once per file and " > <symbol>\n" per symbol; the sum
     # must equal a count of the whole header for any path it applies to (and the byte
     # bound used to skip counting must never be below it).
-    from repo_index.core.chunk.chunker import _Chunker
+    from repo_index.core.chunk.measure import TokenMeter
 
     rng = random.Random(3)
     alphabet = list(string.ascii_letters + string.digits + string.punctuation + " \t") + [
@@ -364,12 +364,12 @@ def test_header_counted_in_two_parts_matches_a_full_count():
     for _ in range(1500):
         path = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 90)))
         symbol = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 90)))
-        chunker = _Chunker("x = 1\n", path, "python", 8192, ENC)
+        meter = TokenMeter("x = 1\n", path, 8192, ENC, ".")
         full = count_tokens(embedding_text(path, symbol, ""), ENC)
-        assert chunker._header_tokens(symbol) == full, (path, symbol)
-        bound = chunker._header_bound((symbol,))
+        assert meter.header_tokens(symbol) == full, (path, symbol)
+        bound = meter.header_bound((symbol,))
         assert bound is None or bound >= full
-        split += chunker.path_part is not None
+        split += meter.path_part_tokens is not None
     assert split > 1000
 
 

@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
+from repo_index.core.embed.model import LOCAL, ModelError, from_collection_metadata, resolve_model
 from repo_index.core.embed.providers import (
-    LOCAL_INFO, EmbeddingResponseError, LocalEmbedder, OpenAIEmbedder, decode_embeddings_response,
-    make_embedder, resolve_device,
+    EmbeddingResponseError, LocalEmbedder, OpenAIEmbedder, decode_embeddings_response, make_embedder, resolve_device,
 )
 from repo_index_tests.fakes.openai_server import fake_embedding
 
@@ -81,7 +81,7 @@ def test_local_device_is_cuda_only_when_present(monkeypatch):
 
 
 def test_local_model_embeds_off_the_event_loop():
-    embedder = make_embedder("local")
+    embedder = make_embedder(resolve_model("local"))
     assert isinstance(embedder, LocalEmbedder) and embedder.max_concurrency == 1
     texts = [f"def handler_{i}(request): return respond(request, {i})" for i in range(96)]
 
@@ -100,7 +100,7 @@ def test_local_model_embeds_off_the_event_loop():
 
     embedder.encode(["warm up"])  # load the model outside the measurement
     vectors, ticks = asyncio.run(run())
-    assert vectors.dtype == np.float32 and vectors.shape == (96, LOCAL_INFO.dimensions)
+    assert vectors.dtype == np.float32 and vectors.shape == (96, LOCAL.dimensions)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     # The loop kept running while the model worked (a blocking call would leave one tick).
     assert len(ticks) >= 3
@@ -108,12 +108,41 @@ def test_local_model_embeds_off_the_event_loop():
 
 
 def test_chunk_budget_follows_the_embedder_and_refuses_what_it_cannot_read():
-    from repo_index.core.embed.providers import LocalEmbedder, OpenAIEmbedder, resolve_max_tokens
-
-    local, openai = LocalEmbedder(), OpenAIEmbedder(api_key="k")
-    assert resolve_max_tokens(local, None) == 200 and resolve_max_tokens(openai, None) == 512
-    assert resolve_max_tokens(openai, 2000) == 2000
+    local, openai = resolve_model("local"), resolve_model("openai")
+    assert local.chunk_budget(None) == 200 and openai.chunk_budget(None) == 512
+    assert openai.chunk_budget(2000) == 2000
     with pytest.raises(ValueError, match="exceeds what all-MiniLM-L6-v2 reads"):
-        resolve_max_tokens(local, 512)
+        local.chunk_budget(512)
     with pytest.raises(ValueError, match="at least 32"):
-        resolve_max_tokens(openai, 20)
+        openai.chunk_budget(20)
+
+
+def test_one_resolution_of_the_model_serves_indexing_and_search():
+    # auto follows the API key; the embedder built from the answer has its dimensions.
+    assert resolve_model("auto", has_api_key=False) == LOCAL
+    small = resolve_model("auto", has_api_key=True, base_url="http://127.0.0.1:9/v1")
+    assert (small.provider, small.name, small.dimensions, small.base_url) == (
+        "openai", "text-embedding-3-small", 1536, "http://127.0.0.1:9/v1")
+    assert make_embedder(small, api_key="k").dimensions == 1536
+    # Shortened text-embedding-3 vectors are asked of the server; the collection records them
+    # and search resolves exactly the same model back from that record.
+    short = resolve_model("openai", "text-embedding-3-large", 256, "http://user:pw@h:1/v1")
+    assert short.send_dimensions and short.dimensions == 256
+    meta = short.collection_metadata()
+    assert "pw" not in str(meta) and meta["embedding_base_url"] == "http://h:1/v1"
+    assert from_collection_metadata(meta, "http://user:pw@h:1/v1") == short
+    # A model repo_index does not know (served by a compatible server) needs its size, and then
+    # has that size when indexing and when searching (it used to get 1,536 and 384).
+    with pytest.raises(ModelError, match="REPO_INDEX_EMBEDDING_DIMENSIONS"):
+        resolve_model("openai", "nomic-embed-code")
+    nomic = resolve_model("openai", "nomic-embed-code", 768, "http://h:1/v1")
+    assert not nomic.send_dimensions
+    assert make_embedder(nomic, api_key="k").dimensions == 768
+    assert from_collection_metadata(nomic.collection_metadata()) == nomic
+    assert from_collection_metadata(LOCAL.collection_metadata()) == LOCAL
+    # Collections written before the provider was recorded still resolve.
+    assert from_collection_metadata({"embedding_model": "all-MiniLM-L6-v2", "dimensions": 384}) == LOCAL
+    with pytest.raises(ModelError, match="cannot shorten"):
+        resolve_model("openai", "text-embedding-ada-002", 256)
+    with pytest.raises(ModelError, match="ships only"):
+        resolve_model("local", "text-embedding-3-small")

@@ -99,7 +99,7 @@ def test_good_refs(ref):
 
 
 def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp(tmp_path):
-    from repo_index.core.paths import atomic_writer
+    from repo_index.core.atomic_files import atomic_writer
 
     target = tmp_path / "state.bin"
     target.write_bytes(b"old")

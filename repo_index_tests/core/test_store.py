@@ -6,13 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repo_index.core.index import chroma as store
-from repo_index.core.index.chroma import (
-    DIMENSION_SAMPLE, ChromaSettings, check_consistency, existing_records, open_client, query_collection,
-    sync_collection,
-)
+from repo_index.core.embed.model import EmbeddingModel
+from repo_index.core.index import client as client_module
+from repo_index.core.index import sync as store
+from repo_index.core.index.checks import DIMENSION_SAMPLE, check_consistency
+from repo_index.core.index.client import ChromaSettings, open_client
+from repo_index.core.index.query import query_collection
+from repo_index.core.index.sync import existing_records, sync_collection
 
 COLUMNS = ["chunk_id", "path", "language", "start_line", "end_line", "symbol", "n_tokens", "text", "content_hash"]
+
+
+def space(name="m", dims=8) -> EmbeddingModel:
+    """An embedding model of `dims` dimensions (the sync records it; vectors come from the test)."""
+    return EmbeddingModel("openai", name, dims, 8191, 512, 0.0)
 
 
 def table(rows):
@@ -31,7 +38,7 @@ def client(tmp_path):
 
 def sync(client, chunks, model="m", dims=8, commit="c1", spans_file=None):
     ids = list(chunks["chunk_id"])
-    return sync_collection(client, "repo_index-svc", chunks, ids, vectors(ids, dims), model, dims, commit, "svc",
+    return sync_collection(client, "repo_index-svc", chunks, ids, vectors(ids, dims), space(model, dims), commit, "svc",
                            spans_file=spans_file)
 
 
@@ -45,7 +52,7 @@ def test_a_sync_reads_the_previous_syncs_spans_file_instead_of_every_record(clie
     first = table([("a", "x.py", 1, 5, "f"), ("b", "x.py", 6, 9, "g"), ("c", "y.py", 1, 3, "")])
     assert sync(client, first, spans_file=spans).spans_from == "chroma"
     read_back = []
-    monkeypatch.setattr(store, "_line_spans", lambda coll: read_back.append(coll) or {})
+    monkeypatch.setattr(store, "read_spans", lambda coll: read_back.append(coll) or {})
     assert sync(client, first, spans_file=spans).unchanged == 3  # wrong if the empty read were used
     second = table([("a", "x.py", 1, 5, "f"), ("d", "x.py", 6, 8, "h"), ("b", "x.py", 9, 12, "g")])
     stats = sync(client, second, commit="c2", spans_file=spans)
@@ -137,7 +144,7 @@ def test_query_returns_hits_with_scores_and_filters(client):
     chunks = table([("a", "src/x.py", 1, 5, "f"), ("b", "lib/y.py", 1, 3, "g")])
     ids = list(chunks["chunk_id"])
     vecs = vectors(ids)
-    sync_collection(client, "repo_index-svc", chunks, ids, vecs, "m", 8, "c1", "svc")
+    sync_collection(client, "repo_index-svc", chunks, ids, vecs, space(), "c1", "svc")
     coll = client.get_collection("repo_index-svc")
     hits = query_collection(coll, "svc", vecs[1], k=2)
     assert hits[0].path == "lib/y.py" and hits[0].score == pytest.approx(1.0, abs=1e-4)
@@ -155,7 +162,7 @@ def test_a_row_fetcher_is_asked_only_for_the_rows_added(client, monkeypatch):
         def rows(indexes: list[int]):
             asked.append(list(indexes))
             return matrix[indexes]
-        return sync_collection(client, "repo_index-svc", chunks, ids, rows, "m", 8, "c1", "svc")
+        return sync_collection(client, "repo_index-svc", chunks, ids, rows, space(), "c1", "svc")
 
     first = table([(c, "x.py", i, i, "") for i, c in enumerate("abcde")])
     assert sync_fetching(first).added == 5 and asked == [[0, 1], [2, 3], [4]]  # one call per write batch
@@ -175,7 +182,7 @@ def test_a_row_fetcher_is_asked_only_for_the_rows_added(client, monkeypatch):
 
 
 def test_check_consistency_reads_ids_in_pages_and_samples_dimensions(client, monkeypatch):
-    monkeypatch.setattr(store, "READ_BATCH", 40)
+    monkeypatch.setattr(client_module, "READ_BATCH", 40)
     chunks = table([(f"c{i:03d}", "x.py", i, i, "") for i in range(150)])
     ids = list(chunks["chunk_id"])
     sync(client, chunks)

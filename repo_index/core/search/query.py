@@ -8,18 +8,16 @@ repositories are merged by score.
 from __future__ import annotations
 
 import asyncio
-import os
 
 import numpy as np
 
-from ..embed.loop import text_key
-from ..embed.providers import LOCAL_MODEL, Embedder, embedder_for_collection
-from ..index.chroma import (
-    ChromaSettings, Hit, chroma_settings_from_env, collection_name, get_collection, open_client,
-    query_collection,
-)
 from ..chunk.tokens import count_tokens, get_encoding
-from ..embed.cache import VectorCache
+from ..embed.cache import VectorCache, text_key
+from ..embed.model import EmbeddingModel, from_collection_metadata
+from ..embed.providers import Embedder, make_embedder
+from ..index.client import ChromaSettings, get_collection, open_client
+from ..index.query import Hit, query_collection
+from ..settings import OPENAI_KEY_ENV, Settings, get_settings
 
 
 class SearchError(RuntimeError):
@@ -49,6 +47,17 @@ def embed_query(embedder: Embedder, query: str, cache: VectorCache | None = None
     return vector
 
 
+def _collection_model(repo: str, meta: dict, settings: Settings) -> EmbeddingModel:
+    model = from_collection_metadata(meta, settings.openai_base_url)
+    if model is None:
+        raise SearchError(f"collection for {repo!r} does not record its embedding model: re-run `repo-index index {repo}`")
+    if model.provider == "openai" and settings.api_key() is None:
+        raise SearchError(
+            f"{repo!r} was indexed with {model.name}; set {OPENAI_KEY_ENV} (and OPENAI_BASE_URL for a compatible "
+            f"server) to query it, or rebuild the index with the current embedder: `repo-index index {repo}`")
+    return model
+
+
 def search(
     query: str,
     repos: list[str] | None = None,
@@ -56,18 +65,21 @@ def search(
     where: dict | None = None,
     language: str | None = None,
     path_glob: str | None = None,
-    settings: ChromaSettings | None = None,
+    settings: Settings | None = None,
+    chroma: ChromaSettings | None = None,
 ) -> list[Hit]:
-    """Top-`k` chunks for `query` across `repos` (default: every indexed repository)."""
+    """Top-`k` chunks for `query` across `repos` (default: every indexed repository).
+    `settings` default to the environment's; `chroma` to the Chroma they name."""
     if not query.strip():
         raise SearchError("empty query")
-    settings = settings or chroma_settings_from_env()
-    client = open_client(settings)
-    prefix = settings.collection_prefix
+    settings = settings or get_settings()
+    chroma = chroma or ChromaSettings.from_settings(settings)
+    client = open_client(chroma)
+    prefix = chroma.collection_prefix
     if repos:
         targets = []
         for repo in repos:
-            coll = get_collection(client, collection_name(prefix, repo))
+            coll = get_collection(client, chroma.collection_name(repo))
             if coll is None:
                 raise SearchError(f"repository {repo!r} has no index yet: run `repo-index index {repo}`")
             targets.append((repo, coll))
@@ -79,31 +91,24 @@ def search(
     if language:
         where = {"$and": [where, {"language": language}]} if where else {"language": language}
 
-    query_vectors: dict[tuple[str, int], object] = {}
+    query_vectors: dict[EmbeddingModel, np.ndarray] = {}
     hits: list[Hit] = []
     for repo, coll in targets:
-        meta = coll.metadata or {}
-        model, dims = meta.get("embedding_model"), int(meta.get("dimensions", 0))
-        if not model or not dims:
-            raise SearchError(f"collection for {repo!r} does not record its embedding model: re-run `repo-index index {repo}`")
-        if (model, dims) not in query_vectors:
-            if model != LOCAL_MODEL and not os.environ.get("OPENAI_API_KEY"):
-                raise SearchError(
-                    f"{repo!r} was indexed with {model}; set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible "
-                    f"server) to query it, or rebuild the index with the current embedder: `repo-index index {repo}`")
+        model = _collection_model(repo, coll.metadata or {}, settings)
+        if model not in query_vectors:
             try:
-                query_vectors[(model, dims)] = embed_query(embedder_for_collection(model, dims), query)
+                query_vectors[model] = embed_query(make_embedder(model, api_key=settings.api_key()), query)
             except SearchError:
                 raise
             except Exception as exc:  # provider unavailable: say which model is needed
                 raise SearchError(
-                    f"cannot embed the query with {model} ({dims} dims), the model {repo!r} was indexed with: "
-                    f"{type(exc).__name__}: {exc}. Configure that provider (e.g. OPENAI_API_KEY) or rebuild "
-                    f"the index with the current one: `repo-index index {repo}`"
+                    f"cannot embed the query with {model.name} ({model.dimensions} dims), the model {repo!r} was "
+                    f"indexed with: {type(exc).__name__}: {exc}. Configure that provider (e.g. {OPENAI_KEY_ENV}) "
+                    f"or rebuild the index with the current one: `repo-index index {repo}`"
                 ) from exc
-        vector = query_vectors[(model, dims)]
-        if vector.shape[0] != dims:
-            raise SearchError(f"query vector has {vector.shape[0]} dims but {repo!r} holds {dims}")
+        vector = query_vectors[model]
+        if vector.shape[0] != model.dimensions:
+            raise SearchError(f"query vector has {vector.shape[0]} dims but {repo!r} holds {model.dimensions}")
         hits.extend(query_collection(coll, repo, vector, k, where, path_glob))
     hits.sort(key=lambda h: h.score, reverse=True)
     return hits[:k]

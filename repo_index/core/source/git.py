@@ -18,6 +18,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..settings import child_environment
 from .registry import RegistryError, RepoSpec, resolve_local_source, validate_name
 
 GIT_TIMEOUT_S = 600  # read at call time, so tests and callers may lower it
@@ -47,7 +48,7 @@ class SourceTree:
 
 
 def _git_env() -> dict[str, str]:
-    env = dict(os.environ)
+    env = child_environment()
     env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", SSH_ASKPASS="true", GIT_LFS_SKIP_SMUDGE="1")
     if "GIT_SSH_COMMAND" not in env and "GIT_SSH" not in env:
         env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"  # fail rather than wait for a passphrase

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from ..paths import atomic_writer
+from ..atomic_files import atomic_writer
 
 # Lowercase slug; ends alphanumeric and has no "..": Chroma collection names require both.
 # Always fullmatch: `$` would also match before a trailing newline.

@@ -1,10 +1,5 @@
-"""Where the project keeps things (project root, data folder, registry file), and how a
-file there is replaced without a reader ever seeing half of it.
-
-Every entry point (Makefile, CLI, `dagster dev`, step processes) resolves the same
-locations, so the UI, the CLI and the daemon share one instance and one data folder.
-Environment variables override each location (tests point them at temp dirs).
-"""
+"""How a file of ours is replaced without a reader ever seeing half of it, and read back
+without trusting it. (Where those files live is the settings' answer: settings.py.)"""
 
 from __future__ import annotations
 
@@ -15,31 +10,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
-
-HOME_ENV = "REPO_INDEX_HOME"
-DATA_ENV = "REPO_INDEX_DATA_DIR"
-REGISTRY_ENV = "REPO_INDEX_REGISTRY"
-
-
-def project_root() -> Path:
-    """The folder holding dagster.yaml: $REPO_INDEX_HOME, the source checkout, or the cwd."""
-    if os.environ.get(HOME_ENV):
-        return Path(os.environ[HOME_ENV]).resolve()
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "dagster.yaml").is_file():
-        return checkout
-    return Path.cwd()
-
-
-def data_dir() -> Path:
-    """Git-ignored folder for Dagster storage, Chroma, the embedding cache and clones."""
-    path = Path(os.environ.get(DATA_ENV) or project_root() / ".data")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def registry_path() -> Path:
-    return Path(os.environ.get(REGISTRY_ENV) or project_root() / "repositories.yaml")
 
 
 @contextlib.contextmanager
@@ -67,3 +37,4 @@ def load_pickles(path: Path | None, count: int = 1) -> list | None:
             return [pickle.load(fh) for _ in range(count)]
     except Exception:  # OSError, EOFError, UnpicklingError, or whatever garbage unpickles into
         return None
+

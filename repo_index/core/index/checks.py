@@ -1,0 +1,69 @@
+"""What the asset checks read back from a collection: ids against the chunk table, the
+vectors' dimensions, and whether a query for a distinctive symbol finds it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .client import names_the_server, pages
+
+DIMENSION_SAMPLE = 100  # vectors check_consistency reads back
+
+
+@dataclass(frozen=True)
+class Consistency:
+    missing: list[str]  # current chunk ids absent from the collection
+    orphaned: list[str]  # ids in the collection that are not current chunks
+    wrong_dimensions: int  # records whose vector does not have the model's dimensions: none or all
+    records: int
+    sampled: int  # vectors whose dimensions were read
+
+
+@names_the_server
+def check_consistency(collection, chunk_ids: list[str], dimensions: int) -> Consistency:
+    """Compare the collection's ids (read in pages, without vectors) to the chunk table, and
+    check the dimensions of a sample of DIMENSION_SAMPLE vectors.
+
+    A sample is enough: Chroma fixes a collection's dimensionality with its first vector and
+    refuses a vector of any other (add, upsert and update alike), so every record has the
+    dimensions of any one; the `dimensions` sync_collection records must agree as well.
+    """
+    ids = [cid for page in pages(collection, []) for cid in page["ids"]]
+    sample = collection.get(include=["embeddings"], limit=DIMENSION_SAMPLE)["embeddings"]
+    sample = [] if sample is None else sample
+    recorded = int((collection.metadata or {}).get("dimensions", dimensions))
+    mismatch = recorded != dimensions or any(len(e) != dimensions for e in sample)
+    have, want = set(ids), set(chunk_ids)
+    return Consistency(sorted(want - have), sorted(have - want), len(ids) if mismatch else 0, len(ids), len(sample))
+
+
+def pick_smoke_symbol(chunks: pd.DataFrame) -> tuple[str, str] | None:
+    """A distinctive definition of the repository: (its breadcrumb, the query to ask for it).
+
+    The longest definition name that names exactly one breadcrumb, so the expected answer
+    is unambiguous; ties broken by breadcrumb for a stable choice run after run.
+    """
+    candidates: dict[str, set[str]] = {}
+    for symbol in chunks["symbol"]:
+        if symbol:
+            name = symbol.replace("::", ".").replace(" > ", ".").split(".")[-1].strip()
+            if len(name) >= 4:
+                candidates.setdefault(name, set()).add(symbol)
+    unique = [(name, next(iter(s))) for name, s in candidates.items() if len(s) == 1]
+    if not unique:
+        return None
+    name, symbol = max(unique, key=lambda item: (len(item[0]), item[1]))
+    return symbol, name.replace("_", " ").strip()
+
+
+@names_the_server
+def symbol_rank(collection, vector: np.ndarray, symbol: str, k: int = 5) -> int | None:
+    """1-based rank of the first chunk of `symbol` among the top `k` hits, or None."""
+    result = collection.query(query_embeddings=vector.reshape(1, -1), n_results=k, include=["metadatas"])
+    for rank, meta in enumerate(result["metadatas"][0], start=1):
+        if meta.get("symbol") == symbol:
+            return rank
+    return None

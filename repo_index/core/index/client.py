@@ -1,0 +1,144 @@
+"""Where the Chroma collections live and how to reach them: embedded (a folder, one
+process at a time) or a server.
+
+A Chroma server that cannot be reached (down, restarting, wrong port) raises
+`ChromaUnavailable`, naming the server and the fix, rather than a bare connection error;
+a re-run once it is back converges, since every sync is a diff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..settings import Settings
+
+READ_BATCH = 5000
+
+
+class ChromaUnavailable(RuntimeError):
+    """The Chroma server cannot be reached; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class ChromaSettings:
+    mode: str = "embedded"  # "embedded" (PersistentClient) or "server" (HttpClient)
+    path: str = ""  # the embedded folder
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ssl: bool = False
+    token: str | None = field(default=None, repr=False)
+    collection_prefix: str = "repo_index-"
+    # Where syncs leave each collection's ids and line spans (see spans.py); default: next
+    # to the embedded folder.
+    state_dir: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChromaSettings:
+        return cls(mode=settings.chroma_mode, path=str(settings.chroma_path()), host=settings.chroma_host,
+                   port=settings.chroma_port, ssl=settings.chroma_ssl, token=settings.chroma_auth_token(),
+                   collection_prefix=settings.collection_prefix,
+                   state_dir=str(settings.collection_spans_dir()))
+
+    def collection_name(self, repo: str) -> str:
+        return f"{self.collection_prefix}{repo}"
+
+    def spans_dir(self) -> Path:
+        if self.state_dir:
+            return Path(self.state_dir)
+        return Path(self.path or ".").parent / "collection_spans"
+
+
+def open_client(settings: ChromaSettings):
+    import chromadb
+    from chromadb.config import Settings as ClientSettings
+
+    client_settings = ClientSettings(anonymized_telemetry=False)
+    if settings.mode == "embedded":
+        Path(settings.path).mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=settings.path, settings=client_settings)
+    if settings.mode == "server":
+        headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else None
+        try:
+            return chromadb.HttpClient(host=settings.host, port=settings.port, ssl=settings.ssl,
+                                       headers=headers, settings=client_settings)
+        except Exception as exc:
+            if _is_connection_error(exc):
+                address = f"{'https' if settings.ssl else 'http'}://{settings.host}:{settings.port}"
+                raise _unreachable(address, exc) from exc
+            raise
+    raise ValueError(f"unknown Chroma mode {settings.mode!r}: use 'embedded' or 'server'")
+
+
+def write_lock(settings: ChromaSettings):
+    """Embedded Chroma is not safe across processes: besides the Dagster pool, a file lock
+    makes sure two writers never overlap however the steps were launched."""
+    if settings.mode != "embedded":
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    Path(settings.path).mkdir(parents=True, exist_ok=True)
+    return FileLock(str(Path(settings.path) / ".repo_index.write.lock"))
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import httpx
+
+    # HttpClient's constructor turns a refused connection into this ValueError.
+    return isinstance(exc, (httpx.TransportError, ConnectionError)) or (
+        isinstance(exc, ValueError) and "Could not connect to a Chroma server" in str(exc))
+
+
+def _server_address(client_or_collection) -> str:
+    api = getattr(client_or_collection, "_client", client_or_collection)  # a Collection's API client
+    try:
+        s = api.get_settings()
+        return f"{'https' if s.chroma_server_ssl_enabled else 'http'}://{s.chroma_server_host}:{s.chroma_server_http_port}"
+    except Exception:
+        return "the configured address"
+
+
+def _unreachable(address: str, exc: BaseException) -> ChromaUnavailable:
+    return ChromaUnavailable(
+        f"cannot reach the Chroma server at {address} ({type(exc).__name__}: {exc}). Start it "
+        "(`chroma run --path DIR --host HOST --port PORT`) or point REPO_INDEX_CHROMA_HOST and "
+        "REPO_INDEX_CHROMA_PORT at a running one, then re-run: the collection converges.")
+
+
+def names_the_server(fn):
+    """Re-raise a connection failure of `fn(client_or_collection, ...)` as ChromaUnavailable."""
+    @functools.wraps(fn)
+    def wrapper(target, *args, **kwargs):
+        try:
+            return fn(target, *args, **kwargs)
+        except ChromaUnavailable:
+            raise
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise _unreachable(_server_address(target), exc) from exc
+            raise
+    return wrapper
+
+
+@names_the_server
+def get_collection(client, name: str):
+    from chromadb.errors import NotFoundError
+
+    try:
+        return client.get_collection(name, embedding_function=None)
+    except (NotFoundError, ValueError):
+        return None
+
+
+def pages(collection, include: list[str]) -> Iterator[dict]:
+    """The whole collection, READ_BATCH records at a time."""
+    offset = 0
+    while True:
+        page = collection.get(include=include, limit=READ_BATCH, offset=offset)
+        yield page
+        if len(page["ids"]) < READ_BATCH:
+            return
+        offset += READ_BATCH

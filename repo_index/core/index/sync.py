@@ -1,0 +1,124 @@
+"""One collection per repository, kept exactly in step with the chunk table.
+
+`sync_collection` diffs the collection against the current chunks: new ids are added
+with their vectors, ids that vanished are deleted, ids that only moved get their line
+metadata updated (a chunk id is derived from path, symbol and content, so an unchanged
+id means unchanged text and vector). Writes go in bounded batches, each fetching the
+vectors of its rows only, so a sync never needs the whole matrix in memory. Collection
+metadata records the embedding model (provider, server, dimensions, window, encoding) and
+the last indexed commit; a collection built with another model is rebuilt, never mixed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..embed.model import EmbeddingModel
+from .client import get_collection, names_the_server, pages
+from .spans import SYNC_TOKEN, read_spans, save_spans, saved_spans
+
+WRITE_BATCH = 1000
+
+
+@dataclass
+class SyncStats:
+    added: int = 0
+    deleted: int = 0
+    moved: int = 0
+    unchanged: int = 0
+    rebuilt: bool = False
+    total: int = 0
+    spans_from: str = ""  # where the sync read the collection's ids and lines: "file" or "chroma"
+
+
+def _record_metadata(row, commit: str) -> dict:
+    return {
+        "path": row.path, "start_line": int(row.start_line), "end_line": int(row.end_line),
+        "symbol": row.symbol, "language": row.language, "content_hash": row.content_hash,
+        "commit": commit,
+    }
+
+
+@names_the_server
+def existing_records(collection) -> dict[str, dict]:
+    """id -> metadata for the whole collection, read in pages."""
+    return {cid: meta or {} for page in pages(collection, ["metadatas"])
+            for cid, meta in zip(page["ids"], page["metadatas"])}
+
+
+@names_the_server
+def sync_collection(
+    client,
+    name: str,
+    chunks: pd.DataFrame,
+    chunk_ids: list[str],
+    vectors: np.ndarray | Callable[[list[int]], np.ndarray],
+    model: EmbeddingModel,
+    commit: str,
+    repo: str,
+    spans_file: Path | None = None,
+) -> SyncStats:
+    """Make collection `name` hold exactly `chunks`. `vectors` is the float32 matrix (row i
+    for chunk_ids[i]) or `rows(indexes)` returning those rows: it is asked, one write batch
+    at a time, only for the rows added, so an unchanged re-sync reads no vector. With
+    `spans_file` (see spans.py) the next sync need not read every record's metadata."""
+    fetch = vectors if callable(vectors) else vectors.__getitem__
+    stats = SyncStats()
+    if list(chunks["chunk_id"]) != list(chunk_ids):
+        raise ValueError("chunk table and embeddings disagree: re-materialize chunk_embeddings")
+    collection = get_collection(client, name)
+    if collection is not None:
+        meta = collection.metadata or {}
+        if meta.get("embedding_model") != model.name or int(meta.get("dimensions", -1)) != model.dimensions:
+            client.delete_collection(name)  # vectors of two models never share a space
+            collection, stats.rebuilt = None, True
+    coll_meta = {**model.collection_metadata(), "repository": repo, "commit": commit}
+    if collection is None:
+        collection = client.create_collection(
+            name, metadata=coll_meta, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
+
+    token = (collection.metadata or {}).get(SYNC_TOKEN)
+    current = saved_spans(spans_file, token, collection.count())
+    stats.spans_from = "file" if current is not None else "chroma"
+    if current is None:
+        current = read_spans(collection)
+    wanted = set(chunk_ids)
+    stale = [cid for cid in current if cid not in wanted]
+    rows = list(chunks.itertuples(index=False))
+    new_rows = [i for i, cid in enumerate(chunk_ids) if cid not in current]
+    moved_rows = [i for i, cid in enumerate(chunk_ids)
+                  if cid in current and current[cid] != (int(rows[i].start_line), int(rows[i].end_line))]
+    if token and (stale or new_rows or moved_rows):
+        collection.modify(metadata={**coll_meta, SYNC_TOKEN: ""})  # the spans file is stale from here on
+
+    for i in range(0, len(stale), WRITE_BATCH):
+        collection.delete(ids=stale[i:i + WRITE_BATCH])
+    stats.deleted = len(stale)
+
+    for i in range(0, len(new_rows), WRITE_BATCH):
+        part = new_rows[i:i + WRITE_BATCH]
+        collection.add(
+            ids=[chunk_ids[j] for j in part],
+            embeddings=fetch(part),
+            documents=[rows[j].text for j in part],
+            metadatas=[_record_metadata(rows[j], commit) for j in part],
+        )
+    for i in range(0, len(moved_rows), WRITE_BATCH):
+        part = moved_rows[i:i + WRITE_BATCH]
+        collection.update(ids=[chunk_ids[j] for j in part],
+                          metadatas=[_record_metadata(rows[j], commit) for j in part])
+    stats.added, stats.moved = len(new_rows), len(moved_rows)
+    stats.unchanged = len(chunk_ids) - stats.added - stats.moved
+    if spans_file is not None:  # the file first: a crash before the token leaves them disagreeing
+        token = uuid.uuid4().hex
+        save_spans(spans_file, token, {cid: (int(r.start_line), int(r.end_line)) for cid, r in zip(chunk_ids, rows)})
+        coll_meta[SYNC_TOKEN] = token
+    collection.modify(metadata=coll_meta)
+    stats.total = collection.count()
+    return stats
