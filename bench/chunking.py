@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 
 from repo_index.core.chunk.chunker import chunk_source  # noqa: E402
-from repo_index.core.source.discovery import decode_source  # noqa: E402
+from repo_index.core.source.content import decode_source  # noqa: E402
 from repo_index.core.chunk.languages import get_parser  # noqa: E402
 from repo_index.core.chunk.repository import chunk_files  # noqa: E402
 from repo_index.core.chunk.tokens import DEFAULT_ENCODING, get_encoding  # noqa: E402

@@ -1,9 +1,5 @@
 """The collection stays exactly in step with the code, in embedded and server Chroma."""
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest

@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from repo_index.core.source.discovery import classify_bytes, decode_source, discover, parse_gitattributes
+from repo_index.core.source.content import classify_bytes, decode_source
+from repo_index.core.source.discovery import discover
+from repo_index.core.source.ignore_rules import parse_gitattributes
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> None:

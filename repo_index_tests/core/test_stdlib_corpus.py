@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from repo_index.core.chunk.chunker import chunk_source
-from repo_index.core.source.discovery import decode_source
+from repo_index.core.source.content import decode_source
 from repo_index.core.chunk.tokens import count_tokens, get_encoding, token_end_array
 from repo_index_tests.core.invariants import check_chunks, check_syntax_boundaries
 

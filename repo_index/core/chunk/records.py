@@ -87,7 +87,7 @@ def chunk_ids(chunks: list[Chunk]) -> list[str]:
 
 
 def chunks_frame(chunks: list[Chunk], file_sha256: dict[str, str] | None = None) -> pd.DataFrame:
-    """The code_chunks table (see DESIGN.md), one row per chunk, in order.
+    """The code_chunks table, one row per chunk, in order (columns: FRAME_COLUMNS).
 
     `file_sha256` maps a path to the sha256 of the content its chunks were cut from (what
     a reindex compares to reuse them; see table.py); "" for paths not in it."""

@@ -26,7 +26,8 @@ import pandas as pd
 
 from .chunker import chunk_source
 from .records import Chunk, chunks_frame
-from ..source.discovery import decode_source, discover
+from ..source.content import decode_source
+from ..source.discovery import discover
 from .languages import ParseTimeout
 from ..source.secrets import redact
 from .tokens import DEFAULT_ENCODING, get_encoding

@@ -34,14 +34,14 @@ _FORMAT = 1
 def chunker_fingerprint() -> str:
     """Hash of everything that decides a file's chunks: this package's chunking code and
     the versions of the grammar and tokenizer packages."""
-    from ..source import discovery, secrets
+    from ..source import content, discovery, secrets
 
     digest = hashlib.sha256(str(_FORMAT).encode())
     # Every module of this package but storage and orchestration, by listing, so a new
     # chunking module is hashed without anyone remembering to add it here.
     folder = Path(__file__).parent
     chunking = sorted(p for p in folder.glob("*.py") if p.name not in ("table.py", "repository.py"))
-    for path in (*chunking, Path(discovery.__file__), Path(secrets.__file__)):
+    for path in (*chunking, *(Path(m.__file__) for m in (content, discovery, secrets))):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     for package in ("tree-sitter", "tree-sitter-language-pack", "tree-sitter-markdown", "tiktoken"):
         try:

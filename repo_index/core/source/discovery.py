@@ -19,7 +19,6 @@ Chroma metadata and SQLite text, none of which care.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import os
 import re
@@ -31,6 +30,8 @@ from pathlib import Path
 import pathspec
 
 from ..chunk.languages import detect_language
+from .content import classify_bytes
+from .ignore_rules import FolderRules, ignored, rules_for, skip_attribute, submodule_paths
 
 DEFAULT_MAX_FILE_BYTES = 1_000_000
 
@@ -75,17 +76,6 @@ def _one_regex(spec: pathspec.PathSpec) -> re.Pattern:
 _SECRET_RE = _one_regex(SECRET_FILE_PATTERNS)
 _GENERATED_RE = _one_regex(GENERATED_FILE_PATTERNS)
 
-# .gitattributes attributes that mark a file as not worth indexing (GitHub Linguist's).
-SKIP_ATTRIBUTES = ("linguist-generated", "linguist-vendored")
-
-BINARY_SNIFF_BYTES = 8192
-MINIFIED_AVG_LINE = 300  # characters per line beyond which text is machine-written
-RULES_FILE_MAX_BYTES = 1_000_000  # a .gitignore, .gitattributes or .gitmodules larger is not read
-LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
-LFS_POINTER_MAX_BYTES = 1024  # git-lfs itself treats larger files as content
-# UTF-32 first: its little-endian BOM begins with UTF-16's.
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,123 +109,6 @@ def _example(examples: dict[str, list[str]], reason: str, path: str) -> None:
         items.append(path)
 
 
-# -- rules files: .gitignore, .gitattributes, .gitmodules ----------------------------------
-
-
-def _read_rules_file(path: Path) -> list[str]:
-    """Lines of a small regular file; nothing for a missing, huge, linked or special one
-    (a hostile tree may name a FIFO `.gitignore`, and reading it would block forever)."""
-    try:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > RULES_FILE_MAX_BYTES:
-            return []
-        return path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-
-
-def _ignored(rules: list[tuple[str, pathspec.PathSpec]], rel: str, is_dir: bool) -> bool:
-    """gitignore semantics: the deepest .gitignore with a matching rule decides."""
-    verdict = False
-    for base, spec in rules:
-        sub = rel[len(base) + 1:] if base else rel
-        result = spec.check_file(sub + "/" if is_dir else sub)
-        if result.include is not None:
-            verdict = result.include
-    return verdict
-
-
-AttributeRule = tuple[pathspec.Pattern, dict[str, bool]]
-
-
-def parse_gitattributes(lines: list[str]) -> list[AttributeRule]:
-    """The SKIP_ATTRIBUTES settings of a .gitattributes file, as (pattern, {attribute: set?}).
-
-    `attr`, `attr=true` set; `-attr`, `attr=false` and `!attr` unset. As in git, negated
-    patterns are invalid, and a pattern matches files only, never a folder's contents (so
-    `dir/` matches nothing and `dir/**` is the way to mark a folder).
-    """
-    rules = []
-    for line in lines:
-        fields = line.split()
-        if not fields or fields[0].startswith(("#", "!")) or fields[0].endswith("/"):
-            continue
-        values = {}
-        for attr in fields[1:]:
-            name, _, value = attr.lstrip("-!").partition("=")
-            if name in SKIP_ATTRIBUTES:
-                values[name] = not attr.startswith(("-", "!")) and value.lower() not in ("false", "0", "no")
-        if values:
-            rules.append((pathspec.GitIgnoreSpec.from_lines([fields[0]]).patterns[0], values))
-    return rules
-
-
-def _skip_attribute(rules: list[tuple[str, list[AttributeRule]]], rel: str) -> str | None:
-    """The SKIP_ATTRIBUTES set on `rel`: deeper files and later lines take precedence."""
-    values: dict[str, bool] = {}
-    for base, file_rules in rules:
-        sub = rel[len(base) + 1:] if base else rel
-        for pattern, setting in file_rules:
-            found = pattern.match_file(sub)
-            # A gitignore pattern also matches what is inside a matching folder; git's
-            # attribute patterns do not.
-            if found is not None and not found.match.groupdict().get("ps_d"):
-                values.update(setting)
-    return next((name for name in SKIP_ATTRIBUTES if values.get(name)), None)
-
-
-def submodule_paths(root: Path) -> set[str]:
-    """Paths of the submodules declared in `root/.gitmodules` (a clone leaves them empty)."""
-    paths = set()
-    for line in _read_rules_file(root / ".gitmodules"):
-        m = re.match(r"\s*path\s*=\s*(.+?)\s*$", line)
-        if m:
-            paths.add(m.group(1).strip('"').strip("/"))
-    return paths
-
-
-# -- bytes ---------------------------------------------------------------------------------
-
-
-def _encoding(data: bytes) -> str:
-    for bom, name in _BOMS:
-        if data.startswith(bom):
-            return name
-    return "utf-8-sig"
-
-
-def classify_bytes(data: bytes) -> str | None:
-    """A skip reason for file content, or None when it is indexable text.
-
-    Text is UTF-8 (a BOM is fine), or UTF-16/32 with a BOM, as Windows tools write it.
-    """
-    if data.startswith(LFS_POINTER_PREFIX) and len(data) <= LFS_POINTER_MAX_BYTES:
-        return "lfs_pointer"
-    encoding = _encoding(data)
-    if encoding == "utf-8-sig" and b"\x00" in data[:BINARY_SNIFF_BYTES]:
-        return "binary"
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError:
-        return "not_utf8" if encoding == "utf-8-sig" else "binary"
-    if "\x00" in text:
-        return "binary"
-    if not text.strip():
-        return "empty"
-    lines = text.count("\n") + 1
-    if len(text) / lines > MINIFIED_AVG_LINE and len(text) > 4 * MINIFIED_AVG_LINE:
-        return "minified_or_generated"
-    return None
-
-
-def decode_source(data: bytes) -> str:
-    """Text with any BOM dropped and CRLF / lone CR line ends made LF."""
-    text = data.decode(_encoding(data))
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text
-
-
 # -- the walk ------------------------------------------------------------------------------
 
 
@@ -259,23 +132,6 @@ def _storable_name(rel: str) -> bool:
     return True
 
 
-@dataclass
-class _Rules:
-    ignore: list[tuple[str, pathspec.PathSpec]]
-    attributes: list[tuple[str, list[AttributeRule]]]
-
-
-def _rules_for(here: Path, rel_dir: str, parent: _Rules) -> _Rules:
-    ignore, attributes = parent.ignore, parent.attributes
-    spec = pathspec.GitIgnoreSpec.from_lines(_read_rules_file(here / ".gitignore"))
-    if spec.patterns:
-        ignore = [*ignore, (rel_dir, spec)]
-    attr = parse_gitattributes(_read_rules_file(here / ".gitattributes"))
-    if attr:
-        attributes = [*attributes, (rel_dir, attr)]
-    return _Rules(ignore, attributes)
-
-
 def discover(
     root: Path,
     include: tuple[str, ...] = (),
@@ -288,7 +144,7 @@ def discover(
     exclude_spec = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
     submodules = submodule_paths(root)
     out = Discovery()
-    rules_by_dir: dict[str, _Rules] = {}
+    rules_by_dir: dict[str, FolderRules] = {}
 
     def unreadable_dir(exc: OSError) -> None:  # os.walk would otherwise drop it silently
         out.prune("unreadable", Path(exc.filename).relative_to(root).as_posix() if exc.filename else "?")
@@ -298,7 +154,7 @@ def discover(
         rel_dir = here.relative_to(root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir
         parent = rules_by_dir.get(rel_dir.rpartition("/")[0]) if rel_dir else None
-        rules = rules_by_dir[rel_dir] = _rules_for(here, rel_dir, parent or _Rules([], []))
+        rules = rules_by_dir[rel_dir] = rules_for(here, rel_dir, parent or FolderRules([], []))
 
         kept = []
         for d in sorted(dirnames):
@@ -310,7 +166,7 @@ def discover(
                 out.skip(_symlink_reason(here / d, root), rel)
             elif rel in submodules or os.path.lexists(here / d / ".git"):
                 out.prune("submodule", rel)  # another repository: index it on its own
-            elif _ignored(rules.ignore, rel, is_dir=True):
+            elif ignored(rules.ignore, rel, is_dir=True):
                 out.prune("gitignored", rel)
             elif exclude_spec and exclude_spec.match_file(rel + "/"):
                 out.prune("excluded", rel)
@@ -332,13 +188,13 @@ def discover(
     return out
 
 
-def _name_reason(name: str, rel: str, rules: _Rules, include_spec, exclude_spec) -> str | None:
+def _name_reason(name: str, rel: str, rules: FolderRules, include_spec, exclude_spec) -> str | None:
     """Why `rel` is skipped by its name alone, or None."""
     if not _storable_name(rel):
         return "unsupported_name"
     if name in DEFAULT_EXCLUDED_FILES:
         return "default_excluded"
-    if _ignored(rules.ignore, rel, is_dir=False):
+    if ignored(rules.ignore, rel, is_dir=False):
         return "gitignored"
     if exclude_spec and exclude_spec.match_file(rel):
         return "excluded"
@@ -348,7 +204,7 @@ def _name_reason(name: str, rel: str, rules: _Rules, include_spec, exclude_spec)
         return "secret_looking"
     if _GENERATED_RE.search(rel):
         return "minified_or_generated"
-    attribute = _skip_attribute(rules.attributes, rel) if rules.attributes else None
+    attribute = skip_attribute(rules.attributes, rel) if rules.attributes else None
     return attribute.replace("-", "_") if attribute else None
 
 
