@@ -10,25 +10,30 @@ from .assets.collection import vector_collection
 from .assets.embeddings import chunk_embeddings
 from .assets.files import repo_files
 from .automation import nightly_reindex, registry_sensor, source_change_sensor
-from .core.settings import get_settings
+from .core.settings import Settings, get_settings
 from .io_managers import ChunkTableIOManager, EmbeddingsIOManager
 from .jobs import INDEX_JOB, index_job
 from .resources import default_resources
 
-_settings = get_settings()
-_resources = default_resources(_settings)
+
+
+def project_resources(settings: Settings) -> dict:
+    """Every resource and IO manager the assets use, from one `Settings`."""
+    resources = default_resources(settings)
+    return {
+        **resources,
+        "embeddings_io_manager": EmbeddingsIOManager(base_dir=str(settings.embedding_keys_dir()),
+                                                     cache=resources["vector_cache"]),
+        "chunks_io_manager": ChunkTableIOManager(store=resources["chunk_store"]),
+    }
+
 
 defs = dg.Definitions(
     assets=[repo_files, code_chunks, chunk_embeddings, vector_collection],
     jobs=[index_job],
     sensors=[registry_sensor, source_change_sensor],
     schedules=[nightly_reindex],
-    resources={
-        **_resources,
-        "embeddings_io_manager": EmbeddingsIOManager(base_dir=str(_settings.embedding_keys_dir()),
-                                                     cache=_resources["vector_cache"]),
-        "chunks_io_manager": ChunkTableIOManager(store=_resources["chunk_store"]),
-    },
+    resources=project_resources(get_settings()),
 )
 
 

@@ -1,7 +1,7 @@
 """Resources: the embedding model, Chroma, the registry, the vector cache and the chunk
 store, configured from the one `Settings` read from the environment, so the CLI, the UI
-and step processes agree. Secrets reach Dagster only as `dg.EnvVar` (never as values in
-the UI or run storage)."""
+and step processes agree. Secrets never enter Dagster's config as values: the Chroma
+token as a `dg.EnvVar`, the OpenAI key not at all (read where it is used)."""
 
 from __future__ import annotations
 
@@ -16,34 +16,41 @@ from .core.embed.cache import VectorCache
 from .core.embed.model import EmbeddingModel, resolve_model
 from .core.embed.providers import Embedder, make_embedder
 from .core.index.client import ChromaSettings, open_client
-from .core.settings import CHROMA_TOKEN_ENV, OPENAI_KEY_ENV, Settings
+from .core.settings import CHROMA_TOKEN_ENV, Settings, get_settings
 from .core.source.registry import RepoSpec, get_spec, load_registry
 
 
 class EmbedderResource(dg.ConfigurableResource):
-    """The embedding model of a run. Set `model` or `dimensions` in the launchpad's
-    resources section to index with another model: chunking, embedding and the checks
-    all use what `resolve()` answers."""
+    """The embedding model of a run: every field left unset comes from the environment's
+    settings (REPO_INDEX_EMBEDDER, REPO_INDEX_EMBEDDING_MODEL, ...), read in the step's
+    process. Set `model` (and `dimensions`) in the launchpad's resources section to index
+    one run with another model: chunking, embedding and the checks all use what
+    `resolve()` answers. The API key never enters Dagster's config: it is read from
+    OPENAI_API_KEY where it is used."""
 
-    provider: str = Field(
-        default="auto",
+    provider: Optional[str] = Field(
+        default=None,
         description="'openai' (any OpenAI-compatible server), 'local' (all-MiniLM-L6-v2, offline) or "
-        "'auto': openai when OPENAI_API_KEY is set, else local.",
+        "'auto': openai when OPENAI_API_KEY is set, else local. Default: REPO_INDEX_EMBEDDER.",
     )
-    model: Optional[str] = Field(default=None, description="Default: text-embedding-3-small (openai).")
-    api_key: Optional[str] = Field(default=None, description="OpenAI API key (set through an EnvVar).")
-    base_url: Optional[str] = Field(default=None, description="OpenAI-compatible server URL; default OpenAI.")
+    model: Optional[str] = Field(default=None, description="Default: REPO_INDEX_EMBEDDING_MODEL, else "
+                                 "text-embedding-3-small (openai).")
+    base_url: Optional[str] = Field(default=None, description="OpenAI-compatible server URL; default "
+                                    "OPENAI_BASE_URL, else OpenAI.")
     dimensions: Optional[int] = Field(
         default=None, description="Shortened vectors (text-embedding-3), or the vector size of a model served "
-        "by an OpenAI-compatible server that repo_index does not know.")
+        "by an OpenAI-compatible server that repo_index does not know. Default: REPO_INDEX_EMBEDDING_DIMENSIONS.")
     device: Optional[str] = Field(default=None, description="Local model device; default cuda when present.")
 
     def resolve(self) -> EmbeddingModel:
-        return resolve_model(self.provider, self.model, self.dimensions, self.base_url, has_api_key=bool(self.api_key))
+        settings = get_settings()
+        return resolve_model(self.provider or settings.embedder, self.model or settings.embedding_model,
+                             self.dimensions or settings.embedding_dimensions,
+                             self.base_url or settings.openai_base_url, has_api_key=settings.api_key() is not None)
 
     def build(self, model: EmbeddingModel, timeout_s: float = 60.0) -> Embedder:
         """The embedder of `model` (what `resolve()` answered)."""
-        return make_embedder(model, self.api_key, timeout_s, self.device)
+        return make_embedder(model, get_settings().api_key(), timeout_s, self.device)
 
 
 class ChromaResource(dg.ConfigurableResource):
@@ -104,11 +111,7 @@ def _secret(settings_value, name: str):
 def default_resources(settings: Settings) -> dict:
     chroma = ChromaSettings.from_settings(settings)
     return {
-        "embedder": EmbedderResource(
-            provider=settings.embedder, model=settings.embedding_model,
-            api_key=_secret(settings.openai_api_key, OPENAI_KEY_ENV), base_url=settings.openai_base_url,
-            dimensions=settings.embedding_dimensions,
-        ),
+        "embedder": EmbedderResource(),  # from the settings, in each step's process
         "chroma": ChromaResource(
             mode=chroma.mode, path=chroma.path, host=chroma.host, port=chroma.port, ssl=chroma.ssl,
             token=_secret(settings.chroma_token, CHROMA_TOKEN_ENV), collection_prefix=chroma.collection_prefix,

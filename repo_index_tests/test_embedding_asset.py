@@ -56,7 +56,7 @@ class Project:
     def materialize(self, selection=None, **config) -> dg.ExecuteInProcessResult:
         cache = VectorCacheResource(path=str(self.cache_path))
         resources = {
-            "embedder": EmbedderResource(provider="openai", api_key="sk-test", base_url=self.server.base_url),
+            "embedder": EmbedderResource(provider="openai", base_url=self.server.base_url),
             "vector_cache": cache,
             "embeddings_io_manager": EmbeddingsIOManager(base_dir=str(self.keys_dir), cache=cache),
         }
@@ -73,7 +73,8 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path, openai_server):
+def project(tmp_path, openai_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")  # read where it is used, never in Dagster's config
     return Project(tmp_path, openai_server)
 
 

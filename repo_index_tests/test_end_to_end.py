@@ -114,6 +114,11 @@ def test_git_source_at_a_tag_indexed_with_openai_then_searched(tmp_path, project
     text_out = run([BIN / "repo-index", "search", "start http server", "-k", "2"], project_env)
     assert text_out.splitlines()[0].startswith("src/server.go:")
 
+    # Status: indexed at the tag the entry names, as many records as chunks, in step.
+    [row] = json.loads(run([BIN / "repo-index", "status", "--json"], project_env))
+    assert (row["name"], row["indexed_commit"], row["head"], row["state"]) == ("demo", tagged, tagged, "in step")
+    assert row["records"] == row["chunks"] == coll.count() and row["model"] == "text-embedding-3-small"
+
     # The API key stays out of logs, metadata and the collection.
     home = Path(project_env["DAGSTER_HOME"])
     for path in [*home.rglob("*"), *data.rglob("*")]:

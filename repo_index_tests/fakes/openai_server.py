@@ -332,6 +332,7 @@ class FakeOpenAIServer:
             self.inputs_embedded = 0  # inputs in requests answered correctly
             self._embedded_texts: list[str] = []
             self._api_keys: set[str] = set()
+            self.models_seen: set[tuple[str, int]] = set()  # (model, dimensions) of valid requests
             self._path_counts: collections.Counter[str] = collections.Counter()
             # in_flight is live state, not a counter: max_in_flight restarts from its level.
             self.max_in_flight = self.in_flight
@@ -583,6 +584,8 @@ class _Handler(BaseHTTPRequestHandler):
             if kind == "timeout":
                 self._sleep(fault.delay)
             model, texts, counts, dims, encoding = fake._parse(body)
+            with fake._lock:
+                fake.models_seen.add((model, dims))
         except _ApiError as e:
             return e.status, self._raw_response(e.status, json.dumps(e.body).encode(), e.headers), None
 
