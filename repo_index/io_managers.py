@@ -19,59 +19,15 @@ to re-materialize chunk_embeddings, which then costs requests only for what is m
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 from pydantic import Field
 
-from .core.atomic_files import atomic_writer
 from .core.chunk.table import ChunkTable
-from .core.embed.cache import KEY_BYTES, VectorCache
-from .core.embed.results import EmbedResult, EmbedStats
+from .core.embed.results import EmbedResult
+from .core.embed.stored import keys_path, load_result, save_keys
 from .resources import ChunkStoreResource, VectorCacheResource
-
-
-def save_keys(path: Path, result: EmbedResult) -> None:
-    """Write the rebuild recipe of `result` atomically (a reader never sees half a file)."""
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        chunk_ids=np.asarray(result.chunk_ids, dtype=str),
-        keys=np.frombuffer(b"".join(result.keys), dtype=np.uint8).reshape(len(result.keys), KEY_BYTES),
-        model=np.asarray(result.model),
-        dimensions=np.asarray(result.dimensions),
-        # estimate_only results hold no vectors; keep saying so after a reload.
-        has_vectors=np.asarray(result.has_vectors),
-    )
-    with atomic_writer(path) as fh:
-        fh.write(buffer.getvalue())
-
-
-def load_result(path: Path, cache: VectorCache, with_vectors: bool = False) -> EmbedResult:
-    """The `EmbedResult` saved at `path`, `vectors` None once every vector it references is
-    found in `cache` (by key, reading no vector); with `with_vectors` the float32 matrix.
-
-    Raises LookupError naming what is missing when the file or any vector is gone.
-    """
-    if not path.is_file():
-        raise LookupError(f"no stored chunk_embeddings at {path}")
-    with np.load(path, allow_pickle=False) as saved:
-        chunk_ids = saved["chunk_ids"].tolist()
-        raw_keys = saved["keys"]
-        model, dims = str(saved["model"]), int(saved["dimensions"])
-        has_vectors = bool(saved["has_vectors"])
-    keys = [row.tobytes() for row in raw_keys]
-    stats = EmbedStats(chunks=len(chunk_ids))
-    if not has_vectors:
-        return EmbedResult(chunk_ids, np.zeros((0, dims), np.float32), model, dims, stats, keys)
-    unique = set(keys)
-    missing = len(unique) - len(cache.present(model, dims, unique))
-    if missing:
-        raise LookupError(f"{missing} of the vectors it references are not in the embedding cache {cache.path}")
-    vectors = cache.matrix(model, dims, keys) if with_vectors else None
-    return EmbedResult(chunk_ids, vectors, model, dims, stats, keys)
 
 
 class EmbeddingsIOManager(dg.ConfigurableIOManager):
@@ -82,7 +38,7 @@ class EmbeddingsIOManager(dg.ConfigurableIOManager):
     cache: VectorCacheResource
 
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
-        return Path(self.base_dir).joinpath(*context.asset_key.path) / f"{context.asset_partition_key}.npz"
+        return keys_path(Path(self.base_dir), context.asset_partition_key)
 
     def handle_output(self, context: dg.OutputContext, obj: EmbedResult) -> None:
         path = self._path(context)

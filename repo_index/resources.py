@@ -78,8 +78,9 @@ class RegistryResource(dg.ConfigurableResource):
     def file(self) -> Path:
         return Path(self.path)
 
-    def specs(self) -> list[RepoSpec]:
-        return load_registry(self.file())
+    def specs(self, stated: bool = False) -> list[RepoSpec]:
+        """The entries; `stated`: only from a file that lists them (see load_registry)."""
+        return load_registry(self.file(), stated)
 
     def spec(self, name: str) -> RepoSpec:
         return get_spec(self.specs(), name)

@@ -38,16 +38,61 @@ def evaluate(instance, registry_file):
     return result
 
 
-def test_sensor_adds_new_and_removes_deleted_entries(tmp_path: Path):
+def stored_state(settings, name: str) -> dict[str, bool]:
+    """Which of the pieces repo_index keeps for `name` exist."""
+    from repo_index.core.chunk.table import ChunkStore
+    from repo_index.core.embed.cache import VectorCache
+    from repo_index.core.embed.stored import keys_path
+    from repo_index.core.index.client import ChromaSettings, get_collection, open_client
+    from repo_index.core.index.spans import spans_path
+
+    chroma = ChromaSettings.from_settings(settings)
+    with VectorCache(settings.embedding_cache_path()) as cache:
+        refs = name in cache.owners()
+    return {"collection": get_collection(open_client(chroma), chroma.collection_name(name)) is not None,
+            "spans": spans_path(chroma, chroma.collection_name(name)).exists(),
+            "chunk table": ChunkStore(settings.chunk_tables_dir()).path(name).exists(),
+            "keys": keys_path(settings.embedding_keys_dir(), name).exists(), "cache refs": refs}
+
+
+def store_state(settings, name: str) -> None:
+    """Every piece of state an indexed repository has (contents do not matter here)."""
+    import numpy as np
+
+    from repo_index.core.embed.cache import VectorCache, text_key
+    from repo_index.core.index.client import ChromaSettings, open_client
+
+    chroma = ChromaSettings.from_settings(settings)
+    open_client(chroma).create_collection(chroma.collection_name(name))
+    for path in (chroma.spans_dir() / f"{chroma.collection_name(name)}.pkl",
+                 settings.chunk_tables_dir() / f"{name}.pkl", settings.embedding_keys_dir() / "chunk_embeddings" / f"{name}.npz"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"state")
+    with VectorCache(settings.embedding_cache_path()) as cache:
+        key = text_key(f"text of {name}")
+        cache.put_many("m", 4, [(key, np.ones(4, np.float32))])
+        cache.reserve(name, "m", 4, [key])
+
+
+def test_sensor_adds_new_and_removes_deleted_entries_and_forgets_their_index(tmp_path: Path, monkeypatch):
+    from repo_index.core.settings import Settings
+
+    monkeypatch.setenv("REPO_INDEX_DATA_DIR", str(tmp_path / "data"))
+    settings = Settings.from_env()
     registry_file = tmp_path / "repositories.yaml"
     with dg.instance_for_test() as instance:
         save_registry(registry_file, [RepoSpec("alpha", "/a"), RepoSpec("beta", "/b")])
         evaluate(instance, registry_file)
         assert sorted(instance.get_dynamic_partitions(REPOSITORIES)) == ["alpha", "beta"]
+        store_state(settings, "alpha")
+        store_state(settings, "beta")
 
+        # alpha's entry deleted by hand: the sensor forgets everything of it, and nothing of beta.
         save_registry(registry_file, [RepoSpec("beta", "/b"), RepoSpec("gamma", "/g")])
         evaluate(instance, registry_file)
         assert sorted(instance.get_dynamic_partitions(REPOSITORIES)) == ["beta", "gamma"]
+        assert not any(stored_state(settings, "alpha").values()), stored_state(settings, "alpha")
+        assert all(stored_state(settings, "beta").values())
 
         result = evaluate(instance, registry_file)
         assert isinstance(result, dg.SkipReason) and "in step" in result.skip_message
@@ -61,6 +106,24 @@ def test_sensor_skips_an_invalid_registry_with_the_reason(tmp_path: Path):
         result = evaluate(instance, registry_file)
         assert isinstance(result, dg.SkipReason) and "invalid repository name" in result.skip_message
         assert instance.get_dynamic_partitions(REPOSITORIES) == ["kept"]  # nothing removed on a bad file
+
+
+def test_a_missing_or_empty_registry_never_removes_partitions(tmp_path: Path):
+    registry_file = tmp_path / "repositories.yaml"
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(REPOSITORIES, ["alpha", "beta"])
+        for state in ("missing", "", "# nothing yet\n", "repositories:\n"):
+            if state == "missing":
+                registry_file.unlink(missing_ok=True)
+            else:
+                registry_file.write_text(state)
+            result = evaluate(instance, registry_file)
+            assert isinstance(result, dg.SkipReason) and "partitions left as they are" in result.skip_message, state
+            assert sorted(instance.get_dynamic_partitions(REPOSITORIES)) == ["alpha", "beta"], state
+        # Only an explicit empty list says "none".
+        registry_file.write_text("repositories: []\n")
+        evaluate(instance, registry_file)
+        assert instance.get_dynamic_partitions(REPOSITORIES) == []
 
 
 def cli(env, *args, ok=True):
@@ -87,15 +150,16 @@ def test_cli_add_list_remove_update_file_and_instance(tmp_path: Path):
 
     with open_instance(home) as instance:
         assert instance.get_dynamic_partitions(REPOSITORIES) == ["svc"]
-    stored = tmp_path / "data" / "code_chunks" / "svc.pkl"  # where code_chunks keeps its table
-    spans = tmp_path / "data" / "collection_spans" / "repo_index-svc.pkl"  # and vector_collection its spans
-    for path in (stored, spans):
-        path.parent.mkdir(parents=True)
-        path.write_bytes(b"state")
-    cli(env, "remove", "svc")
+    from repo_index.core.settings import Settings
+
+    settings = Settings(REPO_INDEX_DATA_DIR=str(tmp_path / "data"))
+    store_state(settings, "svc")
+    assert all(stored_state(settings, "svc").values())
+    out = cli(env, "remove", "svc")
+    assert "deleted: collection, collection spans, chunk table, embedding keys, cache references" in out
     with open_instance(home) as instance:
         assert instance.get_dynamic_partitions(REPOSITORIES) == []
-    assert not stored.exists() and not spans.exists()
+    assert not any(stored_state(settings, "svc").values()), stored_state(settings, "svc")
     assert "svc" not in registry_file.read_text()
     assert "not registered" in cli(env, "index", "svc", ok=False)
 
@@ -145,3 +209,30 @@ def test_source_change_sensor_requests_one_run_per_new_head(tmp_path: Path):
             dg.AssetMaterialization("repo_files", partition="svc", metadata={"commit": moved}))
         result = tick(instance)
         assert [(r.partition_key, r.run_key) for r in result.run_requests] == [("svc", f"svc@{moved}")]
+
+        # While that run is queued or running, ticks repeat its key (the daemon dedupes it);
+        # once it failed, the head is retried under a new key, at most three times.
+        def run_of(key: str, status: dg.DagsterRunStatus) -> None:
+            from dagster._core.storage.dagster_run import DagsterRun
+            from dagster._core.storage.tags import RUN_KEY_TAG
+
+            instance.add_run(DagsterRun(job_name="index_repository", status=status,
+                                        tags={RUN_KEY_TAG: key, "dagster/partition": "svc"}))
+
+        run_of(f"svc@{moved}", dg.DagsterRunStatus.STARTED)
+        assert [r.run_key for r in tick(instance).run_requests] == [f"svc@{moved}"]
+        run_of(f"svc@{moved}", dg.DagsterRunStatus.FAILURE)  # the latest run of that key failed
+        assert [r.run_key for r in tick(instance).run_requests] == [f"svc@{moved}#2"]
+        run_of(f"svc@{moved}#2", dg.DagsterRunStatus.FAILURE)
+        run_of(f"svc@{moved}#3", dg.DagsterRunStatus.CANCELED)
+        assert isinstance(tick(instance), dg.SkipReason)  # attempts spent: wait for a new head
+
+
+def test_a_failed_check_is_shown_with_its_reason():
+    from repo_index.progress import RunSummary, format_summary
+
+    summary = RunSummary("svc", success=True, run_id="abcdef123456",
+                         checks={"ids_match_chunks": True, "smoke_query": False},
+                         check_reasons={"smoke_query": "no chunk of Foo (a.py:1-9) among the top 5 for 'Foo': b.py:1-3 bar"})
+    text = format_summary(summary)
+    assert "smoke_query FAILED" in text and "no chunk of Foo (a.py:1-9)" in text

@@ -13,7 +13,8 @@ from repo_index.assets.embeddings import chunk_embeddings
 from repo_index.core.chunk.records import embedding_text
 from repo_index.core.chunk.table import ChunkTable
 from repo_index.core.embed.cache import VectorCache
-from repo_index.io_managers import EmbeddingsIOManager, load_result
+from repo_index.core.embed.stored import load_result
+from repo_index.io_managers import EmbeddingsIOManager
 from repo_index.partitions import REPOSITORIES, repositories
 from repo_index.resources import EmbedderResource, VectorCacheResource
 from repo_index_tests.fakes.openai_server import Fault, fake_embedding

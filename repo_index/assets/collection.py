@@ -6,7 +6,7 @@ import dagster as dg
 from ..core.chunk.table import ChunkTable
 from ..core.embed.model import EmbeddingModel
 from ..core.embed.results import EmbedResult
-from ..core.index.checks import check_consistency, pick_smoke_symbol, symbol_rank
+from ..core.index.checks import check_consistency, pick_smoke_target, smoke_rank
 from ..core.index.client import get_collection, write_lock
 from ..core.index.spans import spans_path
 from ..core.index.sync import sync_collection
@@ -26,29 +26,36 @@ def _checks(collection, chunks: ChunkTable, embeddings: EmbedResult, model: Embe
     results = [
         dg.AssetCheckResult(
             check_name=IN_STEP, passed=not seen.missing and not seen.orphaned,
+            description=(f"{len(seen.missing)} chunks missing from the collection, {len(seen.orphaned)} records "
+                         "that are no current chunk" if seen.missing or seen.orphaned else None),
             metadata={"missing": len(seen.missing), "orphaned": len(seen.orphaned), "records": seen.records,
                       "chunks": len(embeddings.chunk_ids), "missing_examples": seen.missing[:5],
                       "orphaned_examples": seen.orphaned[:5]},
         ),
         dg.AssetCheckResult(
             check_name=DIMENSIONS, passed=seen.wrong_dimensions == 0,
+            description=(f"vectors do not have the model's {embeddings.dimensions} dimensions"
+                         if seen.wrong_dimensions else None),
             metadata={"dimensions": embeddings.dimensions, "wrong": seen.wrong_dimensions, "sampled": seen.sampled,
                       "model": embeddings.model},
         ),
     ]
-    picked = pick_smoke_symbol(chunks.chunks)
-    if picked is None:
+    target = pick_smoke_target(chunks.chunks)
+    if target is None:
         results.append(dg.AssetCheckResult(check_name=SMOKE, passed=True,
                                            metadata={"skipped": "no named definition to look for"}))
         return results
-    symbol, query = picked
     # The query vector is cached like chunk vectors, so an unchanged reindex sends nothing.
     with vector_cache.open() as cache:
-        vector = embed_query(embedder.build(model), query, cache)
-    rank = symbol_rank(collection, vector, symbol, SMOKE_TOP_K)
+        vector = embed_query(embedder.build(model), target.query, cache)
+    rank, top = smoke_rank(collection, vector, target, SMOKE_TOP_K)
+    expected = ", ".join(f"{path}:{a}-{b}" for path, (a, b) in sorted(target.spans.items()))
+    reason = "" if rank else (f"no chunk of {target.symbol} ({expected}) among the top {SMOKE_TOP_K} for "
+                              f"{target.query!r}: {'; '.join(top)}")
     results.append(dg.AssetCheckResult(
-        check_name=SMOKE, passed=rank is not None, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"query": query, "expected_symbol": symbol, "rank": rank or 0, "top_k": SMOKE_TOP_K},
+        check_name=SMOKE, passed=rank is not None, severity=dg.AssetCheckSeverity.WARN, description=reason or None,
+        metadata={"query": target.query, "expected_symbol": target.symbol, "expected_lines": expected,
+                  "rank": rank or 0, "top_k": SMOKE_TOP_K, "top_hits": "; ".join(top), "reason": reason},
     ))
     return results
 
@@ -65,7 +72,8 @@ def _checks(collection, chunks: ChunkTable, embeddings: EmbedResult, model: Embe
                           description="Every vector has the embedding model's dimensions (read on a sample: "
                           "Chroma holds one dimensionality per collection)."),
         dg.AssetCheckSpec(SMOKE, asset="vector_collection",
-                          description=f"A query for a distinctive symbol returns its chunk in the top {SMOKE_TOP_K}."),
+                          description=f"A query for a distinctive definition finds a chunk covering its lines in the top "
+                          f"{SMOKE_TOP_K}; a failure names the expected lines and what came instead."),
     ],
     description="One Chroma collection per repository holding exactly the current chunks: new ones "
     "added, vanished ones deleted, moved ones' line metadata updated without re-embedding.",

@@ -70,6 +70,17 @@ class Settings(BaseSettings):
             raise ValueError("use letters, digits, '.', '_' or '-', starting with a letter or digit")
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("use an IANA time zone name such as UTC or Europe/Paris") from None
+        return value
+
     @classmethod
     def from_env(cls) -> Settings:
         """Read the environment now; raises SettingsError naming every bad variable."""
@@ -86,11 +97,15 @@ class Settings(BaseSettings):
     # -- where things are --------------------------------------------------------------
 
     def project_root(self) -> Path:
-        """The folder holding dagster.yaml: $REPO_INDEX_HOME, the source checkout, or the cwd."""
+        """The folder holding dagster.yaml: $REPO_INDEX_HOME, the source checkout, Dagster's
+        home (the project root by design: a daemon started from another folder still finds
+        the registry), or the cwd."""
         if self.home:
             return self.home.resolve()
         if (_CHECKOUT / "dagster.yaml").is_file():
             return _CHECKOUT
+        if self.dagster_home and (self.dagster_home / "dagster.yaml").is_file():
+            return self.dagster_home.resolve()
         return Path.cwd()
 
     def data_dir(self) -> Path:

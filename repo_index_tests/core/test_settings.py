@@ -17,9 +17,11 @@ BIN = Path(sys.executable).parent
 def test_bad_values_are_named_with_what_is_accepted(monkeypatch):
     monkeypatch.setenv("REPO_INDEX_CHROMA_PORT", "80OO")
     monkeypatch.setenv("REPO_INDEX_EMBEDDER", "openia")
+    monkeypatch.setenv("REPO_INDEX_TIMEZONE", "Mars/Olympus")
     with pytest.raises(SettingsError) as caught:
         Settings.from_env()
     message = str(caught.value)
+    assert "REPO_INDEX_TIMEZONE='Mars/Olympus'" in message and "IANA" in message
     assert "REPO_INDEX_CHROMA_PORT='80OO'" in message and "integer" in message
     assert "REPO_INDEX_EMBEDDER='openia'" in message and "'auto', 'openai' or 'local'" in message
 
@@ -67,3 +69,19 @@ def test_nothing_under_core_imports_dagster():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             importers += [f"{path.relative_to(PACKAGE)}: {n}" for n in names if n.split(".")[0] == "dagster"]
     assert not importers
+
+
+def test_an_installed_copy_finds_the_project_through_dagster_home(monkeypatch, tmp_path):
+    # A daemon started from another folder, on an installed (not checked-out) package: the
+    # project root is Dagster's home, not the cwd, so it reads the registry the CLI writes.
+    from repo_index.core import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "_CHECKOUT", tmp_path / "site-packages")
+    home = tmp_path / "project"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("{}\n")
+    monkeypatch.delenv("REPO_INDEX_HOME", raising=False)
+    monkeypatch.delenv("REPO_INDEX_REGISTRY", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env().registry_path() == home / "repositories.yaml"

@@ -201,3 +201,21 @@ def test_check_consistency_reads_ids_in_pages_and_samples_dimensions(client, mon
     # ...and the dimensions it records are checked too.
     coll.modify(metadata={**coll.metadata, "dimensions": 4})
     assert check_consistency(client.get_collection("repo_index-svc"), ids, 8).wrong_dimensions == 150
+
+
+def test_the_smoke_check_looks_for_the_definitions_lines_not_its_label(client):
+    from repo_index.core.index.checks import pick_smoke_target, smoke_rank
+
+    # The class header shares its first chunk with a method, so that chunk is labelled
+    # after the method (as the chunker names it); the rest of the class is labelled after it.
+    chunks = table([("a", "w.py", 1, 12, "DistinctiveWidget.render"), ("b", "w.py", 13, 30, "DistinctiveWidget"),
+                    ("c", "other.py", 1, 9, "helper"), ("d", "w.py", 31, 40, "")])
+    ids = list(chunks["chunk_id"])
+    vecs = vectors(ids)
+    sync_collection(client, "repo_index-svc", chunks, ids, vecs, space(), "c1", "svc")
+    coll = client.get_collection("repo_index-svc")
+    target = pick_smoke_target(chunks)
+    assert (target.symbol, target.query, target.spans) == ("DistinctiveWidget", "DistinctiveWidget", {"w.py": (1, 30)})
+    assert smoke_rank(coll, vecs[0], target, k=1) == (1, ["w.py:1-12 DistinctiveWidget.render"])
+    rank, top = smoke_rank(coll, vecs[2], target, k=1)  # only the helper comes back: the reason names it
+    assert rank is None and top == ["other.py:1-9 helper"]

@@ -40,11 +40,24 @@ def check_consistency(collection, chunk_ids: list[str], dimensions: int) -> Cons
     return Consistency(sorted(want - have), sorted(have - want), len(ids) if mismatch else 0, len(ids), len(sample))
 
 
-def pick_smoke_symbol(chunks: pd.DataFrame) -> tuple[str, str] | None:
-    """A distinctive definition of the repository: (its breadcrumb, the query to ask for it).
+@dataclass(frozen=True)
+class SmokeTarget:
+    symbol: str  # the breadcrumb of a distinctive definition
+    query: str  # what the check asks for it
+    spans: dict[str, tuple[int, int]]  # path -> (first, last) line of the chunks that hold it
+
+
+_SEPARATORS = (".", "::", " > ")
+
+
+def pick_smoke_target(chunks: pd.DataFrame) -> SmokeTarget | None:
+    """A distinctive definition of the repository, the query to ask for it, and the lines
+    it covers.
 
     The longest definition name that names exactly one breadcrumb, so the expected answer
-    is unambiguous; ties broken by breadcrumb for a stable choice run after run.
+    is unambiguous; ties broken by breadcrumb for a stable choice run after run. Its lines
+    are those of every chunk labelled with it or with a name inside it: a class whose
+    header shares a chunk with its first method is in a chunk labelled after the method.
     """
     candidates: dict[str, set[str]] = {}
     for symbol in chunks["symbol"]:
@@ -56,14 +69,25 @@ def pick_smoke_symbol(chunks: pd.DataFrame) -> tuple[str, str] | None:
     if not unique:
         return None
     name, symbol = max(unique, key=lambda item: (len(item[0]), item[1]))
-    return symbol, name.replace("_", " ").strip()
+    inside = tuple(symbol + sep for sep in _SEPARATORS)
+    spans: dict[str, tuple[int, int]] = {}
+    for path, label, start, end in zip(chunks["path"], chunks["symbol"], chunks["start_line"], chunks["end_line"]):
+        if label == symbol or label.startswith(inside):
+            first, last = spans.get(path, (int(start), int(end)))
+            spans[path] = (min(first, int(start)), max(last, int(end)))
+    return SmokeTarget(symbol, name.replace("_", " ").strip(), spans)
 
 
 @names_the_server
-def symbol_rank(collection, vector: np.ndarray, symbol: str, k: int = 5) -> int | None:
-    """1-based rank of the first chunk of `symbol` among the top `k` hits, or None."""
+def smoke_rank(collection, vector: np.ndarray, target: SmokeTarget, k: int = 5) -> tuple[int | None, list[str]]:
+    """1-based rank of the first of the top `k` hits that overlaps the target's lines (or
+    None), and the top hits as `path:first-last symbol` (what a failed check shows)."""
     result = collection.query(query_embeddings=vector.reshape(1, -1), n_results=k, include=["metadatas"])
-    for rank, meta in enumerate(result["metadatas"][0], start=1):
-        if meta.get("symbol") == symbol:
-            return rank
-    return None
+    rank, shown = None, []
+    for i, meta in enumerate(result["metadatas"][0], start=1):
+        path, start, end = meta.get("path", ""), int(meta.get("start_line", 0)), int(meta.get("end_line", 0))
+        shown.append(f"{path}:{start}-{end} {meta.get('symbol') or '-'}")
+        span = target.spans.get(path)
+        if rank is None and span is not None and start <= span[1] and end >= span[0]:
+            rank = i
+    return rank, shown

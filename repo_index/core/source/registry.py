@@ -152,14 +152,30 @@ def parse_registry(data: object, origin: str = "repositories.yaml") -> list[Repo
     return specs
 
 
-def load_registry(path: Path) -> list[RepoSpec]:
-    """All entries of the registry file; a missing file is an empty registry."""
-    if not path.exists():
-        return []
+class RegistryNotStated(RegistryError):
+    """The registry file is missing, unreadable or says nothing: no evidence that the
+    repositories it used to list are gone (an explicit `repositories: []` is)."""
+
+
+def load_registry(path: Path, stated: bool = False) -> list[RepoSpec]:
+    """All entries of the registry file. A missing or empty file is an empty registry for
+    the commands that edit or list it; with `stated`, what removes partitions must be an
+    explicit list (`repositories: []` included), anything else raises RegistryNotStated."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if stated:
+            raise RegistryNotStated(f"{path} does not exist") from None
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryNotStated(f"{path} cannot be read: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RegistryError(f"{path}: not valid YAML: {exc}") from exc
+    if stated and not (isinstance(data, dict) and isinstance(data.get("repositories"), list)):
+        if data is None or (isinstance(data, dict) and data.get("repositories") is None):
+            raise RegistryNotStated(f"{path} lists no repositories (write `repositories: []` to mean none)")
     return parse_registry(data, str(path))
 
 

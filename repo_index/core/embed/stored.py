@@ -1,0 +1,60 @@
+"""chunk_embeddings as stored between steps: each repository's chunk ids and the cache
+keys of their vectors (~100 bytes a chunk; the vectors stay once in the cache), and the
+`EmbedResult` rebuilt from them once every vector is checked to be in the cache."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic_files import atomic_writer
+from .cache import KEY_BYTES, VectorCache
+from .results import EmbedResult, EmbedStats
+
+
+def keys_path(folder: Path, repo: str) -> Path:
+    """Where the keys of `repo` are stored under `folder` (Settings.embedding_keys_dir)."""
+    return Path(folder) / "chunk_embeddings" / f"{repo}.npz"
+
+
+def save_keys(path: Path, result: EmbedResult) -> None:
+    """Write the rebuild recipe of `result` atomically (a reader never sees half a file)."""
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        chunk_ids=np.asarray(result.chunk_ids, dtype=str),
+        keys=np.frombuffer(b"".join(result.keys), dtype=np.uint8).reshape(len(result.keys), KEY_BYTES),
+        model=np.asarray(result.model),
+        dimensions=np.asarray(result.dimensions),
+        # estimate_only results hold no vectors; keep saying so after a reload.
+        has_vectors=np.asarray(result.has_vectors),
+    )
+    with atomic_writer(path) as fh:
+        fh.write(buffer.getvalue())
+
+
+def load_result(path: Path, cache: VectorCache, with_vectors: bool = False) -> EmbedResult:
+    """The `EmbedResult` saved at `path`, `vectors` None once every vector it references is
+    found in `cache` (by key, reading no vector); with `with_vectors` the float32 matrix.
+
+    Raises LookupError naming what is missing when the file or any vector is gone.
+    """
+    if not path.is_file():
+        raise LookupError(f"no stored chunk_embeddings at {path}")
+    with np.load(path, allow_pickle=False) as saved:
+        chunk_ids = saved["chunk_ids"].tolist()
+        raw_keys = saved["keys"]
+        model, dims = str(saved["model"]), int(saved["dimensions"])
+        has_vectors = bool(saved["has_vectors"])
+    keys = [row.tobytes() for row in raw_keys]
+    stats = EmbedStats(chunks=len(chunk_ids))
+    if not has_vectors:
+        return EmbedResult(chunk_ids, np.zeros((0, dims), np.float32), model, dims, stats, keys)
+    unique = set(keys)
+    missing = len(unique) - len(cache.present(model, dims, unique))
+    if missing:
+        raise LookupError(f"{missing} of the vectors it references are not in the embedding cache {cache.path}")
+    vectors = cache.matrix(model, dims, keys) if with_vectors else None
+    return EmbedResult(chunk_ids, vectors, model, dims, stats, keys)

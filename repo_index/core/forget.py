@@ -1,0 +1,39 @@
+"""Forgetting a repository: every piece of its state, each through the module that owns it.
+
+Used by `repo-index remove` and by the registry sensor when an entry leaves the registry,
+so a repository removed either way leaves no collection, chunk table, embedding keys,
+spans file or cache references behind. The collection is dropped under the embedded
+Chroma's write lock, like every other write.
+"""
+
+from __future__ import annotations
+
+from .chunk.table import ChunkStore
+from .embed.cache import VectorCache
+from .embed.stored import keys_path
+from .index.client import ChromaSettings, get_collection, open_client, write_lock
+from .index.spans import spans_path
+from .settings import Settings
+
+
+def forget_repository(settings: Settings, name: str) -> list[str]:
+    """Delete everything repo_index keeps for `name`; returns what there was to delete."""
+    chroma = ChromaSettings.from_settings(settings)
+    collection = chroma.collection_name(name)
+    forgotten = []
+    with write_lock(chroma):
+        client = open_client(chroma)
+        if get_collection(client, collection) is not None:
+            client.delete_collection(collection)
+            forgotten.append("collection")
+    files = {"collection spans": spans_path(chroma, collection),
+             "chunk table": ChunkStore(settings.chunk_tables_dir()).path(name),
+             "embedding keys": keys_path(settings.embedding_keys_dir(), name)}
+    for what, path in files.items():
+        if path.exists():
+            path.unlink()
+            forgotten.append(what)
+    with VectorCache(settings.embedding_cache_path()) as cache:
+        if name in cache.owners():  # its references go; vectors no other repository uses are pruned
+            forgotten.append(f"cache references ({cache.drop_owner(name)} vectors pruned)")
+    return forgotten
