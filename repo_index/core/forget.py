@@ -13,6 +13,7 @@ from .embed.cache import VectorCache
 from .embed.stored import keys_path
 from .index.client import ChromaSettings, get_collection, open_client, write_lock
 from .index.spans import spans_path
+from .index.sync import REBUILD_SUFFIX
 from .settings import Settings
 
 
@@ -26,6 +27,9 @@ def forget_repository(settings: Settings, name: str) -> list[str]:
         if get_collection(client, collection) is not None:
             client.delete_collection(collection)
             forgotten.append("collection")
+        if get_collection(client, collection + REBUILD_SUFFIX) is not None:
+            client.delete_collection(collection + REBUILD_SUFFIX)
+            forgotten.append("unfinished rebuild")
     files = {"collection spans": spans_path(chroma, collection),
              "chunk table": ChunkStore(settings.chunk_tables_dir()).path(name),
              "embedding keys": keys_path(settings.embedding_keys_dir(), name)}

@@ -95,6 +95,8 @@ def test_the_spans_file_is_ignored_when_the_collection_changed_behind_it(client,
 
     def dying_collection(client_, name):
         coll = real_get(client_, name)
+        if coll is None:
+            return None
 
         class Dying:
             metadata = coll.metadata
@@ -219,3 +221,29 @@ def test_the_smoke_check_looks_for_the_definitions_lines_not_its_label(client):
     assert smoke_rank(coll, vecs[0], target, k=1) == (1, ["w.py:1-12 DistinctiveWidget.render"])
     rank, top = smoke_rank(coll, vecs[2], target, k=1)  # only the helper comes back: the reason names it
     assert rank is None and top == ["other.py:1-9 helper"]
+
+
+def test_a_model_change_is_built_beside_the_old_collection_and_swapped_in(client):
+    chunks = table([("a", "x.py", 1, 5, "f"), ("b", "x.py", 6, 9, "g"), ("c", "y.py", 1, 3, "")])
+    ids = list(chunks["chunk_id"])
+    sync(client, chunks)  # model "m", 8 dims
+    seen_while_building: list[tuple[str, int]] = []
+
+    def rows(indexes: list[int]):
+        live = client.get_collection("repo_index-svc")  # what a search would read right now
+        seen_while_building.append((live.metadata["embedding_model"], live.count()))
+        if len(seen_while_building) == 1:
+            raise RuntimeError("killed mid-rebuild")
+        return vectors(ids, 4)[indexes]
+
+    with pytest.raises(RuntimeError, match="killed mid-rebuild"):
+        sync_collection(client, "repo_index-svc", chunks, ids, rows, space("other", 4), "c2", "svc")
+    # The failed rebuild left the old collection whole and searchable.
+    live = client.get_collection("repo_index-svc")
+    assert (live.metadata["embedding_model"], live.count()) == ("m", 3)
+
+    stats = sync_collection(client, "repo_index-svc", chunks, ids, rows, space("other", 4), "c2", "svc")
+    assert stats.rebuilt and stats.added == 3 and seen_while_building == [("m", 3), ("m", 3)]
+    coll = client.get_collection("repo_index-svc")
+    assert (coll.metadata["embedding_model"], coll.metadata["dimensions"], coll.count()) == ("other", 4, 3)
+    assert [c.name for c in client.list_collections()] == ["repo_index-svc"]  # no rebuild left behind

@@ -24,6 +24,9 @@ from .client import get_collection, names_the_server, pages
 from .spans import SYNC_TOKEN, read_spans, save_spans, saved_spans
 
 WRITE_BATCH = 1000
+# A collection for another model is built under this name beside the live one, then swapped
+# in. Upper case: no repository name (a lowercase slug) can end with it.
+REBUILD_SUFFIX = "-REBUILD"
 
 
 @dataclass
@@ -72,16 +75,23 @@ def sync_collection(
     stats = SyncStats()
     if list(chunks["chunk_id"]) != list(chunk_ids):
         raise ValueError("chunk table and embeddings disagree: re-materialize chunk_embeddings")
-    collection = get_collection(client, name)
-    if collection is not None:
-        meta = collection.metadata or {}
-        if meta.get("embedding_model") != model.name or int(meta.get("dimensions", -1)) != model.dimensions:
-            client.delete_collection(name)  # vectors of two models never share a space
-            collection, stats.rebuilt = None, True
+    # Vectors of two models never share a space: a collection of another model is rebuilt
+    # beside it and swapped in when complete, so search keeps answering from the old one
+    # meanwhile (and still does if the rebuild fails; the next run resumes it).
+    collection, live = get_collection(client, name), None
+    target = name
+    if collection is not None and not _same_space(collection, model):
+        live, target, stats.rebuilt = collection, name + REBUILD_SUFFIX, True
+        collection = get_collection(client, target)
+    elif get_collection(client, name + REBUILD_SUFFIX) is not None:
+        client.delete_collection(name + REBUILD_SUFFIX)  # a rebuild for a model no longer wanted
+    if collection is not None and not _same_space(collection, model):
+        client.delete_collection(target)  # a rebuild left for yet another model
+        collection = None
     coll_meta = {**model.collection_metadata(), "repository": repo, "commit": commit}
     if collection is None:
         collection = client.create_collection(
-            name, metadata=coll_meta, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
+            target, metadata=coll_meta, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
 
     token = (collection.metadata or {}).get(SYNC_TOKEN)
     current = saved_spans(spans_file, token, collection.count())
@@ -120,5 +130,13 @@ def sync_collection(
         save_spans(spans_file, token, {cid: (int(r.start_line), int(r.end_line)) for cid, r in zip(chunk_ids, rows)})
         coll_meta[SYNC_TOKEN] = token
     collection.modify(metadata=coll_meta)
+    if live is not None:  # the swap: a moment with no collection of that name, never a mixed one
+        client.delete_collection(name)
+        collection.modify(name=name)
     stats.total = collection.count()
     return stats
+
+
+def _same_space(collection, model: EmbeddingModel) -> bool:
+    meta = collection.metadata or {}
+    return meta.get("embedding_model") == model.name and int(meta.get("dimensions", -1)) == model.dimensions

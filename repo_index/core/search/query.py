@@ -17,6 +17,7 @@ from ..embed.model import EmbeddingModel, from_collection_metadata
 from ..embed.providers import Embedder, make_embedder
 from ..index.client import ChromaSettings, get_collection, open_client
 from ..index.query import Hit, query_collection
+from ..index.sync import REBUILD_SUFFIX
 from ..settings import OPENAI_KEY_ENV, Settings, get_settings
 
 
@@ -85,7 +86,8 @@ def search(
             targets.append((repo, coll))
     else:
         targets = [(c.name[len(prefix):], client.get_collection(c.name, embedding_function=None))
-                   for c in client.list_collections() if c.name.startswith(prefix)]
+                   for c in client.list_collections()
+                   if c.name.startswith(prefix) and not c.name.endswith(REBUILD_SUFFIX)]
         if not targets:
             raise SearchError("no repository is indexed yet: run `repo-index index NAME`")
     if language:
