@@ -5,7 +5,8 @@ from dagster._core.storage.tags import RUN_KEY_TAG
 
 from .core.forget import forget_repository
 from .core.settings import get_settings
-from .core.source.git import SourceError, current_head
+from .core.source.git import SourceError
+from .core.source.snapshot import current_version
 from .core.source.registry import RegistryError, RegistryNotStated
 from .jobs import INDEX_JOB
 from .partitions import REPOSITORIES, partition_changes, repositories
@@ -95,7 +96,7 @@ def source_change_sensor(context: dg.SensorEvaluationContext, registry: Registry
         if spec.name not in partitions or not indexed:
             continue  # never indexed: that is a backfill's job, not a freshness one
         try:
-            head = current_head(spec, registry.file())
+            head = current_version(spec, registry.file())
         except SourceError as exc:
             unreachable.append(spec.name)
             context.log.warning(str(exc))

@@ -15,9 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY_NAME
 from dagster._core.events import DagsterEventType
+from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
 INVOCATION_TAG = "repo_index/invocation"
+CODE_LOCATION = "repo_index"  # workspace.yaml's location_name
+# The label the UI files a job's runs under (job page, timeline): runs launched from the UI
+# get it from their code location; runs the CLI executes itself must carry it too.
+REPOSITORY_LABEL = f"{SINGLETON_REPOSITORY_NAME}@{CODE_LOCATION}"
 STAGES = ("repo_files", "code_chunks", "chunk_embeddings", "vector_collection")
 
 
@@ -157,7 +163,8 @@ def run_index(instance: dg.DagsterInstance, repos: list[str], run_config: dict |
         try:
             selection = None if stop_at is None else [dg.AssetKey(a) for a in STAGES[:STAGES.index(stop_at) + 1]]
             with dg.execute_job(job, instance=instance, run_config=run_config, asset_selection=selection,
-                                tags={"dagster/partition": repo, INVOCATION_TAG: invocation}) as result:
+                                tags={"dagster/partition": repo, INVOCATION_TAG: invocation,
+                                      REPOSITORY_LABEL_TAG: REPOSITORY_LABEL}) as result:
                 summary.success, summary.run_id = result.success, result.run_id
                 _summarize(result, summary)
         finally:

@@ -7,7 +7,8 @@ from pathlib import Path
 import dagster as dg
 
 from .core.index.client import ChromaSettings, get_collection, open_client
-from .core.source.git import SourceError, current_head
+from .core.source.git import SourceError
+from .core.source.snapshot import current_version
 from .core.source.registry import RepoSpec
 
 
@@ -37,7 +38,7 @@ def repository_status(instance: dg.DagsterInstance, specs: list[RepoSpec], regis
         indexed = indexed_commit(instance, spec.name) if coll is not None else None
         records = coll.count() if coll is not None else 0
         try:
-            head = current_head(spec, registry_file)
+            head = current_version(spec, registry_file)
         except SourceError as exc:
             head, error = None, str(exc)
         else:

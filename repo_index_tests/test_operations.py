@@ -120,6 +120,23 @@ def test_ui_materialization_and_cli_backfill_with_the_daemon(tmp_path, dagster_d
     assert collection_paths(tmp_path, "beta") == {"svc1/handlers.py"}
     assert collection_paths(tmp_path, "gamma") == {"svc2/handlers.py"}
 
+    # A CLI run is filed where the UI lists the job's runs: under the same repository label
+    # as the run the UI launched (the job page and the timeline filter by it).
+    sh([BIN / "repo-index", "index", "alpha"], cwd=ROOT, env=env)
+    alpha_runs = _run_ids(client, '{key: "dagster/partition", value: "alpha"}')
+    filed = _run_ids(client, '{key: ".dagster/repository", value: "__repository__@repo_index"}')
+    cli_runs = [rid for rid in alpha_runs if rid != run_id]
+    assert len(cli_runs) == 1 and run_id in filed and cli_runs[0] in filed, (alpha_runs, filed)
+
+
+def _run_ids(client, tag_filter: str = "") -> list[str]:
+    """The index_repository runs the webserver lists (with a tag filter, as the UI's job page)."""
+    tags = f", tags: [{tag_filter}]" if tag_filter else ""
+    result = client._execute(f"""
+        query {{ runsOrError(filter: {{pipelineName: "index_repository"{tags}}}) {{
+            ... on Runs {{ results {{ runId }} }} }} }}""")
+    return [r["runId"] for r in result["runsOrError"]["results"]]
+
 
 def _try_submit(client):
     from dagster_graphql import DagsterGraphQLClientError

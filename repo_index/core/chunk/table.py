@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic_files import atomic_writer, load_pickles
+from ..source.snapshot import version_of
 
 _FORMAT = 1
 
@@ -68,8 +69,8 @@ class ChunkTable:
 
     @property
     def version(self) -> str:
-        """What the index records as indexed: the commit, else the tree fingerprint."""
-        return self.commit or f"tree:{self.tree}"
+        """What the index records as indexed (source.snapshot.version_of)."""
+        return version_of(self.commit, self.tree)
 
 
 class ChunkStore:

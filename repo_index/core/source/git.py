@@ -81,10 +81,15 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.communicate()
 
 
-def head_commit(path: Path) -> str | None:
-    """HEAD of the work tree containing `path`, or None when it is not in a git repository."""
+def local_commit(root: Path) -> str | None:
+    """HEAD of a registered folder that is itself the top of a git work tree; None for any
+    other folder (one inside another repository says nothing by that repository's HEAD:
+    it is identified by its content instead, see snapshot.current_version)."""
     try:
-        return git("rev-parse", "--verify", "HEAD", cwd=path, timeout=30)
+        top = git("rev-parse", "--show-toplevel", cwd=root, timeout=30)
+        if Path(top).resolve() != root.resolve():
+            return None
+        return git("rev-parse", "--verify", "HEAD", cwd=root, timeout=30)
     except (SourceError, NotADirectoryError, FileNotFoundError):
         return None
 
@@ -146,7 +151,7 @@ def resolve_source(spec: RepoSpec, registry_file: Path, cache_dir: Path) -> Sour
         root = resolve_local_source(spec, registry_file)
         if not root.is_dir():
             raise SourceError(f"path {str(root)!r} does not exist or is not a directory")
-        return SourceTree(root=root, commit=head_commit(root), kind="local")
+        return SourceTree(root=root, commit=local_commit(root), kind="local")
     except SourceError as exc:
         raise SourceError(
             f"repository {spec.name!r} (source {spec.source!r}): {exc}. "
@@ -155,10 +160,11 @@ def resolve_source(spec: RepoSpec, registry_file: Path, cache_dir: Path) -> Sour
 
 
 def current_head(spec: RepoSpec, registry_file: Path, timeout: float = 30) -> str | None:
-    """The commit the source points at now, without fetching into the cache (None: not git)."""
+    """The commit the source points at now, without fetching into the cache (None: a folder
+    that is not a git root)."""
     if not spec.is_git_url and not spec.ref:
         root = resolve_local_source(spec, registry_file)
-        return head_commit(root) if root.is_dir() else None
+        return local_commit(root) if root.is_dir() else None
     url = _git_url(spec, registry_file)
     refs = git("ls-remote", "--", url, *([spec.ref, f"{spec.ref}^{{}}"] if spec.ref else ["HEAD"]), timeout=timeout)
     lines = [line.split("\t") for line in refs.splitlines() if "\t" in line]

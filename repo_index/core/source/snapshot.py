@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
-from .discovery import Discovery
+from .discovery import Discovery, discover
+from .git import SourceError, current_head
+from .registry import RepoSpec, resolve_local_source
 
 FILE_COLUMNS = ["path", "language", "size_bytes", "sha256"]
 
@@ -33,3 +36,23 @@ def source_files(repo: str, root: str, commit: str | None, found: Discovery) -> 
     files = pd.DataFrame([(f.path, f.language, f.size_bytes, f.sha256) for f in found.files], columns=FILE_COLUMNS)
     files = files.astype({"size_bytes": "int64"})
     return SourceFiles(repo, root, commit or "", tree_fingerprint(files), files)
+
+
+def version_of(commit: str | None, tree: str) -> str:
+    """What the index records as the state it holds: the commit, else `tree:` + fingerprint."""
+    return commit or f"tree:{tree}"
+
+
+def current_version(spec: RepoSpec, registry_file: Path) -> str | None:
+    """The state of the source now, comparable with what the index recorded: a commit (the
+    remote's, without fetching, or a local git root's), else the content fingerprint of a
+    local folder (its files discovered and hashed, as repo_files does). None when a pinned
+    commit cannot be asked of the remote."""
+    if spec.is_git_url or spec.ref:
+        return current_head(spec, registry_file)
+    root = resolve_local_source(spec, registry_file)
+    if not root.is_dir():
+        raise SourceError(f"path {str(root)!r} does not exist or is not a directory")
+    found = discover(root, spec.include, spec.exclude)
+    snapshot = source_files(spec.name, str(root), current_head(spec, registry_file), found)
+    return version_of(snapshot.commit, snapshot.tree)

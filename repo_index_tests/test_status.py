@@ -1,0 +1,46 @@
+"""Freshness that is true: what `repo-index status` (and the source-change sensor) compare
+is the state the collection was synced to against the source's state now."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from repo_index.core.index.client import ChromaSettings, open_client
+from repo_index.core.source.git import resolve_source
+from repo_index.core.source.registry import RepoSpec, save_registry
+from repo_index.core.source.snapshot import current_version
+from repo_index.status import repository_status
+from repo_index_tests.gitutil import git, make_repo
+
+
+def indexed_at(instance, chroma: ChromaSettings, name: str, version: str, records: int) -> None:
+    """What a successful run leaves: a collection, and vector_collection's recorded commit."""
+    coll = open_client(chroma).get_or_create_collection(chroma.collection_name(name))
+    coll.add(ids=[f"c{i}" for i in range(records)], embeddings=[[1.0, float(i)] for i in range(records)])
+    instance.report_runless_asset_event(dg.AssetMaterialization("vector_collection", partition=name,
+                                                                metadata={"commit": version}))
+    instance.report_runless_asset_event(dg.AssetMaterialization("code_chunks", partition=name,
+                                                                metadata={"chunks": records}))
+
+
+def test_a_folder_inside_a_repository_is_known_by_its_content(tmp_path: Path):
+    outer = make_repo(tmp_path / "outer", {"pkg/a.py": "def a():\n    return 1\n", "other.py": "x = 1\n"})
+    registry = tmp_path / "repositories.yaml"
+    spec, root = RepoSpec("pkg", str(outer / "pkg")), RepoSpec("outer", str(outer))
+    save_registry(registry, [spec, root])
+    # The enclosing repository's HEAD says nothing about the folder (a stdlib folder used to
+    # report the interpreter installation's repository): no commit, a content fingerprint.
+    assert resolve_source(spec, registry, tmp_path / "clones").commit is None
+    version = current_version(spec, registry)
+    assert version.startswith("tree:")
+    assert resolve_source(root, registry, tmp_path / "clones").commit == git(outer, "rev-parse", "HEAD")
+
+    chroma = ChromaSettings(mode="embedded", path=str(tmp_path / "chroma"))
+    with dg.instance_for_test() as instance:
+        indexed_at(instance, chroma, "pkg", version, 2)
+        [row] = repository_status(instance, [spec], registry, chroma)
+        assert (row["indexed_commit"], row["head"], row["state"]) == (version, version, "in step")
+
+        (outer / "pkg" / "a.py").write_text("def a():\n    return 2\n")  # an uncommitted edit
+        [row] = repository_status(instance, [spec], registry, chroma)
+        assert row["state"] == "stale: source has moved" and row["head"] != version
