@@ -5,6 +5,7 @@ token as a `dg.EnvVar`, the OpenAI key not at all (read where it is used)."""
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 from typing import Optional
 
@@ -16,6 +17,7 @@ from .core.embed.cache import VectorCache
 from .core.embed.model import EmbeddingModel, resolve_model
 from .core.embed.providers import Embedder, make_embedder
 from .core.index.client import ChromaSettings, open_client
+from .core.run_lease import LeaseBusy, RepositoryLease
 from .core.settings import CHROMA_TOKEN_ENV, Settings, get_settings
 from .core.source.registry import RepoSpec, get_spec, load_registry
 
@@ -104,6 +106,36 @@ class ChunkStoreResource(dg.ConfigurableResource):
         return ChunkStore(Path(self.folder))
 
 
+class RunLeaseResource(dg.ConfigurableResource):
+    """One run per repository at a time (core/run_lease.py): every stage holds the
+    repository's lease before it touches its state, waiting for another run's to end."""
+
+    folder: str = Field(description="Folder of the per-repository lease files.")
+    wait_s: float = Field(default=3600.0, description="How long a stage waits for another run of the same "
+                          "repository to end before it fails.")
+
+    def hold(self, context, repo: str) -> None:
+        instance = context.instance
+
+        def has_ended(run_id: str) -> bool:
+            run = instance.get_run_by_id(run_id)
+            return run is None or run.is_finished
+
+        # The process that runs the whole run: a step process's parent under the multiprocess
+        # executor, this process when steps run in process.
+        parent = multiprocessing.parent_process()
+        try:
+            RepositoryLease(Path(self.folder), repo).acquire(
+                context.run_id, has_ended, self.wait_s,
+                on_wait=lambda holder: context.log.info(f"waiting for run {holder} of {repo} to end"),
+                worker_pid=parent.pid if parent is not None else None)
+        except LeaseBusy as exc:
+            raise dg.Failure(description=str(exc)) from exc
+
+    def release(self, context, repo: str) -> None:
+        RepositoryLease(Path(self.folder), repo).release(context.run_id)
+
+
 def _secret(settings_value, name: str):
     # dg.EnvVar keeps the value out of the UI and run config; it must exist to be used.
     return dg.EnvVar(name) if settings_value is not None else None
@@ -121,4 +153,5 @@ def default_resources(settings: Settings) -> dict:
         "registry": RegistryResource(path=str(settings.registry_path()), clones_dir=str(settings.clones_dir())),
         "vector_cache": VectorCacheResource(path=str(settings.embedding_cache_path())),
         "chunk_store": ChunkStoreResource(folder=str(settings.chunk_tables_dir())),
+        "run_lease": RunLeaseResource(folder=str(settings.run_leases_dir())),
     }

@@ -15,7 +15,7 @@ from repo_index.core.chunk.table import ChunkStore
 from repo_index.core.source.registry import RepoSpec, save_registry
 from repo_index.io_managers import ChunkTableIOManager
 from repo_index.partitions import REPOSITORIES
-from repo_index.resources import ChunkStoreResource, EmbedderResource, RegistryResource
+from repo_index.resources import ChunkStoreResource, EmbedderResource, RegistryResource, RunLeaseResource
 
 REPO = "svc"
 AWS_KEY = "AKIA" + "Q3EGRXMPLE7TQ2ZV"  # a well-formed fake access key id
@@ -47,7 +47,8 @@ class Project:
             [repo_files, code_chunks], instance=self.instance, partition_key=REPO,
             resources={"registry": RegistryResource(path=str(self.registry), clones_dir=str(self.data / "sources")),
                        "embedder": EmbedderResource(provider="local"),
-                       "chunk_store": store, "chunks_io_manager": ChunkTableIOManager(store=store)},
+                       "chunk_store": store, "chunks_io_manager": ChunkTableIOManager(store=store),
+                       "run_lease": RunLeaseResource(folder=str(self.data / "runs"))},
             run_config={"ops": {"code_chunks": {"ops": {"split_files": {"config": {"max_tokens": max_tokens}}}}}},
         )
         [mat] = result.asset_materializations_for_node("code_chunks")

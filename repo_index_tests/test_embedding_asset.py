@@ -16,7 +16,7 @@ from repo_index.core.embed.cache import VectorCache
 from repo_index.core.embed.stored import load_result
 from repo_index.io_managers import EmbeddingsIOManager
 from repo_index.partitions import REPOSITORIES, repositories
-from repo_index.resources import EmbedderResource, VectorCacheResource
+from repo_index.resources import EmbedderResource, RunLeaseResource, VectorCacheResource
 from repo_index_tests.fakes.openai_server import Fault, fake_embedding
 
 REPO = "demo"
@@ -59,6 +59,7 @@ class Project:
         resources = {
             "embedder": EmbedderResource(provider="openai", base_url=self.server.base_url),
             "vector_cache": cache,
+            "run_lease": RunLeaseResource(folder=str(self.keys_dir.parent / "runs")),
             "embeddings_io_manager": EmbeddingsIOManager(base_dir=str(self.keys_dir), cache=cache),
         }
         run_config = {"ops": {"chunk_embeddings": {"config": config}}} if config else None

@@ -59,3 +59,43 @@ def test_two_partitions_in_parallel_runs(tmp_path, openai_server):
             spans.append((times[DagsterEventType.STEP_START], times[DagsterEventType.STEP_SUCCESS]))
     (a_start, a_end), (b_start, b_end) = sorted(spans)
     assert a_end <= b_start
+
+
+@pytest.mark.slow
+def test_two_runs_of_one_repository_never_interleave(tmp_path, openai_server):
+    """Two `repo-index index svc` started together (the queue never sees them): the second
+    waits for the first, and the collection ends exactly as one clean run leaves it."""
+    from repo_index_tests.pipeline import assert_collection_exact, expected_chunks
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "REPO_INDEX_DATA_DIR": str(tmp_path / "data"),
+           "REPO_INDEX_REGISTRY": str(tmp_path / "repositories.yaml"),
+           "OPENAI_API_KEY": "k", "OPENAI_BASE_URL": openai_server.base_url}
+    openai_server.latency = 0.05
+    src = make_repo(tmp_path / "svc", {f"pkg/mod{i}.py": module(i) for i in range(6)})
+    subprocess.run([BIN / "repo-index", "add", "svc", str(src)], env=env, check=True, capture_output=True)
+
+    procs = [subprocess.Popen([BIN / "repo-index", "index", "svc"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(outputs)
+    assert any("waiting for run" in out for out in outputs), "\n".join(outputs)
+
+    client = chromadb.PersistentClient(path=str(tmp_path / "data" / "chroma"))
+    assert_collection_exact(client.get_collection("repo_index-svc"), expected_chunks(src))
+    # The second run's first stage waited, and got the repository only once the first run's
+    # last stage (the sync) was under way: no stage of one ran beside a stage of the other.
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        runs = []
+        for run in instance.get_runs():
+            records = [r.event_log_entry for r in instance.get_records_for_run(run.run_id).records]
+            steps = {(e.step_key, e.dagster_event.event_type): e.timestamp for e in records
+                     if e.dagster_event and e.dagster_event.event_type in (DagsterEventType.STEP_START,
+                                                                           DagsterEventType.STEP_SUCCESS)}
+            waited = any("waiting for run" in (e.user_message or "") for e in records)
+            runs.append((steps[("repo_files", DagsterEventType.STEP_SUCCESS)], steps, waited))
+    (_, first, first_waited), (_, second, second_waited) = sorted(runs, key=lambda r: r[0])
+    assert second_waited and not first_waited
+    assert second[("repo_files", DagsterEventType.STEP_SUCCESS)] >= first[("vector_collection", DagsterEventType.STEP_START)]

@@ -22,7 +22,7 @@ from ..core.chunk.repository import MIN_FILES_PER_SHARD, ShardResult, chunk_shar
 from ..core.chunk.table import ChunkTable, chunk_params, reusable_files
 from ..core.source.snapshot import SourceFiles
 from ..partitions import repositories
-from ..resources import ChunkStoreResource, EmbedderResource
+from ..resources import ChunkStoreResource, EmbedderResource, RunLeaseResource
 
 CHUNKS_IO_MANAGER = "chunks_io_manager"
 
@@ -56,7 +56,8 @@ LANGUAGE_TABLE = dg.TableSchema(columns=[
              "shards": dg.DynamicOut(description="Files to chunk, in shards of similar size.")},
        description="Plan shards of similar size over the files whose chunks cannot be reused.")
 def split_files(context: dg.OpExecutionContext, config: ChunkingConfig, embedder: EmbedderResource,
-                chunk_store: ChunkStoreResource, repo_files: SourceFiles):
+                chunk_store: ChunkStoreResource, run_lease: RunLeaseResource, repo_files: SourceFiles):
+    run_lease.hold(context, repo_files.repo)
     model = embedder.resolve()
     max_tokens = model.chunk_budget(config.max_tokens)
     params = chunk_params(max_tokens, model.encoding)
@@ -84,8 +85,9 @@ def chunk_files_shard(context: dg.OpExecutionContext, shard: Shard) -> ShardChun
 
 @dg.op(out=dg.Out(io_manager_key=CHUNKS_IO_MANAGER), description="Concatenate the shards and the reused "
        "chunks of unchanged files into the chunk table.")
-def collect_chunks(context: dg.OpExecutionContext, chunk_store: ChunkStoreResource, repo_files: SourceFiles,
-                   plan: ChunkPlan, parts: list[ShardChunks]) -> dg.Output:
+def collect_chunks(context: dg.OpExecutionContext, chunk_store: ChunkStoreResource, run_lease: RunLeaseResource,
+                   repo_files: SourceFiles, plan: ChunkPlan, parts: list[ShardChunks]) -> dg.Output:
+    run_lease.hold(context, repo_files.repo)
     params, files = plan.params, repo_files.files
     chunked = {path for part in parts for path in part.paths}
     unchanged = files[~files["path"].isin(chunked)]

@@ -12,7 +12,7 @@ from ..core.index.spans import spans_path
 from ..core.index.sync import sync_collection
 from ..core.search.query import embed_query
 from ..partitions import CHROMA_POOL, repositories
-from ..resources import ChromaResource, EmbedderResource, VectorCacheResource
+from ..resources import ChromaResource, EmbedderResource, RunLeaseResource, VectorCacheResource
 
 IN_STEP = "ids_match_chunks"
 DIMENSIONS = "vector_dimensions"
@@ -80,8 +80,10 @@ def _checks(collection, chunks: ChunkTable, embeddings: EmbedResult, model: Embe
 )
 def vector_collection(
     context: dg.AssetExecutionContext, chroma: ChromaResource, embedder: EmbedderResource,
-    vector_cache: VectorCacheResource, code_chunks: ChunkTable, chunk_embeddings: EmbedResult,
+    vector_cache: VectorCacheResource, run_lease: RunLeaseResource, code_chunks: ChunkTable,
+    chunk_embeddings: EmbedResult,
 ) -> dg.MaterializeResult:
+    run_lease.hold(context, code_chunks.repo)
     if not chunk_embeddings.has_vectors:
         raise dg.Failure("chunk_embeddings holds no vectors (estimate_only run?): materialize it without estimate_only")
     model = embedder.resolve()
@@ -103,6 +105,7 @@ def vector_collection(
         )
     context.log.info(f"{name}: +{stats.added} -{stats.deleted} moved {stats.moved}, {stats.total} records")
     checks = _checks(get_collection(client, name), code_chunks, chunk_embeddings, model, embedder, vector_cache)
+    run_lease.release(context, code_chunks.repo)  # the repository's state is in step: the next run may start
     return dg.MaterializeResult(
         metadata={
             "collection": name,

@@ -18,7 +18,7 @@ from ..core.embed.loop import embed_chunks
 from ..core.embed.model import EmbeddingModel
 from ..core.embed.results import EmbedStats
 from ..partitions import EMBEDDING_POOL, repositories
-from ..resources import EmbedderResource, VectorCacheResource
+from ..resources import EmbedderResource, RunLeaseResource, VectorCacheResource
 
 EMBEDDINGS_IO_MANAGER = "embeddings_io_manager"
 
@@ -84,8 +84,9 @@ def embedding_metadata(stats: EmbedStats, model: EmbeddingModel, estimate_only: 
 )
 def chunk_embeddings(
     context: dg.AssetExecutionContext, config: EmbeddingConfig, embedder: EmbedderResource,
-    vector_cache: VectorCacheResource, code_chunks: ChunkTable,
+    vector_cache: VectorCacheResource, run_lease: RunLeaseResource, code_chunks: ChunkTable,
 ) -> dg.Output:
+    run_lease.hold(context, code_chunks.repo)
     model = embedder.resolve()
     with vector_cache.open() as cache:
         result = embed_chunks(

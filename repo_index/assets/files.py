@@ -9,7 +9,7 @@ from ..core.source.discovery import discover
 from ..core.source.git import resolve_source
 from ..core.source.snapshot import SourceFiles, source_files
 from ..partitions import repositories
-from ..resources import RegistryResource
+from ..resources import RegistryResource, RunLeaseResource
 
 
 @dg.asset(
@@ -19,8 +19,10 @@ from ..resources import RegistryResource
     description="Files of the repository's working tree at the indexed commit: path, language, size, sha256. "
     "Skipped files are counted by reason in the metadata.",
 )
-def repo_files(context: dg.AssetExecutionContext, config: FilesConfig, registry: RegistryResource) -> dg.Output:
+def repo_files(context: dg.AssetExecutionContext, config: FilesConfig, registry: RegistryResource,
+               run_lease: RunLeaseResource) -> dg.Output:
     spec = registry.spec(context.partition_key)
+    run_lease.hold(context, spec.name)  # before the clone is touched: one run per repository
     tree = resolve_source(spec, registry.file(), Path(registry.clones_dir))
     found = discover(tree.root, spec.include, spec.exclude, config.max_file_bytes)
     snapshot: SourceFiles = source_files(spec.name, str(tree.root), tree.commit, found)

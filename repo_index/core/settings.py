@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     def collection_spans_dir(self) -> Path:
         return self.data_dir() / "collection_spans"
 
+    def run_leases_dir(self) -> Path:
+        """Which run holds each repository (core/run_lease.py)."""
+        return self.data_dir() / "runs"
+
     def api_key(self) -> str | None:
         return self.openai_api_key.get_secret_value() if self.openai_api_key else None
 
