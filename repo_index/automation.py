@@ -4,6 +4,7 @@ import dagster as dg
 from dagster._core.storage.tags import RUN_KEY_TAG
 
 from .core.forget import forget_repository
+from .core.run_lease import LeaseBusy
 from .core.settings import get_settings
 from .core.source.git import SourceError
 from .core.source.snapshot import current_version
@@ -11,7 +12,7 @@ from .core.source.registry import RegistryError, RegistryNotStated
 from .jobs import INDEX_JOB
 from .partitions import REPOSITORIES, partition_changes, repositories
 from .resources import RegistryResource
-from .status import indexed_commit
+from .status import indexed_commit, run_has_ended
 
 _settings = get_settings()
 
@@ -36,11 +37,19 @@ def registry_sensor(context: dg.SensorEvaluationContext, registry: RegistryResou
     requests = []
     if added:
         requests.append(repositories.build_add_request(added))
+    busy = []
+    for name in deleted:  # an entry deleted by hand: forget its index as `repo-index remove` does
+        try:
+            # A tick never waits: a repository whose run is going keeps its partition until a later tick.
+            forgotten = forget_repository(get_settings(), name, run_has_ended(context.instance), wait_s=0)
+        except LeaseBusy as exc:
+            busy.append(name)
+            context.log.info(f"{name} left the registry; forgotten once its run ends: {exc}")
+            continue
+        context.log.info(f"{name} left the registry; deleted: {', '.join(forgotten) or 'nothing stored'}")
+    deleted = [name for name in deleted if name not in busy]
     if deleted:
         requests.append(repositories.build_delete_request(deleted))
-        for name in deleted:  # an entry deleted by hand: forget its index as `repo-index remove` does
-            forgotten = forget_repository(get_settings(), name)
-            context.log.info(f"{name} left the registry; deleted: {', '.join(forgotten) or 'nothing stored'}")
     context.log.info(f"partitions: adding {added}, removing {deleted}")
     return dg.SensorResult(dynamic_partitions_requests=requests)
 

@@ -98,14 +98,15 @@ def remove(settings: Settings, name: str, keep_index: bool) -> None:
         specs = remove_spec(load_registry(registry_file), name)
     except RegistryError as exc:
         _fail(str(exc))
+    instance = _instance()
     if not keep_index:  # first: if it fails, the entry is still there and `remove` can be run again
         from .core.forget import forget_repository
+        from .status import run_has_ended
 
-        forgotten = forget_repository(settings, name)
+        forgotten = forget_repository(settings, name, run_has_ended(instance))
         if forgotten:
             click.echo(f"deleted: {', '.join(forgotten)}")
     save_registry(registry_file, specs)
-    instance = _instance()
     if name in instance.get_dynamic_partitions(REPOSITORIES):
         instance.delete_dynamic_partition(REPOSITORIES, name)
     click.echo(f"removed {name}")

@@ -115,12 +115,9 @@ class RunLeaseResource(dg.ConfigurableResource):
                           "repository to end before it fails.")
 
     def hold(self, context, repo: str) -> None:
-        instance = context.instance
+        from .status import run_has_ended
 
-        def has_ended(run_id: str) -> bool:
-            run = instance.get_run_by_id(run_id)
-            return run is None or run.is_finished
-
+        has_ended = run_has_ended(context.instance)
         # The process that runs the whole run: a step process's parent under the multiprocess
         # executor, this process when steps run in process.
         parent = multiprocessing.parent_process()

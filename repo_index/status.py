@@ -21,6 +21,14 @@ def latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) ->
     return {k: getattr(v, "value", v) for k, v in meta.items()}
 
 
+def run_has_ended(instance: dg.DagsterInstance):
+    """For the run lease: whether a run id is finished (or unknown) in `instance`."""
+    def has_ended(run_id: str) -> bool:
+        run = instance.get_run_by_id(run_id)
+        return run is None or run.is_finished
+    return has_ended
+
+
 def indexed_commit(instance: dg.DagsterInstance, repo: str) -> str | None:
     """The commit (or `tree:` fingerprint) of `repo` that its collection holds: recorded by
     vector_collection once the sync succeeded, so a run that failed earlier leaves the

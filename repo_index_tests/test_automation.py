@@ -236,3 +236,22 @@ def test_a_failed_check_is_shown_with_its_reason():
                          check_reasons={"smoke_query": "no chunk of Foo (a.py:1-9) among the top 5 for 'Foo': b.py:1-3 bar"})
     text = format_summary(summary)
     assert "smoke_query FAILED" in text and "no chunk of Foo (a.py:1-9)" in text
+
+
+def test_forgetting_waits_for_a_run_of_the_repository(tmp_path: Path):
+    import pytest
+
+    from repo_index.core.forget import forget_repository
+    from repo_index.core.run_lease import LeaseBusy, RepositoryLease
+    from repo_index.core.settings import Settings
+
+    settings = Settings(REPO_INDEX_DATA_DIR=str(tmp_path / "data"))
+    store_state(settings, "svc")
+    running = {"run-1"}
+    RepositoryLease(settings.run_leases_dir(), "svc").acquire("run-1", lambda run: run not in running)
+    with pytest.raises(LeaseBusy, match="run-1"):  # a run is writing it: nothing is deleted under it
+        forget_repository(settings, "svc", lambda run: run not in running, wait_s=0.2)
+    assert all(stored_state(settings, "svc").values())
+    running.clear()  # the run ended
+    assert "collection" in forget_repository(settings, "svc", lambda run: run not in running, wait_s=0.2)
+    assert not any(stored_state(settings, "svc").values())

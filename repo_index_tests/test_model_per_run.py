@@ -53,3 +53,37 @@ def test_a_launchpad_model_override_is_used_by_every_step(project, openai_server
     coll = get_collection(open_client(ChromaSettings.from_settings(settings)), "repo_index-svc")
     assert (coll.metadata["embedding_model"], coll.metadata["dimensions"], coll.metadata["embedding_provider"],
             coll.metadata["embedding_base_url"]) == ("text-embedding-3-large", 256, "openai", openai_server.base_url)
+
+
+def test_check_results_are_kept_per_repository(tmp_path, openai_server, monkeypatch):
+    """vector_collection's checks are partitioned: each repository has its own result (one
+    repository's run no longer overwrites what the UI shows for another)."""
+    from repo_index.core.source.registry import RepoSpec, save_registry
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-checks")
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
+    monkeypatch.setenv("REPO_INDEX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("REPO_INDEX_REGISTRY", str(tmp_path / "repositories.yaml"))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.txt").write_text("Plain notes without any definition in them.\n")
+    save_registry(tmp_path / "repositories.yaml", [RepoSpec("svc", str(write_python_files(tmp_path / "src", 4))),
+                                                  RepoSpec("docs", str(docs))])
+    (tmp_path / "dagster").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    instance.add_dynamic_partitions(REPOSITORIES, ["svc", "docs"])
+    job = defs.resolve_job_def("index_repository")
+    for name in ("svc", "docs"):
+        result = job.execute_in_process(run_config={"execution": {"config": {"in_process": {}}}}, instance=instance,
+                                        partition_key=name, resources=project_resources(Settings.from_env()))
+        assert result.success
+
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("vector_collection"), "smoke_query"), limit=10)
+    by_partition = {}
+    for record in history:
+        evaluation = record.event.dagster_event.event_specific_data
+        by_partition[record.partition] = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
+    assert set(by_partition) == {"svc", "docs"}
+    assert by_partition["docs"]["skipped"] == "no named definition to look for"
+    assert by_partition["svc"]["rank"] >= 1 and by_partition["svc"]["expected_symbol"].startswith("compute_value_")

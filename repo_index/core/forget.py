@@ -2,11 +2,15 @@
 
 Used by `repo-index remove` and by the registry sensor when an entry leaves the registry,
 so a repository removed either way leaves no collection, chunk table, embedding keys,
-spans file or cache references behind. The collection is dropped under the embedded
-Chroma's write lock, like every other write.
+spans file or cache references behind. It holds the repository's run lease, so it waits
+for a run of that repository to end rather than delete what the run is writing; the
+collection is dropped under the embedded Chroma's write lock, like every other write.
 """
 
 from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
 
 from .chunk.table import ChunkStore
 from .embed.cache import VectorCache
@@ -14,11 +18,23 @@ from .embed.stored import keys_path
 from .index.client import ChromaSettings, get_collection, open_client, write_lock
 from .index.spans import spans_path
 from .index.sync import REBUILD_SUFFIX
+from .run_lease import RepositoryLease
 from .settings import Settings
 
 
-def forget_repository(settings: Settings, name: str) -> list[str]:
-    """Delete everything repo_index keeps for `name`; returns what there was to delete."""
+def forget_repository(settings: Settings, name: str, run_has_ended: Callable[[str], bool],
+                      wait_s: float = 3600.0) -> list[str]:
+    """Delete everything repo_index keeps for `name`, once no run of it is going
+    (`run_has_ended` answers for a run id); returns what there was to delete."""
+    lease, me = RepositoryLease(settings.run_leases_dir(), name), f"forget-{uuid.uuid4().hex}"
+    lease.acquire(me, run_has_ended, wait_s)
+    try:
+        return _forget(settings, name)
+    finally:
+        lease.release(me)
+
+
+def _forget(settings: Settings, name: str) -> list[str]:
     chroma = ChromaSettings.from_settings(settings)
     collection = chroma.collection_name(name)
     forgotten = []
