@@ -8,6 +8,8 @@ stage's start, log lines and result, then a one-screen summary per repository.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -138,6 +140,37 @@ def format_summary(s: RunSummary) -> str:
     return "\n".join(lines)
 
 
+HOST_TAG, PID_TAG = "repo_index/host", "repo_index/pid"
+
+
+def _process_tags() -> dict[str, str]:
+    """Which process runs a CLI run: no daemon watches it, so `reap_dead_runs` must know."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def reap_dead_runs(instance: dg.DagsterInstance, echo: Callable[[str], None]) -> list[str]:
+    """Mark failed the CLI runs on this host whose process is gone (killed mid-run), and
+    free the pool slots they held: otherwise a killed `repo-index index` keeps the "chroma"
+    pool's only slot for good, since no daemon monitors a run the CLI executes itself."""
+    reaped = []
+    runs = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+                                           tags={HOST_TAG: socket.gethostname()}))
+    for run in runs:
+        try:
+            os.kill(int(run.tags.get(PID_TAG, "0")), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except (PermissionError, ValueError):
+            continue
+        instance.report_run_failed(run, f"the repo-index process running it (pid {run.tags.get(PID_TAG)}) is gone")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        echo(f"run {run.run_id[:8]} of {run.tags.get('dagster/partition', '?')} was killed: marked failed, "
+             "its pool slots freed")
+        reaped.append(run.run_id)
+    return reaped
+
+
 def run_index(instance: dg.DagsterInstance, repos: list[str], run_config: dict | None,
               echo: Callable[[str], None] = print, stop_at: str | None = None,
               allow_failed_checks: bool = False) -> list[str]:
@@ -149,6 +182,7 @@ def run_index(instance: dg.DagsterInstance, repos: list[str], run_config: dict |
     from .partitions import initialize_pools
 
     initialize_pools(instance)
+    reap_dead_runs(instance, echo)
     job = dg.reconstructable(get_index_job)
     # The watcher prints the run's events; Dagster's console logger would repeat them all.
     run_config = {**DEFAULT_RUN_CONFIG, **(run_config or {}),
@@ -164,7 +198,7 @@ def run_index(instance: dg.DagsterInstance, repos: list[str], run_config: dict |
             selection = None if stop_at is None else [dg.AssetKey(a) for a in STAGES[:STAGES.index(stop_at) + 1]]
             with dg.execute_job(job, instance=instance, run_config=run_config, asset_selection=selection,
                                 tags={"dagster/partition": repo, INVOCATION_TAG: invocation,
-                                      REPOSITORY_LABEL_TAG: REPOSITORY_LABEL}) as result:
+                                      REPOSITORY_LABEL_TAG: REPOSITORY_LABEL, **_process_tags()}) as result:
                 summary.success, summary.run_id = result.success, result.run_id
                 _summarize(result, summary)
         finally:
