@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,14 @@ def project_env(tmp_path: Path, base_url: str, **extra: str) -> dict[str, str]:
         "OPENAI_BASE_URL": base_url,
         **extra,
     }
+
+
+def project_home(tmp_path: Path, base_url: str) -> tuple[Path, dict[str, str]]:
+    """`project_env` with the project's own dagster.yaml (pools, queue limits) in its home."""
+    env = project_env(tmp_path, base_url)
+    home = Path(env["DAGSTER_HOME"])
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", home / "dagster.yaml")
+    return home, env
 
 
 def run(args: list, env: dict, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -3,7 +3,6 @@ next CLI run marks the dead run failed, frees the slot and completes (it used to
 for that slot forever: no daemon monitors a run the CLI executes itself)."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +15,8 @@ from dagster._core.events import DagsterEventType
 from dagster._core.instance.ref import InstanceRef
 
 from repo_index_tests.gitutil import make_repo
+from repo_index_tests.pipeline import project_home
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
@@ -33,12 +32,7 @@ def _in_vector_collection(home: Path) -> bool:
 
 @pytest.mark.slow
 def test_a_killed_cli_run_frees_the_chroma_slot(tmp_path, openai_server):
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")  # the "chroma" pool holds 1 slot
-    env = {**os.environ, "DAGSTER_HOME": str(home), "REPO_INDEX_DATA_DIR": str(tmp_path / "data"),
-           "REPO_INDEX_REGISTRY": str(tmp_path / "repositories.yaml"),
-           "OPENAI_API_KEY": "k", "OPENAI_BASE_URL": openai_server.base_url}
+    home, env = project_home(tmp_path, openai_server.base_url)  # the project's dagster.yaml: 1 "chroma" slot
     for name in ("alpha", "beta"):
         src = make_repo(tmp_path / name, {f"{name}/service.py": f"def serve_{name}_requests(port):\n    return port\n"})
         subprocess.run([BIN / "repo-index", "add", name, str(src)], env=env, check=True, capture_output=True)

@@ -1,8 +1,6 @@
 """Two partitions indexed by two runs at once, embedded Chroma: the project's dagster.yaml
 puts the Chroma step in a pool of size 1, so the writes never overlap and nothing is lost."""
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +12,8 @@ from dagster._core.events import DagsterEventType
 from dagster._core.instance.ref import InstanceRef
 
 from repo_index_tests.gitutil import make_repo
+from repo_index_tests.pipeline import project_home
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
@@ -25,12 +23,7 @@ def module(i: int) -> str:
 
 @pytest.mark.slow
 def test_two_partitions_in_parallel_runs(tmp_path, openai_server):
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "REPO_INDEX_DATA_DIR": str(tmp_path / "data"),
-           "REPO_INDEX_REGISTRY": str(tmp_path / "repositories.yaml"),
-           "OPENAI_API_KEY": "k", "OPENAI_BASE_URL": openai_server.base_url}
+    home, env = project_home(tmp_path, openai_server.base_url)
     openai_server.latency = 0.05
     for name in ("one", "two"):
         src = make_repo(tmp_path / name, {f"pkg/mod{i}.py": module(i) for i in range(6)})
@@ -67,12 +60,7 @@ def test_two_runs_of_one_repository_never_interleave(tmp_path, openai_server):
     waits for the first, and the collection ends exactly as one clean run leaves it."""
     from repo_index_tests.pipeline import assert_collection_exact, expected_chunks
 
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "REPO_INDEX_DATA_DIR": str(tmp_path / "data"),
-           "REPO_INDEX_REGISTRY": str(tmp_path / "repositories.yaml"),
-           "OPENAI_API_KEY": "k", "OPENAI_BASE_URL": openai_server.base_url}
+    home, env = project_home(tmp_path, openai_server.base_url)
     openai_server.latency = 0.05
     src = make_repo(tmp_path / "svc", {f"pkg/mod{i}.py": module(i) for i in range(6)})
     subprocess.run([BIN / "repo-index", "add", "svc", str(src)], env=env, check=True, capture_output=True)
