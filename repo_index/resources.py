@@ -1,5 +1,5 @@
-"""Resources: the embedding model, Chroma, the registry, the vector cache and the chunk
-store, configured from the one `Settings` read from the environment, so the CLI, the UI
+"""Resources: the embedding model, Chroma, the registry, the vector cache, the chunk store
+and the per-repository run lease, configured from the one `Settings` read from the environment, so the CLI, the UI
 and step processes agree. Secrets never enter Dagster's config as values: the Chroma
 token as a `dg.EnvVar`, the OpenAI key not at all (read where it is used)."""
 

@@ -1,4 +1,5 @@
-"""What `repo-index status` reports per repository, from the collection and the instance."""
+"""What the instance says of a repository, for `repo-index status`, the sensors and the run
+lease: its indexed commit, whether a run has ended, and each repository's state."""
 
 from __future__ import annotations
 
