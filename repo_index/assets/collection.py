@@ -47,7 +47,8 @@ def _checks(collection, chunks: ChunkTable, embeddings: EmbedResult, model: Embe
         results.append(dg.AssetCheckResult(check_name=SMOKE, passed=True,
                                            metadata={"skipped": "no named definition to look for"}))
         return results
-    # The query vector is cached like chunk vectors, so an unchanged reindex sends nothing.
+    # chunk_embeddings put the query vector in the cache: no request from here (the embedder
+    # is asked only if the cache lost it).
     with vector_cache.open() as cache:
         vector = embed_query(embedder.build(model), target.query, cache)
     rank, top = smoke_rank(collection, vector, target, SMOKE_TOP_K)

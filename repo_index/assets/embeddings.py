@@ -17,6 +17,8 @@ from ..core.chunk.table import ChunkTable
 from ..core.embed.loop import embed_chunks
 from ..core.embed.model import EmbeddingModel
 from ..core.embed.results import EmbedStats
+from ..core.index.checks import pick_smoke_target
+from ..core.search.query import embed_query
 from ..partitions import EMBEDDING_POOL, repositories
 from ..resources import EmbedderResource, RunLeaseResource, VectorCacheResource
 
@@ -98,6 +100,12 @@ def chunk_embeddings(
             requests_per_minute=config.requests_per_minute, tokens_per_minute=config.tokens_per_minute,
             keep_vectors=False,  # the vectors stay in the cache, where vector_collection reads them in batches
         )
+        target = pick_smoke_target(code_chunks.chunks)
+        if target is not None and not config.estimate_only:
+            # The smoke check's query is embedded here, into the cache, so the step that writes
+            # Chroma sends no request: no buffer of a request carrying the API key is ever
+            # freed in the process whose Chroma writes files (a second request at most).
+            embed_query(embedder.build(model, config.request_timeout_s), target.query, cache)
     s = result.stats
     context.log.info(f"{s.chunks} chunks: {s.embedded} embedded, {s.reused} reused from cache, "
                      f"{s.requests} requests, {s.retries} retries in {s.seconds:.1f}s")
