@@ -103,7 +103,12 @@ def remove(settings: Settings, name: str, keep_index: bool) -> None:
         from .core.forget import forget_repository
         from .status import run_has_ended
 
-        forgotten = forget_repository(settings, name, run_has_ended(instance))
+        from .core.run_lease import LeaseBusy
+
+        try:
+            forgotten = forget_repository(settings, name, run_has_ended(instance))
+        except LeaseBusy as exc:
+            _fail(f"{exc}; nothing was removed")
         if forgotten:
             click.echo(f"deleted: {', '.join(forgotten)}")
     save_registry(registry_file, specs)

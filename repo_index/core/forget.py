@@ -27,7 +27,7 @@ def forget_repository(settings: Settings, name: str, run_has_ended: Callable[[st
     """Delete everything repo_index keeps for `name`, once no run of it is going
     (`run_has_ended` answers for a run id); returns what there was to delete."""
     lease, me = RepositoryLease(settings.run_leases_dir(), name), f"forget-{uuid.uuid4().hex}"
-    lease.acquire(me, run_has_ended, wait_s)
+    lease.acquire(me, run_has_ended, wait_s, is_run=False)
     try:
         return _forget(settings, name)
     finally:

@@ -51,19 +51,22 @@ class RepositoryLease:
         return self._read().get("run")
 
     def acquire(self, run_id: str, has_ended: Callable[[str], bool], wait_s: float = 3600.0,
-                on_wait: Callable[[str], None] | None = None, worker_pid: int | None = None) -> None:
+                on_wait: Callable[[str], None] | None = None, worker_pid: int | None = None,
+                is_run: bool = True) -> None:
         """Hold the lease for `run_id` (again, if it holds it already), run by process
         `worker_pid` (default this one); wait while a run that is still going holds it.
-        Raises LeaseBusy after `wait_s`."""
+        `is_run=False` for a holder that is no Dagster run (forgetting a repository): only
+        its process tells whether it is still going. Raises LeaseBusy after `wait_s`."""
         self.folder.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + wait_s
         told = False
-        mine = {"run": run_id, "host": socket.gethostname(), "pid": worker_pid or os.getpid()}
+        mine = {"run": run_id, "host": socket.gethostname(), "pid": worker_pid or os.getpid(), "is_run": is_run}
         while True:
             with FileLock(str(self.path) + ".lock"):
                 held = self._read()
                 holder = held.get("run")
-                if holder is None or holder == run_id or has_ended(holder) or _process_gone(held):
+                if holder is None or holder == run_id or _process_gone(held) or (
+                        held.get("is_run", True) and has_ended(holder)):
                     self.path.write_text(json.dumps(mine))
                     return
             if time.monotonic() >= deadline:

@@ -52,3 +52,12 @@ def test_a_run_whose_process_died_holds_nothing(tmp_path):
     # A live holder is waited for.
     with pytest.raises(LeaseBusy):
         lease.acquire("run-third", lambda run: False, wait_s=0.1)
+
+
+def test_a_holder_that_is_no_run_is_known_by_its_process(tmp_path):
+    # Forgetting a repository holds the lease under an id the instance does not know
+    # ("ended" to it): only its process says whether it is still going.
+    lease = RepositoryLease(tmp_path, "svc")
+    lease.acquire("forget-1", lambda run: True, is_run=False)
+    with pytest.raises(LeaseBusy, match="forget-1"):
+        lease.acquire("run-b", lambda run: True, wait_s=0.1)
