@@ -1,10 +1,11 @@
 """Resources: the embedding model, Chroma, the registry, the vector cache, the chunk store
 and the per-repository run lease, configured from the one `Settings` read from the environment, so the CLI, the UI
-and step processes agree. Secrets never enter Dagster's config as values: the Chroma
-token as a `dg.EnvVar`, the OpenAI key not at all (read where it is used)."""
+and step processes agree. Secrets never enter Dagster's config: the OpenAI key and the
+Chroma token are read where they are used."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 from pathlib import Path
 from typing import Optional
@@ -18,7 +19,7 @@ from .core.embed.model import EmbeddingModel, resolve_model
 from .core.embed.providers import Embedder, make_embedder
 from .core.index.client import ChromaSettings, open_client
 from .core.run_lease import LeaseBusy, RepositoryLease
-from .core.settings import CHROMA_TOKEN_ENV, Settings, get_settings
+from .core.settings import Settings, get_settings
 from .core.source.registry import RepoSpec, get_spec, load_registry
 
 
@@ -56,18 +57,23 @@ class EmbedderResource(dg.ConfigurableResource):
 
 
 class ChromaResource(dg.ConfigurableResource):
-    mode: str = Field(default="embedded", description="'embedded' (PersistentClient) or 'server' (HttpClient).")
-    path: str = Field(default="", description="Embedded mode folder.")
-    host: str = "127.0.0.1"
-    port: int = 8000
-    ssl: bool = False
-    token: Optional[str] = Field(default=None, description="Server auth token (set through an EnvVar).")
-    collection_prefix: str = "repo_index-"
-    state_dir: str = Field(default="", description="Folder of each collection's ids and line spans left by a sync.")
+    """Where the collections live. Every field left unset comes from the settings
+    (REPO_INDEX_CHROMA_*), in the step's process, so a launchpad override of one field keeps
+    the others; the server token is read from CHROMA_AUTH_TOKEN, never from Dagster config."""
+
+    mode: Optional[str] = Field(default=None, description="'embedded' (PersistentClient) or 'server' (HttpClient).")
+    path: Optional[str] = Field(default=None, description="Embedded mode folder.")
+    host: Optional[str] = None
+    port: Optional[int] = None
+    ssl: Optional[bool] = None
+    collection_prefix: Optional[str] = None
+    state_dir: Optional[str] = Field(default=None, description="Folder of each collection's ids and line spans "
+                                     "left by a sync.")
 
     def settings(self) -> ChromaSettings:
-        return ChromaSettings(self.mode, self.path, self.host, self.port, self.ssl, self.token,
-                              self.collection_prefix, self.state_dir)
+        base = ChromaSettings.from_settings(get_settings())
+        given = {k: v for k, v in self.model_dump().items() if v is not None}
+        return dataclasses.replace(base, **given)
 
     def client(self):
         return open_client(self.settings())
@@ -133,20 +139,10 @@ class RunLeaseResource(dg.ConfigurableResource):
         RepositoryLease(Path(self.folder), repo).release(context.run_id)
 
 
-def _secret(settings_value, name: str):
-    # dg.EnvVar keeps the value out of the UI and run config; it must exist to be used.
-    return dg.EnvVar(name) if settings_value is not None else None
-
-
 def default_resources(settings: Settings) -> dict:
-    chroma = ChromaSettings.from_settings(settings)
     return {
         "embedder": EmbedderResource(),  # from the settings, in each step's process
-        "chroma": ChromaResource(
-            mode=chroma.mode, path=chroma.path, host=chroma.host, port=chroma.port, ssl=chroma.ssl,
-            token=_secret(settings.chroma_token, CHROMA_TOKEN_ENV), collection_prefix=chroma.collection_prefix,
-            state_dir=chroma.state_dir,
-        ),
+        "chroma": ChromaResource(),  # from the settings, in each step's process
         "registry": RegistryResource(path=str(settings.registry_path()), clones_dir=str(settings.clones_dir())),
         "vector_cache": VectorCacheResource(path=str(settings.embedding_cache_path())),
         "chunk_store": ChunkStoreResource(folder=str(settings.chunk_tables_dir())),

@@ -49,7 +49,9 @@ class ChromaSettings:
     def spans_dir(self) -> Path:
         if self.state_dir:
             return Path(self.state_dir)
-        return Path(self.path or ".").parent / "collection_spans"
+        if self.path:
+            return Path(self.path).parent / "collection_spans"
+        raise ValueError("ChromaSettings without state_dir or path: no folder of ours for the spans files")
 
 
 def open_client(settings: ChromaSettings):
