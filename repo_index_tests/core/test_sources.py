@@ -137,3 +137,33 @@ def test_a_name_that_is_not_a_slug_never_becomes_a_path(tmp_path: Path):
     with pytest.raises(SourceError, match="invalid repository name"):
         resolve_source(RepoSpec("../../escape", upstream.as_uri()), tmp_path / "r.yaml", tmp_path / "a" / "cache")
     assert not (tmp_path / "escape").exists() and not (tmp_path / "a").exists()
+
+
+def test_git_variables_of_the_callers_repository_do_not_redirect_ours(tmp_path: Path, monkeypatch):
+    # `repo-index index` run from a hook of the user's own repository inherits GIT_DIR and
+    # GIT_WORK_TREE: our clone and checkout must not touch that repository.
+    mine = make_repo(tmp_path / "mine", {"work.py": "x = 1\n"})
+    (mine / "staged.py").write_text("y = 2\n")
+    git(mine, "add", "staged.py")
+    head, status = git(mine, "rev-parse", "HEAD"), git(mine, "status", "--porcelain")
+    upstream = make_repo(tmp_path / "upstream", {"a.py": "x = 1\n"})
+    later = commit_files(upstream, {"b.py": "y = 1\n"}, "second")
+    monkeypatch.setenv("GIT_DIR", str(mine / ".git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(mine))
+    monkeypatch.setenv("GIT_INDEX_FILE", str(mine / ".git" / "index"))
+
+    tree = resolve_source(RepoSpec("svc", upstream.as_uri()), tmp_path / "r.yaml", tmp_path / "cache")
+    assert tree.commit == later and (tree.root / "b.py").exists()
+    local = resolve_source(RepoSpec("up", str(upstream)), tmp_path / "r.yaml", tmp_path / "cache")
+    assert local.commit == later  # the registered folder's HEAD, not the caller's
+    monkeypatch.delenv("GIT_DIR")
+    monkeypatch.delenv("GIT_WORK_TREE")
+    monkeypatch.delenv("GIT_INDEX_FILE")
+    assert git(mine, "rev-parse", "HEAD") == head and git(mine, "status", "--porcelain") == status
+
+
+def test_a_clone_in_progress_never_deletes_another_repositorys_clone(tmp_path: Path):
+    upstream = make_repo(tmp_path / "upstream", {"a.py": "x = 1\n"})
+    other = resolve_source(RepoSpec("foo.partial", upstream.as_uri()), tmp_path / "r.yaml", tmp_path / "cache")
+    resolve_source(RepoSpec("foo", upstream.as_uri()), tmp_path / "r.yaml", tmp_path / "cache")
+    assert (other.root / "a.py").exists()  # "foo"'s temporary clone name is not "foo.partial"

@@ -47,8 +47,22 @@ class SourceTree:
     kind: str  # "local" or "git"
 
 
+# What `git rev-parse --local-env-vars` lists (as git itself unsets them before working in
+# another repository), plus namespaces and hook quarantine: variables that point git at a
+# repository, work tree, index or config other than the one we name. A hook of the user's
+# repository that runs `repo-index index` has GIT_DIR and GIT_WORK_TREE set: left in, our
+# checkout would move the user's HEAD and overwrite their index.
+_REDIRECTING_ENV = frozenset({
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT",
+    "GIT_OBJECT_DIRECTORY", "GIT_DIR", "GIT_WORK_TREE", "GIT_IMPLICIT_WORK_TREE", "GIT_GRAFT_FILE",
+    "GIT_INDEX_FILE", "GIT_NO_REPLACE_OBJECTS", "GIT_REPLACE_REF_BASE", "GIT_PREFIX",
+    "GIT_INTERNAL_SUPER_PREFIX", "GIT_SHALLOW_FILE", "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_QUARANTINE_PATH",
+})
+
+
 def _git_env() -> dict[str, str]:
-    env = child_environment()
+    env = {k: v for k, v in child_environment().items()
+           if k not in _REDIRECTING_ENV and not k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))}
     env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", SSH_ASKPASS="true", GIT_LFS_SKIP_SMUDGE="1")
     if "GIT_SSH_COMMAND" not in env and "GIT_SSH" not in env:
         env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"  # fail rather than wait for a passphrase
@@ -130,7 +144,8 @@ def fetch_git(spec: RepoSpec, registry_file: Path, cache_dir: Path) -> SourceTre
             shutil.rmtree(clone)
     if not clone.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = clone.with_name(clone.name + ".partial")
+        # Upper case: no repository name (a lowercase slug) is this, so this never deletes another's clone.
+        partial = clone.with_name(clone.name + ".PARTIAL")
         shutil.rmtree(partial, ignore_errors=True)
         git("clone", "--quiet", "--no-checkout", "--", url, str(partial))
         partial.rename(clone)
