@@ -111,3 +111,30 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp(tmp_path):
     with atomic_writer(target) as fh:
         fh.write(b"new")
     assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["state.bin"]
+
+
+def test_registry_yaml_is_read_strictly(tmp_path):
+    import time
+
+    path = tmp_path / "repositories.yaml"
+    # Scalars stay the strings they were written as.
+    path.write_text("repositories:\n  - name: svc\n    source: /src\n    ref: 0123456\n"
+                    "  - name: dated\n    source: /src\n    ref: 2024-01-01\n")
+    assert [s.ref for s in load_registry(path)] == ["0123456", "2024-01-01"]
+    # An alias bomb is refused at once, naming the cause.
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(12)) + "repositories: []\n"
+    path.write_text(bomb)
+    started = time.monotonic()
+    with pytest.raises(RegistryError, match="aliases"):
+        load_registry(path)
+    assert time.monotonic() - started < 2
+    # A key written twice is an error, not "the last one wins".
+    path.write_text("repositories:\n  - name: svc\n    source: /a\n    source: /b\n")
+    with pytest.raises(RegistryError, match="duplicate key 'source'"):
+        load_registry(path)
+    # A file that is not UTF-8 is a message, not a traceback.
+    path.write_bytes(b"repositories:\n  - name: svc\n    source: /caf\xe9\n")
+    with pytest.raises(RegistryError, match="cannot be read"):
+        load_registry(path)

@@ -27,6 +27,33 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*@\{)[^\s~^:?*\[\\\x00-\x1f\x7f]+$")
 
 
+class _RegistryLoader(yaml.SafeLoader):
+    """YAML as the registry needs it: every scalar a string (`ref: 0123456` is not octal,
+    `ref: 2024-01-01` not a date; only an empty value is null), no aliases (an alias bomb
+    of a few hundred bytes expands to gigabytes), no duplicate keys (YAML would keep the
+    last one silently)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in the registry",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_RegistryLoader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] == "tag:yaml.org,2002:null"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
 class RegistryError(ValueError):
     """A registry entry is invalid; the message names the entry and the fix."""
 
@@ -170,7 +197,7 @@ def load_registry(path: Path, stated: bool = False) -> list[RepoSpec]:
     except (OSError, UnicodeDecodeError) as exc:
         raise RegistryNotStated(f"{path} cannot be read: {exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_RegistryLoader)  # noqa: S506 - a SafeLoader, stricter
     except yaml.YAMLError as exc:
         raise RegistryError(f"{path}: not valid YAML: {exc}") from exc
     if stated and not (isinstance(data, dict) and isinstance(data.get("repositories"), list)):
