@@ -389,3 +389,15 @@ def test_use_async_false_sends_one_request_at_a_time_and_says_so(openai_server, 
     concurrent = embed_chunks(chunks, embedder_for(openai_server), batch_size=10, max_concurrent=8)
     assert concurrent.stats.peak_in_flight > 1
     np.testing.assert_array_equal(concurrent.vectors, one_by_one.vectors)
+
+
+def test_an_api_key_echoed_by_the_server_is_masked_and_not_chained(openai_server):
+    key = "sk-proj-echoed0123456789abcdef"
+    openai_server.always(Fault.status(401, message=f"Invalid credentials: Bearer {key}"))
+    embedder = OpenAIEmbedder(api_key=key, base_url=openai_server.base_url, timeout_s=5)
+    with pytest.raises(EmbeddingFailed) as caught:
+        embed_chunks(chunk_table(3), embedder, max_retries=0)
+    assert key not in str(caught.value) and "[masked]" in str(caught.value)
+    assert "401" in str(caught.value) or "AuthenticationError" in str(caught.value)
+    # Nothing chained carries the server's answer into logs or run storage.
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__

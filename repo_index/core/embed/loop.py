@@ -32,7 +32,7 @@ from .cache.keys import text_key
 from .cache.store import VectorCache
 from .cache.writer import BackgroundWriter
 from .limits import AdaptiveLimit, RateLimiter, shared_rate_limiter
-from .results import EmbeddingFailed, EmbedResult, EmbedStats
+from .results import EmbeddingFailed, EmbedResult, EmbedStats, mask_secrets
 from .retries import DEFAULT_MAX_RETRIES, RETRYABLE, backoff_seconds, classify_error, retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -119,10 +119,11 @@ async def _embed_all(
                 return
             if kind not in RETRYABLE or attempt >= max_retries:
                 failed = True  # no await before the raise: no queued request slips out
-                raise EmbeddingFailed(
+                # Masked and not chained: a server (or proxy) may echo the API key in its answer,
+                # and the original exception would carry it into logs and run storage.
+                raise EmbeddingFailed(mask_secrets(
                     f"embedding request of {len(indexes)} inputs failed after {attempt} retries: "
-                    f"{type(error).__name__}: {error}"
-                ) from error
+                    f"{type(error).__name__}: {error}", getattr(embedder, "api_key", None))) from None
             if kind == "rate_limit":
                 stats.rate_limited += 1
                 limit.record(True, epoch)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,3 +55,16 @@ class EmbedResult:
 
 class EmbeddingFailed(RuntimeError):
     """Retries were exhausted or the server answered with something unusable."""
+
+
+# OpenAI-style keys (sk-..., sk-proj-...): a proxy may echo the one it was sent.
+_KEY_RE = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}")
+
+
+def mask_secrets(text: str, *secrets: str | None) -> str:
+    """`text` with each of `secrets` (the configured API key) and anything shaped like an
+    OpenAI key replaced, for messages that leave the embedder (logs, run storage)."""
+    for secret in secrets:
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, "[masked]")
+    return _KEY_RE.sub("sk-[masked]", text)

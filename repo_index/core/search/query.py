@@ -15,6 +15,7 @@ from ..chunk.tokens import count_tokens, get_encoding
 from ..embed.cache import VectorCache, text_key
 from ..embed.model import EmbeddingModel, from_collection_metadata
 from ..embed.providers import Embedder, make_embedder
+from ..embed.results import mask_secrets
 from ..index.client import ChromaSettings, get_collection, open_client
 from ..index.query import Hit, query_collection
 from ..index.sync import REBUILD_SUFFIX
@@ -103,11 +104,11 @@ def search(
             except SearchError:
                 raise
             except Exception as exc:  # provider unavailable: say which model is needed
-                raise SearchError(
+                raise SearchError(mask_secrets(
                     f"cannot embed the query with {model.name} ({model.dimensions} dims), the model {repo!r} was "
                     f"indexed with: {type(exc).__name__}: {exc}. Configure that provider (e.g. {OPENAI_KEY_ENV}) "
-                    f"or rebuild the index with the current one: `repo-index index {repo}`"
-                ) from exc
+                    f"or rebuild the index with the current one: `repo-index index {repo}`", settings.api_key())
+                ) from None
         vector = query_vectors[model]
         if vector.shape[0] != model.dimensions:
             raise SearchError(f"query vector has {vector.shape[0]} dims but {repo!r} holds {model.dimensions}")
