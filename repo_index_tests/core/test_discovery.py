@@ -162,3 +162,22 @@ def test_gitattributes_parser_reads_only_the_skip_attributes():
         ("b", {"linguist-vendored": False, "linguist-generated": False}),
         ("c", {"linguist-generated": False}),
     ]
+
+
+def test_a_thousand_nested_folders_are_pruned_and_counted_not_a_crash(tmp_path):
+    (tmp_path / "top.py").write_text("x = 1\n")
+    deep = tmp_path
+    for _ in range(1000):  # os.walk recursed once per level: RecursionError for the whole repository
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "bottom.py").write_text("y = 2\n")
+    try:
+        found = discover(tmp_path)
+        assert [f.path for f in found.files] == ["top.py"]
+        assert found.pruned_dirs["too_deep"] == 1
+        assert found.pruned_examples["too_deep"][0].count("/") == 100  # 100 levels kept
+    finally:  # bottom up, one level at a time: pytest's own cleanup would recurse 1,000 deep
+        (deep / "bottom.py").unlink()
+        while deep != tmp_path:
+            deep.rmdir()
+            deep = deep.parent

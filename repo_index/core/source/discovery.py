@@ -34,6 +34,7 @@ from .content import classify_bytes
 from .ignore_rules import FolderRules, ignored, rules_for, skip_attribute, submodule_paths
 
 DEFAULT_MAX_FILE_BYTES = 1_000_000
+MAX_DIR_DEPTH = 100  # folders below this depth are pruned, counted as "too_deep"
 
 # Folders nobody wants in a code index: VCS metadata, dependencies, caches, build output.
 DEFAULT_EXCLUDED_DIRS = frozenset({
@@ -157,9 +158,12 @@ def discover(
         rules = rules_by_dir[rel_dir] = rules_for(here, rel_dir, parent or FolderRules([], []))
 
         kept = []
+        too_deep = rel_dir.count("/") + 1 >= MAX_DIR_DEPTH if rel_dir else False
         for d in sorted(dirnames):
             rel = f"{rel_dir}/{d}" if rel_dir else d
-            if d in DEFAULT_EXCLUDED_DIRS:
+            if too_deep:  # os.walk recurses once per level: a hostile tree would exhaust the stack
+                out.prune("too_deep", rel)
+            elif d in DEFAULT_EXCLUDED_DIRS:
                 out.prune("default_excluded", rel)
             elif os.path.islink(here / d):
                 # Never follow a directory symlink: it may loop or leave the tree.
