@@ -21,6 +21,8 @@ from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
+from .core.run_lease import process_gone
+
 INVOCATION_TAG = "repo_index/invocation"
 CODE_LOCATION = "repo_index"  # workspace.yaml's location_name
 # The label the UI files a job's runs under (job page, timeline): runs launched from the UI
@@ -156,13 +158,9 @@ def reap_dead_runs(instance: dg.DagsterInstance, echo: Callable[[str], None]) ->
     runs = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
                                            tags={HOST_TAG: socket.gethostname()}))
     for run in runs:
-        try:
-            os.kill(int(run.tags.get(PID_TAG, "0")), 0)
-            continue  # still running
-        except ProcessLookupError:
-            pass
-        except (PermissionError, ValueError):
-            continue
+        pid = run.tags.get(PID_TAG, "")
+        if not pid.isdigit() or not process_gone(int(pid)):
+            continue  # still running (or not ours to judge)
         instance.report_run_failed(run, f"the repo-index process running it (pid {run.tags.get(PID_TAG)}) is gone")
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         echo(f"run {run.run_id[:8]} of {run.tags.get('dagster/partition', '?')} was killed: marked failed, "

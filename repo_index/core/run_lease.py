@@ -90,8 +90,15 @@ def _process_gone(held: dict) -> bool:
     """Whether the holder's process, on this host, no longer exists."""
     if held.get("host") != socket.gethostname() or not isinstance(held.get("pid"), int):
         return False  # another machine's run: only its run status says it ended
+    return process_gone(held["pid"])
+
+
+def process_gone(pid: int) -> bool:
+    """Whether no process `pid` exists on this host (one we may not signal still exists)."""
+    if pid <= 0:
+        return False  # 0 and negatives address process groups, not a process
     try:
-        os.kill(held["pid"], 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
