@@ -53,6 +53,7 @@ def current_version(spec: RepoSpec, registry_file: Path) -> str | None:
     root = resolve_local_source(spec, registry_file)
     if not root.is_dir():
         raise SourceError(f"path {str(root)!r} does not exist or is not a directory")
-    found = discover(root, spec.include, spec.exclude)
-    snapshot = source_files(spec.name, str(root), current_head(spec, registry_file), found)
-    return version_of(snapshot.commit, snapshot.tree)
+    commit = current_head(spec, registry_file)
+    if commit:  # a git root is known by its HEAD: no need to read and hash its files
+        return commit
+    return version_of(None, source_files(spec.name, str(root), None, discover(root, spec.include, spec.exclude)).tree)
