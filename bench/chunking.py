@@ -138,7 +138,7 @@ def through_dagster(root: Path, budget: int) -> dict:
     import dagster as dg
 
     from repo_index.core.source.registry import RepoSpec, save_registry
-    from repo_index.jobs import DEFAULT_RUN_CONFIG
+    from repo_index.jobs import MULTIPROCESS_DEFAULTS
     from repo_index.partitions import REPOSITORIES
 
     with tempfile.TemporaryDirectory(prefix="repo-index-bench-") as tmp:
@@ -153,7 +153,7 @@ def through_dagster(root: Path, budget: int) -> dict:
                       [RepoSpec("stdlib", str(root), include=("**/*.py",), exclude=("site-packages/**",))])
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             instance.add_dynamic_partitions(REPOSITORIES, ["stdlib"])
-        executor = DEFAULT_RUN_CONFIG["execution"]["config"]
+        executor = MULTIPROCESS_DEFAULTS
         config = {"execution": {"config": {"multiprocess": executor}},
                   "ops": {"code_chunks": {"ops": {"split_files": {"config": {"max_tokens": budget}}}}}}
         started = time.perf_counter()

@@ -12,9 +12,8 @@ from .assets.files import repo_files
 from .automation import nightly_reindex, registry_sensor, source_change_sensor
 from .core.settings import Settings, get_settings
 from .io_managers import ChunkTableIOManager, EmbeddingsIOManager
-from .jobs import INDEX_JOB, index_job
+from .jobs import INDEX_JOB, index_job, project_executor, record_step_usage
 from .resources import default_resources
-
 
 
 def project_resources(settings: Settings) -> dict:
@@ -29,7 +28,10 @@ def project_resources(settings: Settings) -> dict:
 
 
 defs = dg.Definitions(
-    assets=[repo_files, code_chunks, chunk_embeddings, vector_collection],
+    # The hook on the assets and the executor here, not on the job: the UI's Materialize
+    # runs the implicit asset job, which must run the assets as `index_repository` does.
+    assets=[a.with_hooks({record_step_usage}) for a in (repo_files, code_chunks, chunk_embeddings, vector_collection)],
+    executor=project_executor,
     jobs=[index_job],
     sensors=[registry_sensor, source_change_sensor],
     schedules=[nightly_reindex],

@@ -1,14 +1,16 @@
-"""The indexing job: the four assets of one repository partition, in order.
+"""The indexing job and the executor and hook every launch of the assets gets.
 
-The UI's Materialize button, the CLI, the schedule and backfills all run this job. The
-executor is the plain multiprocess executor with its defaults in the job's config (a
-`.configured()` executor would silently ignore run-config overrides).
+The UI's Materialize button runs Dagster's implicit asset job (`__ASSET_JOB`), backfills
+and the schedule run `index_repository`, and `dagster asset materialize` runs either: all
+of them take the executor from `Definitions(executor=...)` and the hook from the assets
+themselves (definitions.py), so no launcher runs the assets differently.
 """
 
 import os
 import resource
 
 import dagster as dg
+from dagster._core.definitions.executor_definition import IN_PROC_CONFIG, MULTI_PROC_CONFIG
 
 from .partitions import repositories
 
@@ -23,22 +25,36 @@ def record_step_usage(context: dg.HookContext) -> None:
     context.log.info(f"{USAGE_PREFIX} cpu_s={usage.ru_utime + usage.ru_stime:.2f} "
                      f"peak_rss_mb={usage.ru_maxrss / 1024:.0f} pid={os.getpid()}")
 
-# The job's default run config. A run config given at launch replaces it as a whole, so
-# callers that add to it (the CLI) start from this.
-DEFAULT_RUN_CONFIG = {"execution": {"config": {
+
+# The executor's defaults. A run config that names `multiprocess` replaces them as a whole
+# (Dagster does not merge into a selector's default), so callers that add to them start
+# from this.
+MULTIPROCESS_DEFAULTS = {
     # As many chunking steps at once as workers (ChunkingConfig.workers defaults to the CPUs).
     "max_concurrent": os.cpu_count() or 1,
     # Steps fork from a server that has already imported the project and the instance's
     # storage classes (repo_index/preload.py): no per-step import cost.
     "start_method": {"forkserver": {"preload_modules": ["repo_index.preload"]}},
-}}}
+}
+
+
+@dg.executor(
+    name="repo_index_executor",
+    # Dagster's default executor's own choice (`multiprocess` or `in_process`), with our
+    # defaults. Not `.configured()`: that would drop the schema and ignore run-config overrides.
+    config_schema=dg.Field(dg.Selector({"multiprocess": MULTI_PROC_CONFIG, "in_process": IN_PROC_CONFIG}),
+                           default_value={"multiprocess": MULTIPROCESS_DEFAULTS}),
+    requirements=dg.multi_or_in_process_executor.get_requirements,
+)
+def project_executor(init_context: dg.InitExecutorContext):
+    """Steps in processes forked from a preloaded forkserver, or all in one process."""
+    return dg.multi_or_in_process_executor.executor_creation_fn(init_context)
+
 
 index_job = dg.define_asset_job(
     INDEX_JOB,
     selection=dg.AssetSelection.groups("indexing"),
     partitions_def=repositories,
-    executor_def=dg.multiprocess_executor,
-    config=DEFAULT_RUN_CONFIG,
-    hooks={record_step_usage},
+    executor_def=project_executor,
     description="Discover, chunk, embed and store one repository (one partition).",
 )

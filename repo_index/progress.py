@@ -1,14 +1,13 @@
 """Run the indexing job for repositories from the CLI, streaming the run's events.
 
-The job runs with `execute_job` on the project's instance (the same job, executor and
-storage the UI uses); a watcher thread follows the run's event log and prints each
+Each run is created as the UI creates it and then queued for the daemon or executed in
+this process (launch.py); a watcher thread follows the run's event log and prints each
 stage's start, log lines and result, then a one-screen summary per repository.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
@@ -17,17 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dagster as dg
-from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY_NAME
 from dagster._core.events import DagsterEventType
-from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
 from .core.run_lease import process_gone
+from .launch import HOST_TAG, PID_TAG, Launch, launch_index_run, queue_daemon_alive
 
 INVOCATION_TAG = "repo_index/invocation"
-CODE_LOCATION = "repo_index"  # workspace.yaml's location_name
-# The label the UI files a job's runs under (job page, timeline): runs launched from the UI
-# get it from their code location; runs the CLI executes itself must carry it too.
-REPOSITORY_LABEL = f"{SINGLETON_REPOSITORY_NAME}@{CODE_LOCATION}"
 STAGES = ("repo_files", "code_chunks", "chunk_embeddings", "vector_collection")
 
 
@@ -101,8 +95,16 @@ class RunWatcher(threading.Thread):
             self.echo(f"{prefix} will retry")
 
 
-def _summarize(result: dg.ExecuteJobResult, summary: RunSummary) -> None:
-    for event in result.all_events:
+SUMMARY_EVENTS = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION,
+                  DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE}
+
+
+def _summarize(instance: dg.DagsterInstance, run_id: str, summary: RunSummary) -> None:
+    """Fill `summary` from the run's event log (the same whether it ran here or in the daemon)."""
+    run = instance.get_run_by_id(run_id)
+    summary.run_id, summary.success = run_id, run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+    for entry in instance.all_logs(run_id, of_type=SUMMARY_EVENTS):
+        event = entry.dagster_event
         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             mat = event.event_specific_data.materialization
             summary.metadata[mat.asset_key.to_user_string()] = {k: _value(v) for k, v in mat.metadata.items()}
@@ -115,6 +117,8 @@ def _summarize(result: dg.ExecuteJobResult, summary: RunSummary) -> None:
         elif event.event_type == DagsterEventType.STEP_FAILURE and not summary.error:
             error = event.step_failure_data.error
             summary.error = f"{event.step_key}: {error.message.strip() if error else 'failed'}"
+        elif event.event_type == DagsterEventType.RUN_FAILURE and not summary.error:
+            summary.error = event.message or "the run failed"
 
 
 def format_summary(s: RunSummary) -> str:
@@ -142,14 +146,6 @@ def format_summary(s: RunSummary) -> str:
     return "\n".join(lines)
 
 
-HOST_TAG, PID_TAG = "repo_index/host", "repo_index/pid"
-
-
-def _process_tags() -> dict[str, str]:
-    """Which process runs a CLI run: no daemon watches it, so `reap_dead_runs` must know."""
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
-
-
 def reap_dead_runs(instance: dg.DagsterInstance, echo: Callable[[str], None]) -> list[str]:
     """Mark failed the CLI runs on this host whose process is gone (killed mid-run), and
     free the pool slots they held: otherwise a killed `repo-index index` keeps the "chroma"
@@ -171,39 +167,62 @@ def reap_dead_runs(instance: dg.DagsterInstance, echo: Callable[[str], None]) ->
 
 def run_index(instance: dg.DagsterInstance, repos: list[str], run_config: dict | None,
               echo: Callable[[str], None] = print, stop_at: str | None = None,
-              allow_failed_checks: bool = False) -> list[str]:
-    """One run of the indexing job per repository, in turn; returns the names that failed
-    (a run, or unless `allow_failed_checks`, one of its asset checks)."""
-    from .definitions import get_index_job
-    from .jobs import DEFAULT_RUN_CONFIG
+              allow_failed_checks: bool = False, in_process: bool = False) -> list[str]:
+    """One run of the indexing job per repository; returns the names that failed (a run,
+    or unless `allow_failed_checks`, one of its asset checks).
 
+    With a daemon running (and not `in_process`) every run is queued at once and the daemon
+    runs them under the queue's limits; otherwise they run here, in turn."""
     from .partitions import initialize_pools
 
     initialize_pools(instance)
     reap_dead_runs(instance, echo)
-    job = dg.reconstructable(get_index_job)
+    queued = not in_process and queue_daemon_alive(instance)
+    if queued:
+        echo("a daemon is running: runs are queued as from the UI and run in its code server, with its "
+             "environment (Ctrl-C stops watching, not the runs; --in-process runs them here)")
+    else:
+        echo("running in this process" + ("" if in_process else " (no daemon is running the queue)"))
     # The watcher prints the run's events; Dagster's console logger would repeat them all.
-    run_config = {**DEFAULT_RUN_CONFIG, **(run_config or {}),
-                  "loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-    failures = []
+    run_config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    assets = None if stop_at is None else list(STAGES[:STAGES.index(stop_at) + 1])
+    started: list[tuple[str, RunWatcher, float, Launch]] = []
+    summaries = []
     for repo in repos:
         invocation = uuid.uuid4().hex
         watcher = RunWatcher(instance, invocation, repo, echo)
         watcher.start()
-        started = time.perf_counter()
-        summary = RunSummary(repo)
+        began = time.perf_counter()
         try:
-            selection = None if stop_at is None else [dg.AssetKey(a) for a in STAGES[:STAGES.index(stop_at) + 1]]
-            with dg.execute_job(job, instance=instance, run_config=run_config, asset_selection=selection,
-                                tags={"dagster/partition": repo, INVOCATION_TAG: invocation,
-                                      REPOSITORY_LABEL_TAG: REPOSITORY_LABEL, **_process_tags()}) as result:
-                summary.success, summary.run_id = result.success, result.run_id
-                _summarize(result, summary)
-        finally:
+            launch = launch_index_run(instance, run_config, {"dagster/partition": repo, INVOCATION_TAG: invocation},
+                                      assets, in_process=not queued)
+        except BaseException:
             watcher.stop_event.set()
-            watcher.join(timeout=10)
-        summary.seconds = time.perf_counter() - started
-        echo(format_summary(summary))
-        if not summary.success or (summary.check_reasons and not allow_failed_checks):
-            failures.append(repo)
-    return failures
+            raise
+        if queued:
+            echo(f"[{repo}] run {launch.run_id[:8]} queued")
+            started.append((repo, watcher, began, launch))
+        else:
+            summaries.append(_finish(instance, repo, watcher, began, launch, echo))
+    try:
+        for repo, watcher, began, launch in started:
+            while not instance.get_run_by_id(launch.run_id).is_finished:
+                time.sleep(0.5)
+            summaries.append(_finish(instance, repo, watcher, began, launch, echo))
+    except KeyboardInterrupt:
+        echo("stopped watching; the queued runs go on in the daemon: "
+             + ", ".join(launch.run_id[:8] for *_, launch in started))
+        raise
+    return [s.repo for s in summaries if not s.success or (s.check_reasons and not allow_failed_checks)]
+
+
+def _finish(instance: dg.DagsterInstance, repo: str, watcher: RunWatcher, began: float, launch: Launch,
+            echo: Callable[[str], None]) -> RunSummary:
+    """Stop following a run that has ended and print its summary."""
+    watcher.stop_event.set()
+    watcher.join(timeout=10)
+    summary = RunSummary(repo)
+    _summarize(instance, launch.run_id, summary)
+    summary.seconds = time.perf_counter() - began
+    echo(format_summary(summary))
+    return summary

@@ -144,3 +144,22 @@ def files_containing(needles: list[str], roots: list[Path], outputs: list[str] =
     for i, text in enumerate(outputs):
         hits += [f"output {i}: {n}" for n in needles if n in text]
     return hits
+
+
+def assert_stages_never_interleaved(instance, runs, second_waited_for_lease: bool = True) -> None:
+    """Two runs of one repository: the second got the repository only once the first run's
+    last stage (the sync) was under way (and, if asked, its first stage waited for the lease)."""
+    from dagster._core.events import DagsterEventType
+
+    done, started = DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_START
+    timelines = []
+    for run in runs:
+        records = [r.event_log_entry for r in instance.get_records_for_run(run.run_id).records]
+        steps = {(e.step_key, e.dagster_event.event_type): e.timestamp for e in records
+                 if e.dagster_event and e.dagster_event.event_type in (started, done)}
+        waited = any("waiting for run" in (e.user_message or "") for e in records)
+        timelines.append((steps[("repo_files", done)], steps, waited))
+    assert len(timelines) == 2, timelines
+    (_, first, first_waited), (_, second, second_waited) = sorted(timelines, key=lambda t: t[0])
+    assert not first_waited and second_waited == second_waited_for_lease
+    assert second[("repo_files", done)] >= first[("vector_collection", started)]

@@ -9,12 +9,15 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 import urllib.request
 from pathlib import Path
 
 import chromadb
 import pytest
+from dagster_graphql import DagsterGraphQLClient
 
+from repo_index.jobs import USAGE_PREFIX
 from repo_index_tests.chroma_server import free_port
 from repo_index_tests.gitutil import make_repo
 
@@ -95,16 +98,19 @@ def dagster_dev(tmp_path, openai_server):
 
 @pytest.mark.slow
 def test_ui_materialization_and_cli_backfill_with_the_daemon(tmp_path, dagster_dev):
-    from dagster_graphql import DagsterGraphQLClient
-
     env, port = dagster_dev
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
 
-    # What the UI's Materialize button does: launch the job for one partition.
-    run_id = wait_for(lambda: _try_submit(client), 120, "the code location to load")
+    # What the UI's Materialize button does: the implicit asset job, four assets, one partition.
+    run_id = wait_for(lambda: _try_materialize(client), 120, "the code location to load")
     status = wait_for(lambda: _finished(client, run_id), 300, f"run {run_id}")
     assert status == "SUCCESS"
     assert collection_paths(tmp_path, "alpha") == {"svc0/handlers.py"}
+    # It ran as `index_repository` runs do: the project's executor and the step-usage hook.
+    logged = _logs(env, run_id)
+    assert "Executing steps using multiprocess executor" in logged[""]
+    assert all(f"{USAGE_PREFIX} " in logged.get(step, "") for step in (
+        "repo_files", "code_chunks.split_files", "chunk_embeddings", "vector_collection")), logged
 
     # A backfill of two partitions from the CLI; the daemon launches and runs it.
     sh([BIN / "dagster", "job", "backfill", "-w", "workspace.yaml", "-j", "index_repository",
@@ -120,13 +126,71 @@ def test_ui_materialization_and_cli_backfill_with_the_daemon(tmp_path, dagster_d
     assert collection_paths(tmp_path, "beta") == {"svc1/handlers.py"}
     assert collection_paths(tmp_path, "gamma") == {"svc2/handlers.py"}
 
-    # A CLI run is filed where the UI lists the job's runs: under the same repository label
-    # as the run the UI launched (the job page and the timeline filter by it).
-    sh([BIN / "repo-index", "index", "alpha"], cwd=ROOT, env=env)
-    alpha_runs = _run_ids(client, '{key: "dagster/partition", value: "alpha"}')
+    # With a daemon running, the CLI queues its run as the UI does: it is filed under the job
+    # (the job page and the timeline filter by the repository label) and the daemon runs it.
+    out = sh([BIN / "repo-index", "index", "alpha"], cwd=ROOT, env=env)
+    assert "a daemon is running" in out and "queued" in out and "alpha @ " in out, out
+    # Run here on request (or when no daemon runs): the same origin, so the UI can re-execute it.
+    out = sh([BIN / "repo-index", "index", "alpha", "--in-process"], cwd=ROOT, env=env)
+    assert "running in this process" in out, out
+    cli_runs = _run_ids(client, '{key: "dagster/partition", value: "alpha"}')
     filed = _run_ids(client, '{key: ".dagster/repository", value: "__repository__@repo_index"}')
-    cli_runs = [rid for rid in alpha_runs if rid != run_id]
-    assert len(cli_runs) == 1 and run_id in filed and cli_runs[0] in filed, (alpha_runs, filed)
+    assert len(cli_runs) == 2 and set(cli_runs) <= set(filed), (cli_runs, filed)
+    for cli_run in cli_runs:
+        rerun = _reexecute(client, cli_run)
+        assert wait_for(lambda: _finished(client, rerun), 300, f"re-execution {rerun}") == "SUCCESS"
+    assert collection_paths(tmp_path, "alpha") == {"svc0/handlers.py"}
+
+
+@pytest.mark.slow
+def test_a_schedule_run_overlapping_a_cli_run_waits_for_it(tmp_path, dagster_dev, openai_server):
+    """The nightly schedule's run of a repository requested while `repo-index index` runs it
+    in its own process: the two never interleave and the collection is one clean run's."""
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    from repo_index.automation import nightly_reindex
+    from repo_index_tests.pipeline import assert_collection_exact, assert_stages_never_interleaved, expected_chunks
+
+    env, port = dagster_dev
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    wait_for(lambda: _location_loaded(client), 120, "the code location to load")
+    openai_server.latency = 0.5  # the CLI run is still embedding when the schedule's run arrives
+    cli = subprocess.Popen([BIN / "repo-index", "index", "alpha", "--in-process"], cwd=ROOT, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"])) as instance:
+        wait_for(lambda: instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])), 120,
+                 "the CLI run to start")
+        # The tick as the daemon evaluates it, its request for alpha launched as the daemon does.
+        tick = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.now(timezone.utc))
+        request = next(r for r in nightly_reindex(tick) if r.partition_key == "alpha")
+        scheduled = client.submit_job_execution(
+            "index_repository", tags={**request.tags, "dagster/partition": "alpha",
+                                      "dagster/schedule_name": "nightly_reindex"})
+        out = cli.communicate(timeout=600)[0]
+        assert cli.returncode == 0, out
+        assert wait_for(lambda: _finished(client, scheduled), 300, "the scheduled run") == "SUCCESS"
+        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": "alpha"}))
+        assert_stages_never_interleaved(instance, runs, second_waited_for_lease=False)
+    client_db = chromadb.PersistentClient(path=str(tmp_path / "data" / "chroma"))
+    assert_collection_exact(client_db.get_collection("repo_index-alpha"), expected_chunks(tmp_path / "src-alpha"))
+
+
+def _location_loaded(client) -> bool:
+    result = client._execute("""query { workspaceOrError { ... on Workspace { locationEntries {
+        locationOrLoadError { __typename } } } } }""")
+    return [e["locationOrLoadError"]["__typename"] for e in result["workspaceOrError"]["locationEntries"]] == [
+        "RepositoryLocation"]
+
+
+def _reexecute(client, parent: str) -> str:
+    """What the UI's Re-execute button sends: all steps of the parent run, under its origin."""
+    result = client._execute(f"""mutation {{ launchPipelineReexecution(reexecutionParams: {{
+        parentRunId: "{parent}", strategy: ALL_STEPS}}) {{
+          __typename ... on LaunchRunSuccess {{ run {{ runId }} }} ... on PythonError {{ message }} }} }}""")
+    answer = result["launchPipelineReexecution"]
+    assert answer["__typename"] == "LaunchRunSuccess", answer
+    return answer["run"]["runId"]
 
 
 def _run_ids(client, tag_filter: str = "") -> list[str]:
@@ -138,13 +202,30 @@ def _run_ids(client, tag_filter: str = "") -> list[str]:
     return [r["runId"] for r in result["runsOrError"]["results"]]
 
 
-def _try_submit(client):
-    from dagster_graphql import DagsterGraphQLClientError
+def _try_materialize(client):
+    """The UI's Materialize of all four assets for partition alpha (None until the code loads)."""
+    assets = ", ".join(f'{{path: ["{a}"]}}' for a in ("repo_files", "code_chunks", "chunk_embeddings",
+                                                        "vector_collection"))
+    result = client._execute(f"""mutation {{ launchRun(executionParams: {{
+        selector: {{repositoryLocationName: "repo_index", repositoryName: "__repository__",
+                   pipelineName: "__ASSET_JOB", assetSelection: [{assets}]}},
+        executionMetadata: {{tags: [{{key: "dagster/partition", value: "alpha"}}]}}}}) {{
+          __typename ... on LaunchRunSuccess {{ run {{ runId }} }} }} }}""")
+    answer = result["launchRun"]
+    return answer["run"]["runId"] if answer["__typename"] == "LaunchRunSuccess" else None
 
-    try:
-        return client.submit_job_execution("index_repository", tags={"dagster/partition": "alpha"})
-    except DagsterGraphQLClientError:
-        return None
+
+def _logs(env, run_id) -> dict[str, str]:
+    """A run's log messages, joined per step (engine messages under the empty key)."""
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    by_step: dict[str, str] = {}
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"])) as instance:
+        for entry in instance.all_logs(run_id):
+            key = entry.step_key or ""
+            by_step[key] = by_step.get(key, "") + "\n" + (entry.user_message or "")
+    return {**by_step, "": by_step.get("", "")}
 
 
 def _finished(client, run_id):
