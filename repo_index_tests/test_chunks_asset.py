@@ -2,6 +2,8 @@
 files that changed, reuses the stored chunks of the others, and ends with exactly the
 table a from-scratch chunking gives."""
 
+import os
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -41,16 +43,26 @@ class Project:
         self.instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
         self.instance.add_dynamic_partitions(REPOSITORIES, [REPO])
 
-    def materialize(self, max_tokens: int = 200) -> tuple[dict, list[str]]:
+    def materialize(self, max_tokens: int = 200, only: str | None = None,
+                    max_file_bytes: int | None = None) -> tuple[dict, list[str]]:
+        """Both assets, or `only` one of them (code_chunks then reads the stored repo_files)."""
         store = ChunkStoreResource(folder=str(self.store.folder))
+        ops = {}
+        if only != "repo_files":
+            ops["code_chunks"] = {"ops": {"split_files": {"config": {"max_tokens": max_tokens}}}}
+        if only != "code_chunks" and max_file_bytes:
+            ops["repo_files"] = {"config": {"max_file_bytes": max_file_bytes}}
         result = dg.materialize(
             [repo_files, code_chunks], instance=self.instance, partition_key=REPO,
+            selection=[only] if only else None,
             resources={"registry": RegistryResource(path=str(self.registry), clones_dir=str(self.data / "sources")),
                        "embedder": EmbedderResource(provider="local"),
                        "chunk_store": store, "chunks_io_manager": ChunkTableIOManager(store=store),
                        "run_lease": RunLeaseResource(folder=str(self.data / "runs"))},
-            run_config={"ops": {"code_chunks": {"ops": {"split_files": {"config": {"max_tokens": max_tokens}}}}}},
+            run_config={"ops": ops},
         )
+        if only == "repo_files":
+            return {}, []
         [mat] = result.asset_materializations_for_node("code_chunks")
         steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"]
         return {k: v.value for k, v in mat.metadata.items()}, steps
@@ -113,3 +125,31 @@ def test_a_lost_or_corrupt_table_means_chunking_again(project):
     meta, _ = project.materialize()
     assert meta["files_reused"] == 0 and meta["files_chunked"] == 7
     pd.testing.assert_frame_equal(project.table(), project.from_scratch())
+
+
+@pytest.mark.parametrize("min_files_per_shard", [100, 2])
+def test_files_that_change_after_repo_files_are_skipped_by_reason_not_read(project, monkeypatch,
+                                                                           min_files_per_shard):
+    # 100: read by the collect step; 2: by mapped shard steps (the bound travels in the shard).
+    monkeypatch.setattr("repo_index.assets.chunks.MIN_FILES_PER_SHARD", min_files_per_shard)
+    small = "def small():\n    return 1\n"
+    for name in ("grown.py", "fifo.py", "link.py"):
+        (project.root / name).write_text(small)
+    (project.root / "conf").mkdir()
+    (project.root / "conf" / "passwd").write_text("user:x:1000:1000::/home/user:/bin/sh\n")
+    project.materialize(only="repo_files", max_file_bytes=1000)
+
+    (project.root / "grown.py").write_text(small + "x = 1\n" * 10_000)  # 60 kB, above the 1 kB bound
+    (project.root / "fifo.py").unlink()
+    os.mkfifo(project.root / "fifo.py")
+    (project.root / "link.py").unlink()
+    os.symlink("/etc/passwd", project.root / "link.py")
+    shutil.rmtree(project.root / "conf")
+    os.symlink("/etc", project.root / "conf")  # conf/passwd is now /etc/passwd
+    meta, steps = project.materialize(only="code_chunks")
+    assert bool(shards(steps)) == (min_files_per_shard == 2)
+    table = project.table()
+    assert (sorted(set(table.path) - {"settings.py"}), "root:" in "".join(table.text)) == \
+        ([f"m{i}.py" for i in range(6)], False)
+    assert meta["files_skipped_by_reason"] == {"too_large": 1, "not_regular_file": 1, "symlink_outside_tree": 2}
+    assert meta["files_failed_by_reason"] == {}

@@ -1,6 +1,8 @@
 """Freshness that is true: what `repo-index status` (and the source-change sensor) compare
 is the state the collection was synced to against the source's state now."""
 
+import json
+import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +13,8 @@ from repo_index.core.source.registry import RepoSpec, save_registry
 from repo_index.core.source.snapshot import current_version
 from repo_index.status import repository_status
 from repo_index_tests.gitutil import git, make_repo
+from repo_index_tests.hostile_git import untrusted_folder
+from repo_index_tests.pipeline import BIN, project_env, register
 
 
 def indexed_at(instance, chroma: ChromaSettings, name: str, version: str, records: int) -> None:
@@ -44,3 +48,21 @@ def test_a_folder_inside_a_repository_is_known_by_its_content(tmp_path: Path):
         (outer / "pkg" / "a.py").write_text("def a():\n    return 2\n")  # an uncommitted edit
         [row] = repository_status(instance, [spec], registry, chroma)
         assert row["state"] == "stale: source has moved" and row["head"] != version
+
+
+def test_status_run_inside_an_untrusted_folder_reports_the_real_head_and_runs_nothing(tmp_path: Path):
+    real = make_repo(tmp_path / "real", {"a.py": "x = 1\n"})
+    evil = make_repo(tmp_path / "evil", {"a.py": "x = 666\n"})
+    marker = tmp_path / "pwned"
+    caller = untrusted_folder(tmp_path / "download", marker, redirect=(real.as_uri(), evil.as_uri()))
+    local = untrusted_folder(tmp_path / "local", marker)  # a registered folder with such a config too
+    env = project_env(tmp_path, "http://127.0.0.1:9/v1")
+    register(env, "svc", real.as_uri())
+    register(env, "local", local)
+
+    done = subprocess.run([BIN / "repo-index", "status", "--json"], cwd=caller, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    heads = {row["name"]: row["head"] for row in json.loads(done.stdout)}
+    expected = {"svc": git(real, "rev-parse", "HEAD"), "local": git(local, "rev-parse", "HEAD")}
+    assert (heads, marker.exists()) == (expected, False)

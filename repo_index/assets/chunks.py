@@ -38,6 +38,7 @@ class Shard:
     root: str  # where the files are read
     params: dict
     files: list[tuple[str, str]]  # (path, language)
+    max_file_bytes: int  # discovery's bound: a file grown past it since is skipped, not read
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,15 @@ def split_files(context: dg.OpExecutionContext, config: ChunkingConfig, embedder
                      f"({model.encoding}, for {model.name})")
     yield dg.Output(ChunkPlan(params, time.time()), "plan")
     for i, shard in enumerate(shards):
-        yield dg.DynamicOutput(Shard(repo_files.root, params, shard), mapping_key=f"shard_{i}", output_name="shards")
+        yield dg.DynamicOutput(Shard(repo_files.root, params, shard, repo_files.max_file_bytes),
+                               mapping_key=f"shard_{i}", output_name="shards")
 
 
 @dg.op(description="Chunk the files of one shard.")
 def chunk_files_shard(context: dg.OpExecutionContext, shard: Shard) -> ShardChunks:
     started = time.perf_counter()
-    result = chunk_shard(shard.root, shard.files, shard.params["max_tokens"], shard.params["encoding"])
+    result = chunk_shard(shard.root, shard.files, shard.params["max_tokens"], shard.params["encoding"],
+                         shard.max_file_bytes)
     context.log.info(f"{len(result.chunks)} chunks from {len(shard.files)} files in {time.perf_counter() - started:.1f}s")
     return ShardChunks([path for path, _ in shard.files], result)
 
@@ -99,7 +102,7 @@ def collect_chunks(context: dg.OpExecutionContext, chunk_store: ChunkStoreResour
     missing = unchanged[~unchanged["path"].isin(have)]
     if len(missing):
         results.append(chunk_shard(repo_files.root, list(zip(missing["path"], missing["language"])),
-                                   params["max_tokens"], params["encoding"]))
+                                   params["max_tokens"], params["encoding"], repo_files.max_file_bytes))
     chunks, total = collect(results, reused)
     files_chunked = len(files) - len(have)
     seconds = time.time() - plan.started
@@ -107,7 +110,8 @@ def collect_chunks(context: dg.OpExecutionContext, chunk_store: ChunkStoreResour
     by_language = chunks.groupby("language").agg(chunks=("chunk_id", "size"), files=("path", "nunique"),
                                                  tokens=("n_tokens", "sum")).reset_index()
     context.log.info(f"{len(chunks)} chunks from {len(files)} files ({files_chunked} chunked, {len(have)} reused) "
-                     f"in {seconds:.1f}s; failed {dict(total.failed)}, cut by lines {dict(total.by_lines)}")
+                     f"in {seconds:.1f}s; skipped {dict(total.skipped)}, failed {dict(total.failed)}, "
+                     f"cut by lines {dict(total.by_lines)}")
     table = ChunkTable(repo_files.repo, repo_files.commit, repo_files.tree, params, chunks)
     return dg.Output(
         table,
@@ -117,6 +121,9 @@ def collect_chunks(context: dg.OpExecutionContext, chunk_store: ChunkStoreResour
             "files_with_chunks": int(chunks["path"].nunique()),
             "files_chunked": files_chunked,
             "files_reused": len(have),
+            # Changed since repo_files looked at them (grown, a FIFO or symlink now, gone), by
+            # repo_files' reasons; the examples of both are in files_failed_examples.
+            "files_skipped_by_reason": dict(total.skipped),
             "files_failed_by_reason": dict(total.failed),
             "files_failed_examples": total.examples,
             "files_chunked_by_lines_by_reason": dict(total.by_lines),

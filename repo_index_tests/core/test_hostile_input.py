@@ -4,6 +4,7 @@ crashes the run, none is silently dropped, nothing outside the tree is read."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -267,7 +268,37 @@ def test_a_file_that_vanishes_or_changes_after_discovery_is_counted_not_fatal(tm
     result = chunk_shard(str(tmp_path), [("gone.py", "python"), ("changed.py", "python"), ("swapped.py", "python"),
                                          ("ok.py", "python")], MAX_TOKENS)
     assert [c.path for c in result.chunks] == ["ok.py"]
-    assert dict(result.failed) == {"unreadable": 2, "not_utf8": 1}
+    assert dict(result.skipped) == {"unreadable": 1, "not_utf8": 1, "symlink": 1} and not result.failed
+
+
+def test_files_changed_after_discovery_are_read_with_discoverys_checks(tmp_path):
+    """Between repo_files and code_chunks a file grows past max_file_bytes, becomes a FIFO
+    (one a writer holds open, too), a symlink out of the tree, or its folder does: each is
+    counted under discovery's reason, none read, nothing blocks and the rest is chunked."""
+    small = "def small():\n    return 1\n"  # 23 bytes, like the file in the issue
+    write(tmp_path, {"grown.py": small, "fifo.py": small, "held.py": small, "link.py": small,
+                     "conf/passwd": "user:x:1000:1000::/home/user:/bin/sh\n", "ok.py": small})
+    found = discover(tmp_path)
+    assert len(found.files) == 6
+    with open(tmp_path / "grown.py", "a") as fh:  # 23 B -> 1.2 MB, above the 1 MB bound
+        fh.write("x = 1\n" * 200_000)
+    for name in ("fifo.py", "held.py"):
+        (tmp_path / name).unlink()
+        os.mkfifo(tmp_path / name)
+    (tmp_path / "link.py").unlink()
+    os.symlink("/etc/passwd", tmp_path / "link.py")
+    shutil.rmtree(tmp_path / "conf")
+    os.symlink("/etc", tmp_path / "conf")  # conf/passwd is now /etc/passwd
+    writer = os.open(tmp_path / "held.py", os.O_RDWR | os.O_NONBLOCK)  # a writer that never writes
+    try:
+        result = chunk_shard(str(tmp_path), [(f.path, f.language) for f in found.files], MAX_TOKENS,
+                             max_file_bytes=found.max_file_bytes)
+    finally:
+        os.close(writer)
+    assert {c.path for c in result.chunks} == {"ok.py"}
+    assert dict(result.skipped) == {"too_large": 1, "not_regular_file": 2, "symlink_outside_tree": 2}
+    assert not result.failed
+    assert "root:" not in "".join(c.text for c in result.chunks)
 
 
 def test_a_clone_prunes_submodules_and_skips_lfs_pointers(hostile, tmp_path):

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -8,7 +9,9 @@ from repo_index.core.source import git as sources
 from repo_index.core.source.registry import RepoSpec
 from repo_index.core.source.git import SourceError, resolve_source
 from repo_index.core.source.git import git as git_cmd
+from repo_index.core.source.snapshot import current_version
 from repo_index_tests.gitutil import commit_files, git, make_repo
+from repo_index_tests.hostile_git import HttpsServer, untrusted_folder
 
 
 def test_local_directory_is_read_in_place(tmp_path: Path):
@@ -167,3 +170,70 @@ def test_a_clone_in_progress_never_deletes_another_repositorys_clone(tmp_path: P
     other = resolve_source(RepoSpec("foo.partial", upstream.as_uri()), tmp_path / "r.yaml", tmp_path / "cache")
     resolve_source(RepoSpec("foo", upstream.as_uri()), tmp_path / "r.yaml", tmp_path / "cache")
     assert (other.root / "a.py").exists()  # "foo"'s temporary clone name is not "foo.partial"
+
+
+def test_git_never_reads_the_config_of_the_folder_it_is_called_from(tmp_path: Path, monkeypatch):
+    # `repo-index index` or `status` run inside someone else's download: its .git/config
+    # rewrites our URL to another repository and names commands for git to run.
+    real = make_repo(tmp_path / "real", {"a.py": "x = 1\n"})
+    evil = make_repo(tmp_path / "evil", {"a.py": "x = 666\n"})
+    marker = tmp_path / "pwned"
+    caller = untrusted_folder(tmp_path / "download", marker, redirect=(real.as_uri(), evil.as_uri()))
+    assert git(caller, "ls-remote", "--", real.as_uri(), "HEAD").split()[0] == git(evil, "rev-parse", "HEAD")
+    assert marker.exists(), "plain git in that folder is redirected and runs the command: this test can see it"
+    marker.unlink()
+
+    monkeypatch.chdir(caller)
+    spec = RepoSpec("svc", real.as_uri())
+    assert sources.current_head(spec, tmp_path / "r.yaml") == git(real, "rev-parse", "HEAD")
+    tree = resolve_source(spec, tmp_path / "r.yaml", tmp_path / "cache")
+    assert tree.commit == git(real, "rev-parse", "HEAD") and (tree.root / "a.py").read_text() == "x = 1\n"
+    later = commit_files(real, {"b.py": "y = 1\n"}, "second")
+    assert resolve_source(spec, tmp_path / "r.yaml", tmp_path / "cache").commit == later  # fetch + checkout
+    assert not marker.exists()
+
+
+def test_a_registered_folder_whose_config_names_commands_runs_none(tmp_path: Path, monkeypatch):
+    marker = tmp_path / "pwned"
+    folder = untrusted_folder(tmp_path / "download", marker)
+    head = git(folder, "rev-parse", "HEAD")
+    git(folder, "status")
+    assert marker.exists(), "git status runs its core.fsmonitor: this test can see it"
+    marker.unlink()
+
+    monkeypatch.chdir(folder)
+    registry = tmp_path / "r.yaml"
+    assert resolve_source(RepoSpec("dl", str(folder)), registry, tmp_path / "cache").commit == head
+    assert current_version(RepoSpec("dl", str(folder)), registry) == head
+    # With a ref the folder is cloned: git-upload-pack runs in it.
+    assert resolve_source(RepoSpec("dl-main", str(folder), ref="main"), registry, tmp_path / "cache").commit == head
+    assert not marker.exists()
+
+
+def test_a_credential_helper_in_the_callers_folder_never_runs(tmp_path: Path, monkeypatch):
+    marker = tmp_path / "pwned"
+    caller = untrusted_folder(tmp_path / "download", marker)
+    with HttpsServer(tmp_path) as server:
+        subprocess.run(["git", "ls-remote", server.url], cwd=caller, capture_output=True,
+                       env={**os.environ, "GIT_TERMINAL_PROMPT": "0"}, timeout=60)
+        assert marker.exists(), "plain git in that folder asks its credential helper: this test can see it"
+        marker.unlink()
+
+        monkeypatch.chdir(caller)
+        with pytest.raises(SourceError):  # the certificate is not trusted: the folder's sslVerify=false is not read
+            sources.current_head(RepoSpec("private", server.url), tmp_path / "r.yaml")
+        with pytest.raises(SourceError):
+            resolve_source(RepoSpec("private", server.url), tmp_path / "r.yaml", tmp_path / "cache")
+    assert not marker.exists()
+
+
+def test_the_users_own_global_config_still_applies(tmp_path: Path, monkeypatch):
+    # Credentials for private clones, mirrors and ssh keys live in ~/.gitconfig: the user's
+    # own choices, kept. Here a global insteadOf sends a public URL to a local mirror.
+    mirror = make_repo(tmp_path / "mirror", {"a.py": "x = 1\n"})
+    config = tmp_path / "gitconfig"
+    config.write_text(f'[url "{mirror.as_uri()}"]\n\tinsteadOf = https://git.example.invalid/svc.git\n')
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    spec = RepoSpec("svc", "https://git.example.invalid/svc.git")
+    assert sources.current_head(spec, tmp_path / "r.yaml") == git(mirror, "rev-parse", "HEAD")
+    assert resolve_source(spec, tmp_path / "r.yaml", tmp_path / "cache").commit == git(mirror, "rev-parse", "HEAD")

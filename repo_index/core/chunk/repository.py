@@ -4,8 +4,11 @@ A repository is cut into a few large shards of similar size (about 2 × workers,
 fewer than MIN_FILES_PER_SHARD files each, so a small repository pays for no extra
 process); each shard is chunked on its own and the parts concatenated. The Dagster asset
 maps shards over step processes; `chunk_repository(path)` (the library entry point)
-maps them over a process pool. A file that fails to read or chunk is counted under a
-reason, never fatal to the run; one whose grammar does not finish in time is cut by
+maps them over a process pool. Each file is read as it is now, with discovery's checks
+made again on what is opened (core/source/reading.py): one that has since grown past
+`max_file_bytes`, become a FIFO or a symlink, vanished or stopped being text is counted
+as skipped under discovery's reason; one that fails to chunk is counted as failed; neither
+is fatal to the run. One whose grammar does not finish in time is cut by
 blank-line blocks and lines instead, counted too. High-confidence secrets are redacted
 from each file's text before it is chunked (core/source/secrets.py), so no chunk text, id, hash
 or embedding request ever holds one; they are counted by kind.
@@ -26,8 +29,9 @@ import pandas as pd
 
 from .chunker import chunk_source
 from .records import Chunk, chunks_frame
-from ..source.content import decode_source
-from ..source.discovery import discover
+from ..source.content import classify_bytes, decode_source
+from ..source.discovery import DEFAULT_MAX_FILE_BYTES, discover
+from ..source.reading import FileSkipped, read_beneath
 from .languages import ParseTimeout
 from ..source.secrets import redact
 from .tokens import DEFAULT_ENCODING, get_encoding
@@ -39,7 +43,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class ShardResult:
     chunks: list[Chunk] = field(default_factory=list)
-    failed: Counter = field(default_factory=Counter)  # reason -> files
+    failed: Counter = field(default_factory=Counter)  # reason -> files that failed to chunk
+    skipped: Counter = field(default_factory=Counter)  # reason -> files not chunked for what they became
     by_lines: Counter = field(default_factory=Counter)  # reason -> files cut without syntax
     examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> "path: message"
     redacted: Counter = field(default_factory=Counter)  # secret kind -> occurrences redacted
@@ -51,6 +56,9 @@ class ShardResult:
     def fail(self, reason: str, path: str, message: str) -> None:
         self.count(self.failed, reason, path, message)
 
+    def skip(self, reason: str, path: str, message: str) -> None:
+        self.count(self.skipped, reason, path, message)
+
     def count(self, counter: Counter, reason: str, path: str, message: str) -> None:
         """One more file under `reason` in `counter`, with a few examples kept."""
         counter[reason] += 1
@@ -61,6 +69,7 @@ class ShardResult:
     def merge(self, other: ShardResult) -> None:
         self.chunks.extend(other.chunks)
         self.failed.update(other.failed)
+        self.skipped.update(other.skipped)
         self.by_lines.update(other.by_lines)
         self.redacted.update(other.redacted)
         self.files_redacted += other.files_redacted
@@ -71,20 +80,21 @@ class ShardResult:
 
 
 def chunk_shard(root: str, files: list[tuple[str, str]], max_tokens: int,
-                encoding_name: str = DEFAULT_ENCODING) -> ShardResult:
-    """Chunks of `files` [(path, language)] under `root`, and failures by reason."""
+                encoding_name: str = DEFAULT_ENCODING, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> ShardResult:
+    """Chunks of `files` [(path, language)] under `root`, and skips and failures by reason."""
     encoding = get_encoding(encoding_name)
     out = ShardResult()
     for path, language in files:
         try:
-            data = _read_no_follow(Path(root) / path)
-            text = decode_source(data)
-        except OSError as exc:
-            out.fail("unreadable", path, str(exc))
+            data = read_beneath(Path(root), path, max_file_bytes)
+        except FileSkipped as exc:
+            out.skip(exc.reason, path, str(exc))
             continue
-        except UnicodeDecodeError as exc:  # changed since discovery
-            out.fail("not_utf8", path, str(exc))
+        reason = classify_bytes(data)  # it may have stopped being text since discovery
+        if reason:
+            out.skip(reason, path, "changed since discovery")
             continue
+        text = decode_source(data)
         text, secrets = redact(text)
         if secrets:
             out.redacted.update(secrets)
@@ -105,13 +115,6 @@ def chunk_shard(root: str, files: list[tuple[str, str]], max_tokens: int,
         except Exception as exc:  # one bad file must not sink the repository
             out.fail("chunk_error", path, f"{type(exc).__name__}: {exc}")
     return out
-
-
-def _read_no_follow(path: Path) -> bytes:
-    # Discovery indexes no symlink; one swapped in since then is not followed either.
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with open(fd, "rb") as fh:
-        return fh.read()
 
 
 def plan_shards(files: list[tuple[str, str, int]], workers: int,
@@ -149,32 +152,36 @@ def collect(parts: list[ShardResult], reused: pd.DataFrame | None = None) -> tup
 
 
 def chunk_files(root: Path, files: pd.DataFrame, max_tokens: int, workers: int | None = None,
-                encoding_name: str = DEFAULT_ENCODING) -> tuple[pd.DataFrame, ShardResult]:
+                encoding_name: str = DEFAULT_ENCODING,
+                max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[pd.DataFrame, ShardResult]:
     """The chunk table for `files` (columns path, language, size_bytes), over `workers`
-    processes (default: the CPU count; 1: in this process)."""
+    processes (default: the CPU count; 1: in this process); files are read with discovery's
+    `max_file_bytes`."""
     workers = workers or os.cpu_count() or 1
     shards = plan_shards(file_items(files), workers)
     processes = min(workers, len(shards))
     log.info("chunking %d files in %d shard(s) %s", len(files), len(shards),
              f"over {processes} worker processes" if processes > 1 else "in this process")
     if processes <= 1:
-        parts = [chunk_shard(str(root), shard, max_tokens, encoding_name) for shard in shards]
+        parts = [chunk_shard(str(root), shard, max_tokens, encoding_name, max_file_bytes) for shard in shards]
     else:
         with ProcessPoolExecutor(processes) as pool:
-            parts = list(pool.map(chunk_shard, [str(root)] * len(shards), shards,
-                                  [max_tokens] * len(shards), [encoding_name] * len(shards)))
+            parts = list(pool.map(chunk_shard, [str(root)] * len(shards), shards, [max_tokens] * len(shards),
+                                  [encoding_name] * len(shards), [max_file_bytes] * len(shards)))
     return collect(parts)
 
 
 def chunk_repository(path: str | Path, max_tokens: int = 512, parallel: bool = True, max_workers: int | None = None,
-                     include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> pd.DataFrame:
+                     include: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
+                     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> pd.DataFrame:
     """Discover and chunk a working tree; the same code the `code_chunks` asset runs.
 
     `parallel` chunks shards of files in up to `max_workers` processes (default: the CPU
     count); `parallel=False` chunks in this process. The table is the same either way."""
     root = Path(path).resolve()
-    found = discover(root, include, exclude)
+    found = discover(root, include, exclude, max_file_bytes)
     files = pd.DataFrame([(f.path, f.language, f.size_bytes) for f in found.files],
                          columns=["path", "language", "size_bytes"])
-    table, _ = chunk_files(root, files, max_tokens, (max_workers or None) if parallel else 1)
+    table, _ = chunk_files(root, files, max_tokens, (max_workers or None) if parallel else 1,
+                           max_file_bytes=max_file_bytes)
     return table

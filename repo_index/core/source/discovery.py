@@ -32,6 +32,7 @@ import pathspec
 from ..chunk.languages import detect_language
 from .content import classify_bytes
 from .ignore_rules import FolderRules, ignored, rules_for, skip_attribute, submodule_paths
+from .reading import FileSkipped, read_bounded, symlink_reason
 
 DEFAULT_MAX_FILE_BYTES = 1_000_000
 MAX_DIR_DEPTH = 100  # folders below this depth are pruned, counted as "too_deep"
@@ -94,6 +95,7 @@ class Discovery:
     skipped_examples: dict[str, list[str]] = field(default_factory=dict)
     pruned_dirs: Counter = field(default_factory=Counter)  # reason -> directories
     pruned_examples: dict[str, list[str]] = field(default_factory=dict)
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES  # the bound applied: chunking reads the files with it too
 
     def skip(self, reason: str, path: str) -> None:
         self.skipped[reason] += 1
@@ -111,16 +113,6 @@ def _example(examples: dict[str, list[str]], reason: str, path: str) -> None:
 
 
 # -- the walk ------------------------------------------------------------------------------
-
-
-def _symlink_reason(path: Path, root: Path) -> str:
-    # realpath never raises: a loop or a dangling link resolves to a path that does not exist.
-    target = Path(os.path.realpath(path))
-    if not target.exists():
-        return "broken_symlink"
-    if not target.is_relative_to(root):
-        return "symlink_outside_tree"
-    return "symlink"
 
 
 def _storable_name(rel: str) -> bool:
@@ -144,7 +136,7 @@ def discover(
     include_spec = pathspec.GitIgnoreSpec.from_lines(include) if include else None
     exclude_spec = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
     submodules = submodule_paths(root)
-    out = Discovery()
+    out = Discovery(max_file_bytes=max_file_bytes)
     rules_by_dir: dict[str, FolderRules] = {}
 
     def unreadable_dir(exc: OSError) -> None:  # os.walk would otherwise drop it silently
@@ -167,7 +159,7 @@ def discover(
                 out.prune("default_excluded", rel)
             elif os.path.islink(here / d):
                 # Never follow a directory symlink: it may loop or leave the tree.
-                out.skip(_symlink_reason(here / d, root), rel)
+                out.skip(symlink_reason(here / d, root), rel)
             elif rel in submodules or os.path.lexists(here / d / ".git"):
                 out.prune("submodule", rel)  # another repository: index it on its own
             elif ignored(rules.ignore, rel, is_dir=True):
@@ -217,7 +209,7 @@ def _read_file(path: Path, rel: str, root: Path, max_file_bytes: int, out: Disco
     try:
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
-            out.skip(_symlink_reason(path, root), rel)
+            out.skip(symlink_reason(path, root), rel)
             return None
         if not stat.S_ISREG(st.st_mode):  # FIFOs, sockets, devices: reading may block
             out.skip("not_regular_file", rel)
@@ -225,13 +217,18 @@ def _read_file(path: Path, rel: str, root: Path, max_file_bytes: int, out: Disco
         if st.st_size > max_file_bytes:  # known from the inode: the content is never read
             out.skip("too_large", rel)
             return None
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        with open(fd, "rb") as fh:
-            data = fh.read(max_file_bytes + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            data = read_bounded(fd, max_file_bytes)  # what was opened is checked again: it may have changed
+        finally:
+            os.close(fd)
+    except FileSkipped as exc:
+        out.skip(exc.reason, rel)
+        return None
     except OSError:
         out.skip("unreadable", rel)
         return None
-    reason = "too_large" if len(data) > max_file_bytes else classify_bytes(data)  # grew since lstat
+    reason = classify_bytes(data)
     if reason:
         out.skip(reason, rel)
         return None

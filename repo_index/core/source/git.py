@@ -6,6 +6,12 @@ group (a hung ssh or https helper included), only over https, ssh and local file
 `ext::` or other helper transports, never into submodules), and never with a URL that
 could be read as an option (`--` separates it), so an untrusted registry entry cannot run
 commands here.
+
+Nor can a folder we did not make: git runs in a fresh empty directory of ours (ls-remote,
+clone), in our clone, or in the registered folder itself (its HEAD), and never looks for a
+repository above that directory. The caller's working directory may be anyone's download,
+whose .git/config could rewrite our URLs (`url.*.insteadOf`) or name commands
+(`credential.helper = !cmd`, `remote.<url>.uploadpack`); git never reads it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +31,11 @@ from .registry import RegistryError, RepoSpec, resolve_local_source, validate_na
 GIT_TIMEOUT_S = 600  # read at call time, so tests and callers may lower it
 
 # Given on every command line, so they override any system, user or repository config.
+# The only repository config git reads is our clone's (written by git clone) or a
+# registered folder's, where we only ask `rev-parse` for HEAD: these close what that could
+# still start. The user's global and the system config are read as usual: they are the
+# user's and the administrator's own choices (credential helpers for private clones,
+# insteadOf mirrors, proxies), the same git would use on the command line.
 _GIT_CONFIG = {
     "core.hooksPath": "/dev/null",  # no hook of any repository runs
     "core.fsmonitor": "false",  # a local repository's config cannot name a command to run
@@ -60,21 +72,29 @@ _REDIRECTING_ENV = frozenset({
 })
 
 
-def _git_env() -> dict[str, str]:
+def _git_env(cwd: Path) -> dict[str, str]:
     env = {k: v for k, v in child_environment().items()
            if k not in _REDIRECTING_ENV and not k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))}
-    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", SSH_ASKPASS="true", GIT_LFS_SKIP_SMUDGE="1")
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", SSH_ASKPASS="true", GIT_LFS_SKIP_SMUDGE="1",
+               # The repository git works on is the one in `cwd` or none: never one above it
+               # (a folder inside someone's repository, a clone whose .git is gone).
+               GIT_CEILING_DIRECTORIES=str(Path(os.path.realpath(cwd)).parent))
     if "GIT_SSH_COMMAND" not in env and "GIT_SSH" not in env:
         env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"  # fail rather than wait for a passphrase
     return env
 
 
 def git(*args: str, cwd: Path | None = None, timeout: float | None = None) -> str:
+    """Run git in `cwd`, or (None) in a new empty directory of ours: never in the caller's
+    working directory, whose repository config git would otherwise read."""
+    if cwd is None:
+        with tempfile.TemporaryDirectory(prefix="repo-index-git-") as empty:  # mode 0700: nobody else's
+            return git(*args, cwd=Path(empty), timeout=timeout)
     timeout = GIT_TIMEOUT_S if timeout is None else timeout
     cmd = ["git", *(arg for k, v in _GIT_CONFIG.items() for arg in ("-c", f"{k}={v}")), *args]
     # Its own process group, so a timeout kills ssh or git-remote-https too: killing git
     # alone would leave them running, connected, for as long as the remote keeps them.
-    proc = subprocess.Popen(cmd, cwd=cwd, env=_git_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=cwd, env=_git_env(cwd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -147,7 +167,7 @@ def fetch_git(spec: RepoSpec, registry_file: Path, cache_dir: Path) -> SourceTre
         # Upper case: no repository name (a lowercase slug) is this, so this never deletes another's clone.
         partial = clone.with_name(clone.name + ".PARTIAL")
         shutil.rmtree(partial, ignore_errors=True)
-        git("clone", "--quiet", "--no-checkout", "--", url, str(partial))
+        git("clone", "--quiet", "--no-checkout", "--", url, os.path.abspath(partial))  # git runs elsewhere
         partial.rename(clone)
     else:
         git("fetch", "--quiet", "--prune", "--tags", "--force", "origin", cwd=clone)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .discovery import Discovery, discover
+from .discovery import DEFAULT_MAX_FILE_BYTES, Discovery, discover
 from .git import SourceError, current_head
 from .registry import RepoSpec, resolve_local_source
 
@@ -22,6 +22,7 @@ class SourceFiles:
     commit: str  # "" when the source is not a git checkout
     tree: str  # fingerprint of the files' paths and contents
     files: pd.DataFrame  # FILE_COLUMNS, one row per discovered file
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES  # discovery's bound, which chunking's reads keep
 
 
 def tree_fingerprint(files: pd.DataFrame) -> str:
@@ -35,7 +36,7 @@ def tree_fingerprint(files: pd.DataFrame) -> str:
 def source_files(repo: str, root: str, commit: str | None, found: Discovery) -> SourceFiles:
     files = pd.DataFrame([(f.path, f.language, f.size_bytes, f.sha256) for f in found.files], columns=FILE_COLUMNS)
     files = files.astype({"size_bytes": "int64"})
-    return SourceFiles(repo, root, commit or "", tree_fingerprint(files), files)
+    return SourceFiles(repo, root, commit or "", tree_fingerprint(files), files, found.max_file_bytes)
 
 
 def version_of(commit: str | None, tree: str) -> str:
