@@ -7,12 +7,11 @@ from .core.forget import forget_repository
 from .core.run_lease import LeaseBusy
 from .core.settings import get_settings
 from .core.source.git import SourceError
-from .core.source.snapshot import current_version
 from .core.source.registry import RegistryError, RegistryNotStated
 from .jobs import INDEX_JOB
 from .partitions import REPOSITORIES, partition_changes, repositories
 from .resources import RegistryResource
-from .status import indexed_commit, run_has_ended
+from .status import indexed_commit, run_has_ended, source_version
 
 _settings = get_settings()
 
@@ -105,7 +104,7 @@ def source_change_sensor(context: dg.SensorEvaluationContext, registry: Registry
         if spec.name not in partitions or not indexed:
             continue  # never indexed: that is a backfill's job, not a freshness one
         try:
-            head = current_version(spec, registry.file())
+            head = source_version(context.instance, spec, registry.file())
         except SourceError as exc:
             unreachable.append(spec.name)
             context.log.warning(str(exc))

@@ -9,8 +9,11 @@ import dagster as dg
 
 from .core.index.client import ChromaSettings, get_collection, open_client
 from .core.source.git import SourceError
-from .core.source.snapshot import current_version
+from .core.settings import get_settings
+from .core.source.discovery import DEFAULT_MAX_FILE_BYTES
 from .core.source.registry import RepoSpec
+from .core.source.snapshot import current_version
+from .core.source.stat_cache import stats_path
 
 
 def latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict:
@@ -30,6 +33,14 @@ def run_has_ended(instance: dg.DagsterInstance):
     return has_ended
 
 
+def source_version(instance: dg.DagsterInstance, spec: RepoSpec, registry_file: Path) -> str | None:
+    """The source's state now (`current_version`), comparable with `indexed_commit`: a local
+    folder is fingerprinted with the file-size bound its last repo_files used, and files
+    unchanged since the last check are not read again."""
+    bound = latest_metadata(instance, "repo_files", spec.name).get("max_file_bytes") or DEFAULT_MAX_FILE_BYTES
+    return current_version(spec, registry_file, bound, stats_path(get_settings().source_stats_dir(), spec.name))
+
+
 def indexed_commit(instance: dg.DagsterInstance, repo: str) -> str | None:
     """The commit (or `tree:` fingerprint) of `repo` that its collection holds: recorded by
     vector_collection once the sync succeeded, so a run that failed earlier leaves the
@@ -47,7 +58,7 @@ def repository_status(instance: dg.DagsterInstance, specs: list[RepoSpec], regis
         indexed = indexed_commit(instance, spec.name) if coll is not None else None
         records = coll.count() if coll is not None else 0
         try:
-            head = current_version(spec, registry_file)
+            head = source_version(instance, spec, registry_file)
         except SourceError as exc:
             head, error = None, str(exc)
         else:

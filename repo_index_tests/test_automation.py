@@ -45,6 +45,7 @@ def stored_state(settings, name: str) -> dict[str, bool]:
     from repo_index.core.embed.stored import keys_path
     from repo_index.core.index.client import ChromaSettings, get_collection, open_client
     from repo_index.core.index.spans import spans_path
+    from repo_index.core.source.stat_cache import stats_path
 
     chroma = ChromaSettings.from_settings(settings)
     with VectorCache(settings.embedding_cache_path()) as cache:
@@ -52,7 +53,8 @@ def stored_state(settings, name: str) -> dict[str, bool]:
     return {"collection": get_collection(open_client(chroma), chroma.collection_name(name)) is not None,
             "spans": spans_path(chroma, chroma.collection_name(name)).exists(),
             "chunk table": ChunkStore(settings.chunk_tables_dir()).path(name).exists(),
-            "keys": keys_path(settings.embedding_keys_dir(), name).exists(), "cache refs": refs}
+            "keys": keys_path(settings.embedding_keys_dir(), name).exists(), "cache refs": refs,
+            "source stats": stats_path(settings.source_stats_dir(), name).exists()}
 
 
 def store_state(settings, name: str) -> None:
@@ -65,7 +67,8 @@ def store_state(settings, name: str) -> None:
     chroma = ChromaSettings.from_settings(settings)
     open_client(chroma).create_collection(chroma.collection_name(name))
     for path in (chroma.spans_dir() / f"{chroma.collection_name(name)}.pkl",
-                 settings.chunk_tables_dir() / f"{name}.pkl", settings.embedding_keys_dir() / "chunk_embeddings" / f"{name}.npz"):
+                 settings.chunk_tables_dir() / f"{name}.pkl", settings.embedding_keys_dir() / "chunk_embeddings" / f"{name}.npz",
+                 settings.source_stats_dir() / f"{name}.stats"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"state")
     with VectorCache(settings.embedding_cache_path()) as cache:
@@ -156,7 +159,7 @@ def test_cli_add_list_remove_update_file_and_instance(tmp_path: Path):
     store_state(settings, "svc")
     assert all(stored_state(settings, "svc").values())
     out = cli(env, "remove", "svc")
-    assert "deleted: collection, collection spans, chunk table, embedding keys, cache references" in out
+    assert "deleted: collection, collection spans, chunk table, embedding keys, source stats, cache references" in out
     with open_instance(home) as instance:
         assert instance.get_dynamic_partitions(REPOSITORIES) == []
     assert not any(stored_state(settings, "svc").values()), stored_state(settings, "svc")

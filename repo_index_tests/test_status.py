@@ -27,7 +27,8 @@ def indexed_at(instance, chroma: ChromaSettings, name: str, version: str, record
                                                                 metadata={"chunks": records}))
 
 
-def test_a_folder_inside_a_repository_is_known_by_its_content(tmp_path: Path):
+def test_a_folder_inside_a_repository_is_known_by_its_content(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("REPO_INDEX_DATA_DIR", str(tmp_path / "data"))  # status keeps the folder's stats there
     outer = make_repo(tmp_path / "outer", {"pkg/a.py": "def a():\n    return 1\n", "other.py": "x = 1\n"})
     registry = tmp_path / "repositories.yaml"
     spec, root = RepoSpec("pkg", str(outer / "pkg")), RepoSpec("outer", str(outer))

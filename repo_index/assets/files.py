@@ -38,6 +38,7 @@ def repo_files(context: dg.AssetExecutionContext, config: FilesConfig, registry:
             "ref": spec.ref or "",
             "commit": snapshot.commit,
             "tree_fingerprint": snapshot.tree,
+            "max_file_bytes": found.max_file_bytes,  # the sensor fingerprints a folder with the same bound
             "files": len(files),
             "bytes": int(files["size_bytes"].sum()),
             "languages": {k: int(v) for k, v in files["language"].value_counts().items()},

@@ -19,6 +19,7 @@ from .index.client import ChromaSettings, get_collection, open_client, write_loc
 from .index.spans import spans_path
 from .index.sync import REBUILD_SUFFIX
 from .run_lease import RepositoryLease
+from .source.stat_cache import stats_path
 from .settings import Settings
 
 
@@ -48,7 +49,8 @@ def _forget(settings: Settings, name: str) -> list[str]:
             forgotten.append("unfinished rebuild")
     files = {"collection spans": spans_path(chroma, collection),
              "chunk table": ChunkStore(settings.chunk_tables_dir()).path(name),
-             "embedding keys": keys_path(settings.embedding_keys_dir(), name)}
+             "embedding keys": keys_path(settings.embedding_keys_dir(), name),
+             "source stats": stats_path(settings.source_stats_dir(), name)}
     for what, path in files.items():
         if path.exists():
             path.unlink()

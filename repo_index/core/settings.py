@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     def collection_spans_dir(self) -> Path:
         return self.data_dir() / "collection_spans"
 
+    def source_stats_dir(self) -> Path:
+        """What each local folder's files held when last checked (core/source/stat_cache.py)."""
+        return self.data_dir() / "source_stats"
+
     def run_leases_dir(self) -> Path:
         """Which run holds each repository (core/run_lease.py)."""
         return self.data_dir() / "runs"

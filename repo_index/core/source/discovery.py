@@ -33,6 +33,7 @@ from ..chunk.languages import detect_language
 from .content import classify_bytes
 from .ignore_rules import FolderRules, ignored, rules_for, skip_attribute, submodule_paths
 from .reading import FileSkipped, read_bounded, symlink_reason
+from .stat_cache import StatCache
 
 DEFAULT_MAX_FILE_BYTES = 1_000_000
 MAX_DIR_DEPTH = 100  # folders below this depth are pruned, counted as "too_deep"
@@ -130,8 +131,11 @@ def discover(
     include: tuple[str, ...] = (),
     exclude: tuple[str, ...] = (),
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    stats: StatCache | None = None,
 ) -> Discovery:
-    """Every file under `root`, indexed or skipped with a reason; sorted by path."""
+    """Every file under `root`, indexed or skipped with a reason; sorted by path. With
+    `stats`, a file whose stamps match what it last held is not read again, and what every
+    file holds is recorded there."""
     root = Path(os.path.realpath(root))
     include_spec = pathspec.GitIgnoreSpec.from_lines(include) if include else None
     exclude_spec = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
@@ -176,7 +180,7 @@ def discover(
             if reason:
                 out.skip(reason, rel)
                 continue
-            record = _read_file(here / name, rel, root, max_file_bytes, out)
+            record = _read_file(here / name, rel, root, max_file_bytes, out, stats)
             if record:
                 out.files.append(record)
 
@@ -204,7 +208,8 @@ def _name_reason(name: str, rel: str, rules: FolderRules, include_spec, exclude_
     return attribute.replace("-", "_") if attribute else None
 
 
-def _read_file(path: Path, rel: str, root: Path, max_file_bytes: int, out: Discovery) -> FileRecord | None:
+def _read_file(path: Path, rel: str, root: Path, max_file_bytes: int, out: Discovery,
+               stats: StatCache | None = None) -> FileRecord | None:
     """The record of a regular file within the size limit, or None with the skip counted."""
     try:
         st = os.lstat(path)
@@ -217,6 +222,13 @@ def _read_file(path: Path, rel: str, root: Path, max_file_bytes: int, out: Disco
         if st.st_size > max_file_bytes:  # known from the inode: the content is never read
             out.skip("too_large", rel)
             return None
+        outcome = stats.known(rel, st) if stats is not None else None
+        if outcome is not None:
+            stats.record(rel, st, outcome)
+            if isinstance(outcome, str):
+                out.skip(outcome, rel)
+                return None
+            return outcome
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             data = read_bounded(fd, max_file_bytes)  # what was opened is checked again: it may have changed
@@ -229,12 +241,14 @@ def _read_file(path: Path, rel: str, root: Path, max_file_bytes: int, out: Disco
         out.skip("unreadable", rel)
         return None
     reason = classify_bytes(data)
-    if reason:
-        out.skip(reason, rel)
-        return None
-    return FileRecord(
+    record = None if reason else FileRecord(
         path=rel,
         language=detect_language(rel, data[:256]),
         size_bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
     )
+    if stats is not None:
+        stats.record(rel, st, reason or record)
+    if reason:
+        out.skip(reason, rel)
+    return record

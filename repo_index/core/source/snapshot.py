@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import stat_cache
 from .discovery import DEFAULT_MAX_FILE_BYTES, Discovery, discover
 from .git import SourceError, current_head
 from .registry import RepoSpec, resolve_local_source
@@ -44,11 +45,13 @@ def version_of(commit: str | None, tree: str) -> str:
     return commit or f"tree:{tree}"
 
 
-def current_version(spec: RepoSpec, registry_file: Path) -> str | None:
+def current_version(spec: RepoSpec, registry_file: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+                    stats_file: Path | None = None) -> str | None:
     """The state of the source now, comparable with what the index recorded: a commit (the
     remote's, without fetching, or a local git root's), else the content fingerprint of a
-    local folder (its files discovered and hashed, as repo_files does). None when a pinned
-    commit cannot be asked of the remote."""
+    local folder (its files discovered and hashed as repo_files does, with the bound it
+    used; with `stats_file`, files whose stamps have not changed since the last call are
+    not read again). None when a pinned commit cannot be asked of the remote."""
     if spec.is_git_url or spec.ref:
         return current_head(spec, registry_file)
     root = resolve_local_source(spec, registry_file)
@@ -57,4 +60,8 @@ def current_version(spec: RepoSpec, registry_file: Path) -> str | None:
     commit = current_head(spec, registry_file)
     if commit:  # a git root is known by its HEAD: no need to read and hash its files
         return commit
-    return version_of(None, source_files(spec.name, str(root), None, discover(root, spec.include, spec.exclude)).tree)
+    stats = stat_cache.load(stats_file) if stats_file else None
+    found = discover(root, spec.include, spec.exclude, max_file_bytes, stats)
+    if stats_file:
+        stat_cache.save(stats_file, stats)
+    return version_of(None, source_files(spec.name, str(root), None, found).tree)
