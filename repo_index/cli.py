@@ -216,7 +216,8 @@ def search(settings: Settings, query, repos, k, language, path_glob, as_json) ->
     from .core.search.query import SearchError, search as run_search
 
     try:
-        hits = run_search(query, list(repos) or None, k=k, language=language, path_glob=path_glob, settings=settings)
+        hits = run_search(query, list(repos) or None, k=k, language=language, path_glob=path_glob, settings=settings,
+                          notice=lambda message: click.echo(message, err=True))
     except SearchError as exc:
         _fail(str(exc))
     if as_json:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from .core.index.client import ChromaSettings, get_collection, open_client
+from .core.index.client import ChromaSettings, get_collection, open_client, read_lock
 from .core.source.git import SourceError
 from .core.settings import get_settings
 from .core.source.discovery import DEFAULT_MAX_FILE_BYTES
@@ -50,13 +50,18 @@ def indexed_commit(instance: dg.DagsterInstance, repo: str) -> str | None:
 
 def repository_status(instance: dg.DagsterInstance, specs: list[RepoSpec], registry_file: Path,
                       chroma: ChromaSettings) -> list[dict]:
-    client = open_client(chroma)
+    # What the collections hold is read under the embedded Chroma's shared lock; the heads
+    # (network, file hashing) after it is released.
+    with read_lock(chroma):
+        client = open_client(chroma)
+        held = {}
+        for spec in specs:
+            coll = get_collection(client, chroma.collection_name(spec.name))
+            held[spec.name] = None if coll is None else ((coll.metadata or {}), coll.count())
     rows = []
     for spec in specs:
-        coll = get_collection(client, chroma.collection_name(spec.name))
-        meta = (coll.metadata or {}) if coll is not None else {}
-        indexed = indexed_commit(instance, spec.name) if coll is not None else None
-        records = coll.count() if coll is not None else 0
+        meta, records = held[spec.name] or ({}, 0)
+        indexed = indexed_commit(instance, spec.name) if held[spec.name] is not None else None
         try:
             head = source_version(instance, spec, registry_file)
         except SourceError as exc:
@@ -64,7 +69,7 @@ def repository_status(instance: dg.DagsterInstance, specs: list[RepoSpec], regis
         else:
             error = ""
         chunks = latest_metadata(instance, "code_chunks", spec.name).get("chunks")
-        if coll is None:
+        if held[spec.name] is None:
             state = "not indexed"
         elif error:
             state = f"source unreachable: {error}"

@@ -104,19 +104,21 @@ def vector_collection(
                          f"dims) but this run's model is {model.name} ({model.dimensions}): materialize "
                          "chunk_embeddings in this run too")
     settings = chroma.settings()
-    client = chroma.client()
     name = settings.collection_name(context.partition_key)
     commit = code_chunks.version
     keys = chunk_embeddings.keys
-    with write_lock(settings), vector_cache.open() as cache:
+    # The client is opened, written and checked with every other process kept out of an
+    # embedded folder (index/client.py): even a search would write it while it changes.
+    with write_lock(settings, context.log.info), vector_cache.open() as cache:
+        client = chroma.client()
         # The vectors stay in the cache: each write batch reads only its own rows.
         stats = sync_collection(
             client, name, code_chunks.chunks, chunk_embeddings.chunk_ids,
             lambda rows: cache.matrix(model.name, model.dimensions, [keys[i] for i in rows]),
             model, commit, context.partition_key, spans_file=spans_path(settings, name),
         )
-    context.log.info(f"{name}: +{stats.added} -{stats.deleted} moved {stats.moved}, {stats.total} records")
-    checks = _checks(get_collection(client, name), code_chunks, chunk_embeddings, model, embedder, vector_cache)
+        context.log.info(f"{name}: +{stats.added} -{stats.deleted} moved {stats.moved}, {stats.total} records")
+        checks = _checks(get_collection(client, name), code_chunks, chunk_embeddings, model, embedder, vector_cache)
     run_lease.release(context, code_chunks.repo)  # the repository's state is in step: the next run may start
     return dg.MaterializeResult(
         metadata={

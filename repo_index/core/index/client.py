@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,15 +75,51 @@ def open_client(settings: ChromaSettings):
     raise ValueError(f"unknown Chroma mode {settings.mode!r}: use 'embedded' or 'server'")
 
 
-def write_lock(settings: ChromaSettings):
-    """Embedded Chroma is not safe across processes: besides the Dagster pool, a file lock
-    makes sure two writers never overlap however the steps were launched."""
-    if settings.mode != "embedded":
-        return contextlib.nullcontext()
-    from filelock import FileLock
+# Embedded Chroma is not safe across processes, and a reading process writes too: opening
+# a collection another process is writing makes the reader bring the HNSW files up to date
+# from the log, and two processes doing that at once destroy them (a search beside a sync
+# wrote a 52 GB link_lists.bin and left "Error finding id" behind). So every process that
+# opens the embedded folder holds this lock: searches and status share it, a sync or a
+# remove holds it alone. SQLite-backed (filelock.ReadWriteLock): a waiting writer stops new
+# readers, so a stream of searches cannot starve the sync, and a killed holder frees it.
+LOCK_FILE = ".repo_index.rwlock"
+WAIT_NOTICE_S = 1.0
+
+
+def write_lock(settings: ChromaSettings, notice: Callable[[str], None] | None = None):
+    """Held while writing the collections (sync, remove, rebuild); excludes every reader."""
+    return _chroma_lock(settings, write=True, notice=notice)
+
+
+def read_lock(settings: ChromaSettings, notice: Callable[[str], None] | None = None):
+    """Held while reading the collections (search, status); shared with other readers."""
+    return _chroma_lock(settings, write=False, notice=notice)
+
+
+@contextlib.contextmanager
+def _chroma_lock(settings: ChromaSettings, write: bool, notice: Callable[[str], None] | None):
+    if settings.mode != "embedded":  # a server serialises its own writes
+        yield
+        return
+    from filelock import ReadWriteLock, Timeout
 
     Path(settings.path).mkdir(parents=True, exist_ok=True)
-    return FileLock(str(Path(settings.path) / ".repo_index.write.lock"))
+    lock = ReadWriteLock(str(Path(settings.path) / LOCK_FILE), is_singleton=False)
+    acquire = lock.acquire_write if write else lock.acquire_read
+    try:
+        try:
+            acquire(timeout=WAIT_NOTICE_S)
+        except Timeout:
+            if notice:
+                notice(f"waiting for {'the readers and ' if write else ''}the writer of the embedded Chroma at "
+                       f"{settings.path} to finish (an index run syncing, or a remove)")
+            acquire(timeout=-1)
+        try:
+            yield
+        finally:
+            lock.release()
+    finally:
+        lock.close()
 
 
 def _is_connection_error(exc: BaseException) -> bool:

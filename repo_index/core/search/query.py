@@ -8,6 +8,7 @@ repositories are merged by score.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from ..embed.cache import VectorCache, text_key
 from ..embed.model import EmbeddingModel, from_collection_metadata
 from ..embed.providers import Embedder, make_embedder
 from ..embed.results import mask_secrets
-from ..index.client import ChromaSettings, get_collection, open_client
+from ..index.client import ChromaSettings, get_collection, open_client, read_lock
 from ..index.query import Hit, query_collection
 from ..index.sync import REBUILD_SUFFIX
 from ..settings import OPENAI_KEY_ENV, Settings, get_settings
@@ -69,15 +70,52 @@ def search(
     path_glob: str | None = None,
     settings: Settings | None = None,
     chroma: ChromaSettings | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> list[Hit]:
     """Top-`k` chunks for `query` across `repos` (default: every indexed repository).
-    `settings` default to the environment's; `chroma` to the Chroma they name."""
+    `settings` default to the environment's; `chroma` to the Chroma they name; `notice`
+    hears when the search waits for a writer of the embedded Chroma."""
     if not query.strip():
         raise SearchError("empty query")
     settings = settings or get_settings()
     chroma = chroma or ChromaSettings.from_settings(settings)
-    client = open_client(chroma)
-    prefix = chroma.collection_prefix
+    # The embedded folder is read only under the shared lock (index/client.py), held to the
+    # end so no sync swaps a collection between listing and querying it.
+    with read_lock(chroma, notice):
+        targets = _targets(open_client(chroma), chroma, repos)
+        models = {repo: _collection_model(repo, coll.metadata or {}, settings) for repo, coll in targets}
+        query_vectors: dict[EmbeddingModel, np.ndarray] = {}
+        for repo, model in models.items():
+            if model not in query_vectors:
+                query_vectors[model] = _embed_for(repo, model, query, settings)
+        if language:
+            where = {"$and": [where, {"language": language}]} if where else {"language": language}
+        hits: list[Hit] = []
+        for repo, coll in targets:
+            hits.extend(query_collection(coll, repo, query_vectors[models[repo]], k, where, path_glob))
+    hits.sort(key=lambda h: h.score, reverse=True)
+    return hits[:k]
+
+
+def _embed_for(repo: str, model: EmbeddingModel, query: str, settings: Settings) -> np.ndarray:
+    """The query's vector in `model`'s space, or a SearchError naming the provider to set up."""
+    try:
+        vector = embed_query(make_embedder(model, api_key=settings.api_key()), query)
+    except SearchError:
+        raise
+    except Exception as exc:  # provider unavailable: say which model is needed
+        raise SearchError(mask_secrets(
+            f"cannot embed the query with {model.name} ({model.dimensions} dims), the model {repo!r} was "
+            f"indexed with: {type(exc).__name__}: {exc}. Configure that provider (e.g. {OPENAI_KEY_ENV}) "
+            f"or rebuild the index with the current one: `repo-index index {repo}`", settings.api_key())
+        ) from None
+    if vector.shape[0] != model.dimensions:
+        raise SearchError(f"query vector has {vector.shape[0]} dims but {repo!r} holds {model.dimensions}")
+    return vector
+
+
+def _targets(client, chroma: ChromaSettings, repos: list[str] | None) -> list[tuple[str, object]]:
+    """(repository, collection) for each repository asked for, or for every indexed one."""
     if repos:
         targets = []
         for repo in repos:
@@ -85,33 +123,11 @@ def search(
             if coll is None:
                 raise SearchError(f"repository {repo!r} has no index yet: run `repo-index index {repo}`")
             targets.append((repo, coll))
-    else:
-        targets = [(c.name[len(prefix):], client.get_collection(c.name, embedding_function=None))
-                   for c in client.list_collections()
-                   if c.name.startswith(prefix) and not c.name.endswith(REBUILD_SUFFIX)]
-        if not targets:
-            raise SearchError("no repository is indexed yet: run `repo-index index NAME`")
-    if language:
-        where = {"$and": [where, {"language": language}]} if where else {"language": language}
-
-    query_vectors: dict[EmbeddingModel, np.ndarray] = {}
-    hits: list[Hit] = []
-    for repo, coll in targets:
-        model = _collection_model(repo, coll.metadata or {}, settings)
-        if model not in query_vectors:
-            try:
-                query_vectors[model] = embed_query(make_embedder(model, api_key=settings.api_key()), query)
-            except SearchError:
-                raise
-            except Exception as exc:  # provider unavailable: say which model is needed
-                raise SearchError(mask_secrets(
-                    f"cannot embed the query with {model.name} ({model.dimensions} dims), the model {repo!r} was "
-                    f"indexed with: {type(exc).__name__}: {exc}. Configure that provider (e.g. {OPENAI_KEY_ENV}) "
-                    f"or rebuild the index with the current one: `repo-index index {repo}`", settings.api_key())
-                ) from None
-        vector = query_vectors[model]
-        if vector.shape[0] != model.dimensions:
-            raise SearchError(f"query vector has {vector.shape[0]} dims but {repo!r} holds {model.dimensions}")
-        hits.extend(query_collection(coll, repo, vector, k, where, path_glob))
-    hits.sort(key=lambda h: h.score, reverse=True)
-    return hits[:k]
+        return targets
+    prefix = chroma.collection_prefix
+    targets = [(c.name[len(prefix):], client.get_collection(c.name, embedding_function=None))
+               for c in client.list_collections()
+               if c.name.startswith(prefix) and not c.name.endswith(REBUILD_SUFFIX)]
+    if not targets:
+        raise SearchError("no repository is indexed yet: run `repo-index index NAME`")
+    return targets
