@@ -401,3 +401,38 @@ def test_an_api_key_echoed_by_the_server_is_masked_and_not_chained(openai_server
     assert "401" in str(caught.value) or "AuthenticationError" in str(caught.value)
     # Nothing chained carries the server's answer into logs or run storage.
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+# -- the whole-request deadline --------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)  # on a client that bounds each read only, the drip takes hours: fail, do not hang
+def test_a_response_dripping_in_is_abandoned_at_the_request_deadline_and_retried(openai_server):
+    openai_server.always(Fault.drip(0.2))  # every byte arrives within any read timeout; the body never ends
+    started = time.monotonic()
+    with pytest.raises(EmbeddingFailed) as caught:
+        embed_chunks(chunk_table(3), embedder_for(openai_server, timeout_s=1.0), max_retries=1)
+    elapsed = time.monotonic() - started
+    assert "1 retries" in str(caught.value) and "1 s deadline" in str(caught.value), str(caught.value)
+    assert openai_server.requests_total == 2, openai_server.path_counts  # the first request and its retry, each cut at 1 s
+    assert elapsed < 10, elapsed
+
+
+@pytest.mark.timeout(60)
+def test_a_dripping_response_is_retried_and_the_retry_answers(openai_server):
+    openai_server.add_faults(Fault.drip(0.2))
+    chunks = chunk_table(5)
+    result = embed_chunks(chunks, embedder_for(openai_server, timeout_s=1.0), batch_size=5)
+    np.testing.assert_allclose(result.vectors, expected(chunks), atol=1e-6)
+    assert result.stats.retries == 1 and result.stats.errors == {"network": 1}
+
+
+@pytest.mark.timeout(60)
+def test_a_query_answered_by_a_drip_ends_at_the_deadline(openai_server):
+    from repo_index.core.search.query import embed_query
+
+    openai_server.always(Fault.drip(0.2))
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="1 s deadline"):
+        embed_query(embedder_for(openai_server, timeout_s=1.0), "parse the config file")
+    assert time.monotonic() - started < 10

@@ -124,7 +124,7 @@ _ERROR_DEFAULTS: dict[int, tuple[str, str, str | None]] = {  # status -> (messag
 class Fault:
     """One scripted misbehaviour. Build with the factories, e.g. ``Fault.status(429, retry_after=0.2)``."""
 
-    kind: str  # status | timeout | drop | drop_mid_response | malformed | wrong_count | wrong_dims
+    kind: str  # status | timeout | drip | drop | drop_mid_response | malformed | wrong_count | wrong_dims
     status_code: int = 200
     headers: tuple[tuple[str, str], ...] = ()
     message: str | None = None
@@ -149,6 +149,12 @@ class Fault:
     def timeout(cls, seconds: float) -> Fault:
         """Sleep ``seconds``, then answer normally (a client with a shorter timeout gives up)."""
         return cls("timeout", delay=seconds)
+
+    @classmethod
+    def drip(cls, seconds_per_byte: float) -> Fault:
+        """Answer 200 with headers at once, then the body one byte every ``seconds_per_byte``
+        (a client whose timeout bounds each read, not the request, waits for the whole body)."""
+        return cls("drip", delay=seconds_per_byte)
 
     @classmethod
     def drop(cls) -> Fault:
@@ -564,15 +570,30 @@ class _Handler(BaseHTTPRequestHandler):
             if out:
                 self._write(out)
             return
+        if status == 200 and self._drip is not None:
+            return self._write_dripping(out, self._drip)
         self._write(out)
+
+    _drip: float | None = None  # seconds per body byte, set by a drip fault for this request
+
+    def _write_dripping(self, raw: bytes, seconds_per_byte: float) -> None:
+        head, _, payload = raw.partition(b"\r\n\r\n")
+        self._write(head + b"\r\n\r\n")
+        for i in range(len(payload)):
+            if self.close_connection or self.server.fake._stopping.is_set():
+                return  # the client gave up (the write failed) or the server is stopping
+            self._sleep(seconds_per_byte)
+            self._write(payload[i:i + 1])
 
     def _embeddings(self, fake: FakeOpenAIServer, body: bytes) -> tuple[int | None, bytes, list[str] | None]:
         """Returns (status or None if the connection is dropped, raw bytes to send, texts if correct)."""
+        self._drip = None
         self._sleep(fake.latency)
         try:
             fake._check_auth(self.headers.get("Authorization"))
             fault = fake._next_fault()
             kind = fault.kind if fault else None
+            self._drip = fault.delay if kind == "drip" else None
             if fault is not None and kind == "status":
                 code = fault.status_code
                 msg, type_, err_code = _ERROR_DEFAULTS.get(code, (HTTPStatus(code).phrase, "server_error", None))
