@@ -18,7 +18,8 @@ Token counting is approximate: a string input counts ``ceil(len(text) / 4)`` tok
 (a ``str -> int`` callable) to count exactly, e.g. with tiktoken.
 
 Faults (:class:`Fault`) and all counters apply to the embeddings endpoint only; faults
-are consumed only by requests that passed the API-key check.
+are consumed only by requests that passed the API-key check. ``refused_substrings``
+makes the server refuse (400) every request holding an input that contains one.
 
 Standalone (benchmarks)::
 
@@ -229,6 +230,11 @@ class FakeOpenAIServer:
         self.max_tokens_per_request = max_tokens_per_request
         self.valid_api_keys = valid_api_keys  # None: any non-empty key; else others get 401
         self.token_counter = token_counter
+        # An input containing one of these is refused (400, the whole request) as OpenAI refuses
+        # one over the model's context length, or with `refusal_message` / `refusal_param` instead.
+        self.refused_substrings: set[str] = set()
+        self.refusal_message: str | None = None
+        self.refusal_param: str | None = None
         self._lock = threading.Lock()
         self._faults: collections.deque[Fault] = collections.deque()
         self._persistent: tuple[int, Fault] | None = None  # (every n-th request, fault)
@@ -470,6 +476,13 @@ class FakeOpenAIServer:
                 raise _ApiError(400, f"This model's maximum context length is {self.max_tokens_per_input} tokens, "
                                 f"however you requested {n} tokens ({n} in your prompt; 0 for the completion). "
                                 "Please reduce your prompt; or completion length.", code="context_length_exceeded")
+        for i, text in enumerate(texts):
+            if any(needle in text for needle in self.refused_substrings):
+                if self.refusal_message is not None:
+                    raise _ApiError(400, self.refusal_message, param=self.refusal_param)
+                raise _ApiError(400, f"This model's maximum context length is {self.max_tokens_per_input} tokens, "
+                                f"however you requested {self.max_tokens_per_input + 1} tokens in 'input[{i}]'. "
+                                "Please reduce your prompt.", code="context_length_exceeded", param="input")
         total = sum(counts)
         if total > self.max_tokens_per_request:
             raise _ApiError(400, f"Requested {total} tokens, max {self.max_tokens_per_request} tokens per request",
