@@ -45,8 +45,9 @@ class EmbeddingConfig(dg.Config):
     )
     request_timeout_s: float = Field(
         default=60.0, ge=1.0, le=3600.0,
-        description="Seconds one embedding request may take before it is abandoned and retried (a "
-        "self-hosted server embedding large batches on a CPU may need more).",
+        description="Seconds one embedding request may take in all (connecting, sending and reading the whole "
+        "answer) before it is abandoned and retried (a self-hosted server embedding large batches on a CPU may "
+        "need more).",
     )
     requests_per_minute: Optional[int] = Field(
         default=None, ge=1, le=10_000_000,

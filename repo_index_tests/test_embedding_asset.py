@@ -2,6 +2,7 @@
 progress in the run log, reuse across runs, and vectors stored once (the IO manager keeps
 cache keys; the downstream asset gets them once every vector is checked to be in the cache)."""
 
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -154,6 +155,20 @@ def test_a_request_slower_than_the_run_timeout_is_abandoned_and_retried(project,
     assert meta["retries"] == 1 and meta["errors_by_kind"] == {"network": 1}
     assert meta["seconds"] < 20  # given up after the run's 1 s, not the default 60 s
     np.testing.assert_allclose(stored_matrix(project), expected(project.chunks), atol=1e-6)
+
+
+@pytest.mark.timeout(120)  # a client bounding each read only waits for the drip for hours: fail, not hang
+def test_a_response_dripping_in_fails_the_run_at_the_request_deadline(project, openai_server):
+    project.chunks = chunk_table(20)
+    openai_server.always(Fault.drip(0.2))  # a byte every 0.2 s: no read ever times out
+    started = time.monotonic()
+    result = project.materialize(request_timeout_s=1.0, max_retries=2, batch_size=20)
+    assert not result.success
+    assert time.monotonic() - started < 30
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    text = str(failure.step_failure_data.error)
+    assert "after 2 retries" in text and "within the 1 s deadline of one embedding request" in text, text
+    assert openai_server.requests_total == 3
 
 
 def test_loading_without_the_vectors_fails_with_what_to_do(project, tmp_path):

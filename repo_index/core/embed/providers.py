@@ -53,6 +53,10 @@ class EmbeddingResponseError(RuntimeError):
         self.retryable = retryable
 
 
+class RequestDeadlineExceeded(TimeoutError):
+    """A request had no complete answer within its deadline (retried like other timeouts)."""
+
+
 class Embedder(Protocol):
     provider: str
     model: str
@@ -194,8 +198,18 @@ class OpenAIEmbedder:
         # through the SDK's type-driven transform (~40 µs per input, more than the rest of
         # the loop) and would turn base64 back into lists of floats. Auth, timeouts and
         # error mapping (RateLimitError, APIStatusError, ...) are the same.
-        response = await self._get_client().post(
-            "/embeddings", body=body, cast_to=httpx.Response, options={"security": {"bearer_auth": True}})
+        # The client's timeout bounds each read, not the request: a server dripping a byte at a
+        # time would hold the run for as long as it likes. The deadline covers connecting,
+        # sending and reading the whole body (not making the client: its first import is slow).
+        client = self._get_client()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                response = await client.post(
+                    "/embeddings", body=body, cast_to=httpx.Response, options={"security": {"bearer_auth": True}})
+        except TimeoutError:
+            raise RequestDeadlineExceeded(
+                f"no complete answer within the {self.timeout_s:g} s deadline of one embedding request "
+                "(request_timeout_s)") from None
         try:
             payload = _json_loads(response.content)
         except ValueError as exc:
@@ -265,8 +279,8 @@ class LocalEmbedder:
 
 def make_embedder(model: EmbeddingModel, api_key: str | None = None, timeout_s: float = 60.0,
                   device: str | None = None) -> Embedder:
-    """The embedder of a resolved `model`. `timeout_s` bounds one request to the server
-    (the local model makes none); `device` is the local model's torch device."""
+    """The embedder of a resolved `model`. `timeout_s` bounds one whole request to the
+    server, however slowly its answer arrives (the local model makes none); `device` is the local model's torch device."""
     if model.provider == "local":
         return LocalEmbedder(device=device)
     return OpenAIEmbedder(model=model.name, api_key=api_key, base_url=model.base_url,

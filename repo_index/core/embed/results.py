@@ -27,11 +27,33 @@ class EmbedStats:
     peak_in_flight: int = 0
     lowest_concurrency: int = 0  # the AIMD limit's lowest point (max_concurrent if never lowered)
     pruned: int = 0
+    refused: int = 0  # chunks whose text the server refused alone (no vector; tried again next run)
     errors: dict[str, int] = field(default_factory=dict)
 
     @property
     def chunks_per_second(self) -> float:
         return self.embedded / self.embed_seconds if self.embed_seconds else 0.0
+
+
+# The share of a repository's chunks the server may refuse (each alone, after splitting)
+# before the run fails: a few pathological chunks should not cost the whole index, a server
+# refusing much of it is a problem to look at (REPO_INDEX_MAX_REFUSED_SHARE).
+DEFAULT_MAX_REFUSED_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A chunk whose text the embedding server refused on its own, and the server's reason
+    (secrets masked)."""
+
+    chunk_id: str
+    path: str
+    start_line: int
+    end_line: int
+    reason: str
+
+    def where(self) -> str:
+        return f"{self.path}:{self.start_line}-{self.end_line}"
 
 
 @dataclass
@@ -46,6 +68,16 @@ class EmbedResult:
     dimensions: int
     stats: EmbedStats
     keys: list[bytes] = field(default_factory=list, repr=False)  # text_key of row i: its vector's cache key
+    # Chunks the server refused: they have a key but no vector (a zero row in `vectors`), and
+    # are left out of the collection. After a reload only chunk_id is known (see stored.py).
+    refused: list[Refusal] = field(default_factory=list, repr=False)
+
+    def embedded_rows(self) -> list[int]:
+        """Rows of the chunks that have a vector: all but the refused ones."""
+        if not self.refused:
+            return list(range(len(self.chunk_ids)))
+        refused = {r.chunk_id for r in self.refused}
+        return [i for i, cid in enumerate(self.chunk_ids) if cid not in refused]
 
     @property
     def has_vectors(self) -> bool:

@@ -76,8 +76,17 @@ def retry_after_seconds(exc: BaseException) -> float | None:
 # -- what is retried ---------------------------------------------------------------------
 
 
+# A 400/413/422 that says this about its inputs concerns some of them, not the request as a
+# whole (OpenAI: "maximum context length is 8192 tokens", "'$.input' is invalid"; TEI:
+# "Input validation error"; Ollama: "input length exceeds the context length").
+_SIZE_WORDS = re.compile(r"token|too large|too many|too long|context length")
+_INPUT_WORDS = re.compile(r"\binput")
+
+
 def classify_error(exc: BaseException) -> str:
-    """'rate_limit', 'server', 'network', 'too_large', 'response', 'bad_response' or 'fatal'."""
+    """'rate_limit', 'server', 'network', 'too_large', 'invalid_input', 'response',
+    'bad_response' or 'fatal'. 'too_large' and 'invalid_input' are the server refusing one or
+    more inputs: the loop splits such a request, and skips an input refused alone."""
     import openai
 
     if isinstance(exc, EmbeddingResponseError):
@@ -89,14 +98,24 @@ def classify_error(exc: BaseException) -> str:
     if isinstance(exc, openai.APIStatusError):
         if exc.status_code >= 500 or exc.status_code in (408, 409):
             return "server"
-        text = str(exc).lower()
-        if exc.status_code in (400, 413) and ("token" in text or "too large" in text or "too many" in text
-                                              or "too long" in text):
-            return "too_large"
+        if exc.status_code in (400, 413, 422):
+            text = str(exc).lower()
+            if _SIZE_WORDS.search(text) or getattr(exc, "code", None) == "context_length_exceeded":
+                return "too_large"
+            if getattr(exc, "param", None) == "input" or _INPUT_WORDS.search(text):
+                return "invalid_input"
     return "fatal"
 
 
 RETRYABLE = {"rate_limit", "server", "network", "response"}
+REFUSED_INPUTS = {"too_large", "invalid_input"}  # split the request; an input refused alone is skipped
+
+
+def server_reason(exc: BaseException) -> str:
+    """The server's own words for a refusal (an OpenAI-style error's `message`), else the error."""
+    body = getattr(exc, "body", None)
+    message = body.get("message") if isinstance(body, dict) else None
+    return message if isinstance(message, str) and message else f"{type(exc).__name__}: {exc}"
 
 
 def backoff_seconds(attempt: int, hinted: float | None) -> float:

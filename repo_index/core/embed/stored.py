@@ -4,14 +4,16 @@ keys of their vectors (~100 bytes a chunk; the vectors stay once in the cache), 
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic_files import atomic_writer
 from .cache import KEY_BYTES, VectorCache
-from .results import EmbedResult, EmbedStats
+from .results import EmbedResult, EmbedStats, Refusal
 
 
 def keys_path(folder: Path, repo: str) -> Path:
@@ -30,6 +32,8 @@ def save_keys(path: Path, result: EmbedResult) -> None:
         dimensions=np.asarray(result.dimensions),
         # estimate_only results hold no vectors; keep saying so after a reload.
         has_vectors=np.asarray(result.has_vectors),
+        # Chunks the server refused have a key but no vector in the cache.
+        refused=np.asarray(json.dumps([dataclasses.asdict(r) for r in result.refused])),
     )
     with atomic_writer(path) as fh:
         fh.write(buffer.getvalue())
@@ -48,13 +52,20 @@ def load_result(path: Path, cache: VectorCache, with_vectors: bool = False) -> E
         raw_keys = saved["keys"]
         model, dims = str(saved["model"]), int(saved["dimensions"])
         has_vectors = bool(saved["has_vectors"])
+        refused = [Refusal(**r) for r in json.loads(str(saved["refused"]))] if "refused" in saved else []
     keys = [row.tobytes() for row in raw_keys]
-    stats = EmbedStats(chunks=len(chunk_ids))
+    stats = EmbedStats(chunks=len(chunk_ids), refused=len(refused))
     if not has_vectors:
         return EmbedResult(chunk_ids, np.zeros((0, dims), np.float32), model, dims, stats, keys)
-    unique = set(keys)
+    result = EmbedResult(chunk_ids, None, model, dims, stats, keys, refused)
+    unique = {keys[i] for i in result.embedded_rows()}
     missing = len(unique) - len(cache.present(model, dims, unique))
     if missing:
         raise LookupError(f"{missing} of the vectors it references are not in the embedding cache {cache.path}")
-    vectors = cache.matrix(model, dims, keys) if with_vectors else None
-    return EmbedResult(chunk_ids, vectors, model, dims, stats, keys)
+    if with_vectors and not refused:
+        result.vectors = cache.matrix(model, dims, keys)
+    elif with_vectors:
+        rows = result.embedded_rows()
+        result.vectors = np.zeros((len(keys), dims), np.float32)  # refused rows stay zero, as the loop left them
+        result.vectors[rows] = cache.matrix(model, dims, [keys[i] for i in rows])
+    return result
