@@ -113,3 +113,34 @@ def test_the_secret_reaches_no_chunk(table, kind, path, text, secret):
     assert secret not in "\n".join(table["text"])
     of_file = "\n".join(table.loc[table["path"] == path, "text"])
     assert "[REDACTED:" in of_file  # the file itself was indexed, with its secret replaced
+
+
+GITHUB_IN_NAME = "gh" + "p_" + fake(ALNUM, 36)
+HF_IN_NAME = "hf" + "_" + fake(LETTERS, 34)
+
+
+def test_a_token_in_a_name_is_skipped_and_masked_in_every_example(tmp_path):
+    from repo_index.core.source.discovery import discover
+
+    files = {
+        f"notes/{GITHUB_IN_NAME}.md": "# release notes\n",
+        f"backup-{HF_IN_NAME}/model.py": "def load():\n    return None\n",
+        f"logs/run-{GITHUB_IN_NAME}.log": "ok\n",  # gitignored: skipped for that, its example masked
+        ".gitignore": "*.log\n",
+        "src/app.py": "def main():\n    return 0\n",
+    }
+    for path, text in files.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+
+    found = discover(tmp_path)
+    assert [f.path for f in found.files] == [".gitignore", "src/app.py"]
+    assert found.skipped["secret_in_name"] == 1 and found.pruned_dirs["secret_in_name"] == 1
+    examples = repr((found.skipped_examples, found.pruned_examples))
+    assert GITHUB_IN_NAME not in examples and HF_IN_NAME not in examples
+    assert found.skipped_examples["secret_in_name"] == ["notes/[REDACTED:github-token].md"]
+    assert found.skipped_examples["gitignored"] == ["logs/run-[REDACTED:github-token].log"]
+    assert found.pruned_examples["secret_in_name"] == ["backup-[REDACTED:huggingface-access-token]"]
+
+    table = chunk_repository(tmp_path, parallel=False)
+    assert set(table["path"]) == {".gitignore", "src/app.py"}
