@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/chunking.py
 	$(BIN)/python bench/embedding.py
+	$(BIN)/python bench/redaction.py
 	$(BIN)/python bench/pipeline.py --corpus stdlib
 
 clean:

@@ -23,7 +23,9 @@ PEM_BODY = "MIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM2Y1Tq0ZfA3e9kKz2oB7P6b9Lx0Q"
 DEPLOY_KEY_BODY = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtz"
 ENV_VALUE = "envfile-secret-value-123"
 CREDENTIALS_VALUE = "credfile-secret-value-456"
-SECRETS = [AWS_KEY, GITHUB_TOKEN, STRIPE_KEY, DB_PASSWORD, PEM_BODY, DEPLOY_KEY_BODY, ENV_VALUE, CREDENTIALS_VALUE]
+NAME_TOKEN = "gh" + "p_" + "Nm7Tq2Lw9Xc4Vb8Zr1Ks6Dp3Fh5Gj0Ya2Ue4Io"  # a token in a file name
+SECRETS = [AWS_KEY, GITHUB_TOKEN, STRIPE_KEY, DB_PASSWORD, PEM_BODY, DEPLOY_KEY_BODY, ENV_VALUE, CREDENTIALS_VALUE,
+           NAME_TOKEN]
 
 SETTINGS_PY = f'''"""Service settings (someone committed the credentials)."""
 import os
@@ -50,6 +52,7 @@ FILES = {
     ".env": f"API_TOKEN={ENV_VALUE}\n",
     "deploy/id_ed25519": f"-----BEGIN OPENSSH PRIVATE KEY-----\n{DEPLOY_KEY_BODY}\n-----END OPENSSH PRIVATE KEY-----\n",
     "config/credentials.json": f'{{"token": "{CREDENTIALS_VALUE}"}}\n',
+    f"notes/{NAME_TOKEN}.md": "# Deploy notes\n",
 }
 
 
@@ -78,7 +81,8 @@ def test_no_secret_and_no_api_key_is_sent_stored_or_logged(tmp_path, openai_serv
             event = instance.get_latest_materialization_event(dg.AssetKey(asset))
             return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
-        assert metadata("repo_files")["skipped_by_reason"] == {"secret_looking": 3}
+        assert metadata("repo_files")["skipped_by_reason"] == {"secret_looking": 3, "secret_in_name": 1}
+        assert metadata("repo_files")["skipped_examples"]["secret_in_name"] == ["notes/[REDACTED:github-token].md"]
         chunks = metadata("code_chunks")
     assert chunks["secrets_redacted"] == {"aws-access-key": 1, "github-token": 1, "stripe-key": 1,
                                           "url-password": 1, "private-key": 1}

@@ -9,9 +9,10 @@ made again on what is opened (core/source/reading.py): one that has since grown 
 `max_file_bytes`, become a FIFO or a symlink, vanished or stopped being text is counted
 as skipped under discovery's reason; one that fails to chunk is counted as failed; neither
 is fatal to the run. One whose grammar does not finish in time is cut by
-blank-line blocks and lines instead, counted too. High-confidence secrets are redacted
-from each file's text before it is chunked (core/source/secrets.py), so no chunk text, id, hash
-or embedding request ever holds one; they are counted by kind.
+blank-line blocks and lines instead, counted too. Secrets are redacted from each file's
+text before it is chunked (core/source/secrets.py), so no chunk text, id, hash or embedding
+request ever holds one; they are counted by kind. Examples recorded for metadata are masked
+the same way.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ..source.content import classify_bytes, decode_source
 from ..source.discovery import DEFAULT_MAX_FILE_BYTES, discover
 from ..source.reading import FileSkipped, read_beneath
 from .languages import ParseTimeout
-from ..source.secrets import redact
+from ..source.secrets import mask, redact
 from .tokens import DEFAULT_ENCODING, get_encoding
 
 MIN_FILES_PER_SHARD = 100
@@ -64,7 +65,7 @@ class ShardResult:
         counter[reason] += 1
         self.examples.setdefault(reason, [])
         if len(self.examples[reason]) < 5:
-            self.examples[reason].append(f"{path}: {message}"[:300])
+            self.examples[reason].append(mask(f"{path}: {message}")[:300])
 
     def merge(self, other: ShardResult) -> None:
         self.chunks.extend(other.chunks)
@@ -95,12 +96,12 @@ def chunk_shard(root: str, files: list[tuple[str, str]], max_tokens: int,
             out.skip(reason, path, "changed since discovery")
             continue
         text = decode_source(data)
-        text, secrets = redact(text)
+        text, secrets = redact(text, path)
         if secrets:
             out.redacted.update(secrets)
             out.files_redacted += 1
             if len(out.redacted_examples) < 5:
-                out.redacted_examples.append(path)
+                out.redacted_examples.append(mask(path))
         try:
             try:
                 out.chunks.extend(chunk_source(text, path, language, max_tokens, encoding))

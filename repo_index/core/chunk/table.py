@@ -33,18 +33,21 @@ _FORMAT = 1
 
 @lru_cache(maxsize=1)
 def chunker_fingerprint() -> str:
-    """Hash of everything that decides a file's chunks: this package's chunking code and
-    the versions of the grammar and tokenizer packages."""
-    from ..source import content, discovery, secrets
+    """Hash of everything that decides a file's chunks: this package's chunking code, the
+    source modules and secret rules that decide the text, and the versions of the grammar,
+    tokenizer and regex packages."""
+    from ..source import content, discovery, secrets, secret_rules
 
     digest = hashlib.sha256(str(_FORMAT).encode())
-    # Every module of this package but storage and orchestration, by listing, so a new
-    # chunking module is hashed without anyone remembering to add it here.
+    # Every module of this package but storage and orchestration, and every file of the
+    # secret rules (code and rule files), by listing, so a new chunking module or rule
+    # file is hashed without anyone remembering to add it here.
     folder = Path(__file__).parent
     chunking = sorted(p for p in folder.glob("*.py") if p.name not in ("table.py", "repository.py"))
-    for path in (*chunking, *(Path(m.__file__) for m in (content, discovery, secrets))):
+    rules = sorted(p for p in Path(secret_rules.__file__).parent.iterdir() if p.is_file())
+    for path in (*chunking, *(Path(m.__file__) for m in (content, discovery, secrets)), *rules):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    for package in ("tree-sitter", "tree-sitter-language-pack", "tree-sitter-markdown", "tiktoken"):
+    for package in ("tree-sitter", "tree-sitter-language-pack", "tree-sitter-markdown", "tiktoken", "google-re2"):
         try:
             digest.update(f"{package}={metadata.version(package)}".encode())
         except metadata.PackageNotFoundError:

@@ -7,8 +7,11 @@ followed out of the tree and nothing is read whole before its size is known.
 
 Rules, in order: names that are not UTF-8 (they cannot be stored as text); `.gitignore`
 files at every level (gitignore semantics from `pathspec`) and the registry entry's
-include/exclude globs; files that usually hold credentials; generated files, by name and by
-`linguist-generated` / `linguist-vendored` in `.gitattributes` files at every level;
+include/exclude globs; files that usually hold credentials, and files and folders whose
+name holds a secret (a token in a name would reach metadata, the chunk table and the
+embedding requests' headers; examples of skipped paths are masked too); generated files,
+by name and by `linguist-generated` / `linguist-vendored` in `.gitattributes` files at
+every level;
 symlinks (never indexed: a link inside the tree duplicates its target, which is indexed
 under its own path, and a link out of it would leak); then the bytes: too large, binary,
 Git LFS pointer, not UTF-8, empty, minified.
@@ -33,6 +36,7 @@ from ..chunk.languages import detect_language
 from .content import classify_bytes
 from .ignore_rules import FolderRules, ignored, rules_for, skip_attribute, submodule_paths
 from .reading import FileSkipped, read_bounded, symlink_reason
+from .secrets import holds_secret, mask
 from .stat_cache import StatCache
 
 DEFAULT_MAX_FILE_BYTES = 1_000_000
@@ -110,7 +114,7 @@ class Discovery:
 def _example(examples: dict[str, list[str]], reason: str, path: str) -> None:
     items = examples.setdefault(reason, [])
     if len(items) < 5:
-        items.append(path)
+        items.append(mask(path))
 
 
 # -- the walk ------------------------------------------------------------------------------
@@ -161,6 +165,8 @@ def discover(
                 out.prune("too_deep", rel)
             elif d in DEFAULT_EXCLUDED_DIRS:
                 out.prune("default_excluded", rel)
+            elif holds_secret(d):
+                out.prune("secret_in_name", rel)
             elif os.path.islink(here / d):
                 # Never follow a directory symlink: it may loop or leave the tree.
                 out.skip(symlink_reason(here / d, root), rel)
@@ -202,6 +208,8 @@ def _name_reason(name: str, rel: str, rules: FolderRules, include_spec, exclude_
         return "not_included"
     if _SECRET_RE.search(rel):
         return "secret_looking"
+    if holds_secret(name):
+        return "secret_in_name"
     if _GENERATED_RE.search(rel):
         return "minified_or_generated"
     attribute = skip_attribute(rules.attributes, rel) if rules.attributes else None
