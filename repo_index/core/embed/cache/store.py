@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .damaged import open_or_replace
 from .refs import DEFAULT_GRACE_DAYS, OwnerRefs
 from .schema import WriteTransaction, connect, migrate
 
@@ -23,12 +24,21 @@ def _chunks(items: list, size: int = _PARAMS_PER_QUERY) -> Iterator[list]:
         yield items[i:i + size]
 
 
+def _open(path: Path) -> sqlite3.Connection:
+    db = connect(path)
+    try:
+        migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 class VectorCache:
     def __init__(self, path: Path | str, grace_days: float = DEFAULT_GRACE_DAYS):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = connect(self.path)
-        migrate(self._db)
+        self._db = open_or_replace(self.path, _open)
         self._refs = OwnerRefs(self._db, grace_s=grace_days * 86400)
 
     def close(self) -> None:
