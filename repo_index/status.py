@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from .core.index.client import ChromaSettings, get_collection, open_client
+from .core.index.client import ChromaSettings, get_collection, open_client, unreadable, unreadable_note
 from .core.source.git import SourceError
 from .core.settings import get_settings
 from .core.source.discovery import DEFAULT_MAX_FILE_BYTES
@@ -56,7 +56,8 @@ def repository_status(instance: dg.DagsterInstance, specs: list[RepoSpec], regis
         coll = get_collection(client, chroma.collection_name(spec.name))
         meta = (coll.metadata or {}) if coll is not None else {}
         indexed = indexed_commit(instance, spec.name) if coll is not None else None
-        records = coll.count() if coll is not None else 0
+        damage = unreadable(coll) if coll is not None else None  # one line, not a traceback
+        records = coll.count() if coll is not None and not damage else 0
         try:
             head = source_version(instance, spec, registry_file)
         except SourceError as exc:
@@ -66,6 +67,8 @@ def repository_status(instance: dg.DagsterInstance, specs: list[RepoSpec], regis
         chunks = latest_metadata(instance, "code_chunks", spec.name).get("chunks")
         if coll is None:
             state = "not indexed"
+        elif damage:
+            state = unreadable_note(spec.name, damage, chroma)
         elif error:
             state = f"source unreachable: {error}"
         elif chunks is not None and records != chunks:

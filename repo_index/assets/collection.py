@@ -6,6 +6,7 @@ import warnings
 import dagster as dg
 
 from ..core.chunk.table import ChunkTable
+from ..core.disk_full import says_disk_full
 from ..core.embed.model import EmbeddingModel
 from ..core.embed.results import EmbedResult
 from ..core.index.checks import check_consistency, pick_smoke_target, smoke_rank
@@ -108,13 +109,20 @@ def vector_collection(
     name = settings.collection_name(context.partition_key)
     commit = code_chunks.version
     keys = chunk_embeddings.keys
-    with write_lock(settings), vector_cache.open() as cache:
+    spans_file = spans_path(settings, name)
+    written = [settings.path if settings.mode == "embedded" else "", spans_file.parent]
+    with says_disk_full(f"writing the collection {name}", written,
+                        then="re-run: the collection is rebuilt from the embedding cache if it was damaged"), \
+            write_lock(settings), vector_cache.open() as cache:
         # The vectors stay in the cache: each write batch reads only its own rows.
         stats = sync_collection(
             client, name, code_chunks.chunks, chunk_embeddings.chunk_ids,
             lambda rows: cache.matrix(model.name, model.dimensions, [keys[i] for i in rows]),
-            model, commit, context.partition_key, spans_file=spans_path(settings, name),
+            model, commit, context.partition_key, spans_file=spans_file,
         )
+    if stats.repaired:
+        context.log.warning(f"{name} could not be read ({stats.repaired}): rebuilt from the chunks and the cached "
+                            "vectors, nothing embedded again")
     context.log.info(f"{name}: +{stats.added} -{stats.deleted} moved {stats.moved}, {stats.total} records")
     checks = _checks(get_collection(client, name), code_chunks, chunk_embeddings, model, embedder, vector_cache)
     run_lease.release(context, code_chunks.repo)  # the repository's state is in step: the next run may start
@@ -130,6 +138,7 @@ def vector_collection(
             "unchanged": stats.unchanged,
             "state_read_from": stats.spans_from,
             "rebuilt_for_new_model": stats.rebuilt,
+            "rebuilt_unreadable": stats.repaired,
             "embedding_model": model.name,
             "embedding_provider": model.provider,
         },

@@ -16,7 +16,7 @@ from ..embed.cache import VectorCache, text_key
 from ..embed.model import EmbeddingModel, from_collection_metadata
 from ..embed.providers import Embedder, make_embedder
 from ..embed.results import mask_secrets
-from ..index.client import ChromaSettings, get_collection, open_client
+from ..index.client import ChromaSettings, ChromaUnavailable, get_collection, open_client, unreadable, unreadable_note
 from ..index.query import Hit, query_collection
 from ..index.sync import REBUILD_SUFFIX
 from ..settings import OPENAI_KEY_ENV, Settings, get_settings
@@ -24,6 +24,14 @@ from ..settings import OPENAI_KEY_ENV, Settings, get_settings
 
 class SearchError(RuntimeError):
     pass
+
+
+class Hits(list):
+    """Hits, best first; `unavailable`: each repository that could not be searched -> why."""
+
+    def __init__(self, hits=(), unavailable: dict[str, str] | None = None):
+        super().__init__(hits)
+        self.unavailable = unavailable or {}
 
 
 def embed_query(embedder: Embedder, query: str, cache: VectorCache | None = None) -> np.ndarray:
@@ -69,9 +77,11 @@ def search(
     path_glob: str | None = None,
     settings: Settings | None = None,
     chroma: ChromaSettings | None = None,
-) -> list[Hit]:
+) -> Hits:
     """Top-`k` chunks for `query` across `repos` (default: every indexed repository).
-    `settings` default to the environment's; `chroma` to the Chroma they name."""
+    `settings` default to the environment's; `chroma` to the Chroma they name. A collection
+    Chroma cannot read (e.g. damaged by a full disk) is left out and named in
+    `Hits.unavailable`, so one repository never stops search in the others."""
     if not query.strip():
         raise SearchError("empty query")
     settings = settings or get_settings()
@@ -96,6 +106,7 @@ def search(
 
     query_vectors: dict[EmbeddingModel, np.ndarray] = {}
     hits: list[Hit] = []
+    unavailable: dict[str, str] = {}
     for repo, coll in targets:
         model = _collection_model(repo, coll.metadata or {}, settings)
         if model not in query_vectors:
@@ -112,6 +123,16 @@ def search(
         vector = query_vectors[model]
         if vector.shape[0] != model.dimensions:
             raise SearchError(f"query vector has {vector.shape[0]} dims but {repo!r} holds {model.dimensions}")
-        hits.extend(query_collection(coll, repo, vector, k, where, path_glob))
+        try:
+            hits.extend(query_collection(coll, repo, vector, k, where, path_glob))
+        except ChromaUnavailable:
+            raise
+        except Exception:
+            reason = unreadable(coll)  # a bad filter fails a sound collection: that is raised
+            if reason is None:
+                raise
+            unavailable[repo] = unreadable_note(repo, reason, chroma)
+    if unavailable and len(unavailable) == len(targets):
+        raise SearchError("no repository could be searched: " + "; ".join(f"{r}: {n}" for r, n in unavailable.items()))
     hits.sort(key=lambda h: h.score, reverse=True)
-    return hits[:k]
+    return Hits(hits[:k], unavailable)
