@@ -1,4 +1,6 @@
-"""A damaged cache file is moved aside once, however many processes open it together."""
+"""A damaged cache file is moved aside once, however many processes open it together, and
+also when the damage is found in use (the next opening checks it); a sound file marked
+suspect is kept."""
 
 import os
 import subprocess
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 
 from repo_index.core.embed.cache import VectorCache, text_key
+from repo_index.core.embed.cache.damaged import CacheDamaged
 
 # Every opener blocks opening the FIFO until the test opens it for writing: they start together.
 OPENER = """
@@ -53,3 +56,29 @@ def test_processes_opening_a_damaged_cache_together_move_it_aside_once(tmp_path,
     with VectorCache(cache) as fresh:  # the new file is sound and takes vectors
         fresh.put_many("m", 4, [(text_key("x"), np.ones(4, dtype=np.float32))])
         assert fresh.count() == 1
+
+
+def test_damage_found_in_use_is_said_and_the_next_opening_moves_the_file_aside(tmp_path):
+    cache = tmp_path / "embeddings.sqlite"
+    _filled(cache)
+    data = bytearray(cache.read_bytes())
+    page = 32768  # the first page (header and schema) stays whole: the file opens
+    data[page:] = b"\x5a" * (len(data) - page)
+    cache.write_bytes(bytes(data))
+    with VectorCache(cache) as damaged:
+        with pytest.raises(CacheDamaged, match=r"embeddings.sqlite is damaged \(database disk image is malformed\)"
+                                               r": re-run, the next run checks it"):
+            damaged.present("m", 256, [text_key(str(i)) for i in range(200)])
+    with VectorCache(cache) as fresh:
+        assert fresh.count() == 0
+    assert len(list(tmp_path.glob("embeddings.sqlite.corrupt-*"))) == 1
+    assert not list(tmp_path.glob("*.suspect"))
+
+
+def test_a_sound_file_marked_suspect_is_checked_and_kept(tmp_path):
+    cache = tmp_path / "embeddings.sqlite"
+    _filled(cache)
+    (tmp_path / "embeddings.sqlite.suspect").write_text("database disk image is malformed\n")
+    with VectorCache(cache) as kept:
+        assert kept.count() == 200
+    assert not list(tmp_path.glob("embeddings.sqlite.corrupt-*")) and not list(tmp_path.glob("*.suspect"))

@@ -21,9 +21,17 @@ from filelock import FileLock
 log = logging.getLogger(__name__)
 
 _MAGIC = b"SQLite format 3\x00"
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 # SQLite's own files beside the database: a write-ahead log left next to a new, empty file
 # would be replayed into it (its frames are checked against the log's header, not the database).
 _COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether SQLite raised `exc` for the file's content (corrupt, not a database), not for
+    a lock, an I/O error, a full disk or a misuse: only those make a file suspect."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.DatabaseError) and code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
 
 
 def header_problem(path: Path) -> str | None:
@@ -52,20 +60,20 @@ def header_problem(path: Path) -> str | None:
 def open_or_replace(path: Path, open_db: Callable[[Path], sqlite3.Connection]) -> sqlite3.Connection:
     """`open_db(path)`, after moving a damaged file at `path` aside (see module doc).
 
-    A bad header, or an error SQLite raises for the file's content on opening (`file is
-    not a database`, `database disk image is malformed`), makes the file suspect; it is
+    A bad header, an error SQLite raises for the file's content on opening (`file is not a
+    database`, `database disk image is malformed`) or while in use (`reports_damage`)
+    makes the file suspect; it is
     moved aside only if SQLite confirms it, under a lock, with `PRAGMA quick_check` (a
-    header read mid-checkpoint by another process can look truncated for a moment). An
-    operational error (locked, I/O, disk full) is raised as it is: the file may be sound.
+    header read mid-checkpoint by another process can look truncated for a moment). Any
+    other error (locked, I/O, disk full) is raised as it is: the file may be sound.
     """
-    suspect = header_problem(path)
+    suspect = header_problem(path) or _marked(path)
     if suspect is None:
         try:
             return open_db(path)
-        except sqlite3.OperationalError:
-            raise
-        except sqlite3.DatabaseError:
-            pass
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
     # One process moves it aside: the others wait here, then find the new file sound.
     with FileLock(str(path) + ".repair.lock"):
         problem = _checked_problem(path, open_db)
@@ -73,7 +81,33 @@ def open_or_replace(path: Path, open_db: Callable[[Path], sqlite3.Connection]) -
             aside = move_aside(path)
             log.warning(f"the embedding cache {path} is damaged ({problem}): moved aside to {aside.name}; a new "
                         "cache is started and the vectors it held are embedded again")
+        _marker(path).unlink(missing_ok=True)
     return open_db(path)
+
+
+class CacheDamaged(RuntimeError):
+    """SQLite found the cache file damaged while it was in use; the next opening checks it."""
+
+
+def reports_damage(path: Path, exc: sqlite3.DatabaseError) -> CacheDamaged:
+    """For a damage error (`is_damage`) SQLite raised reading or writing the open cache at
+    `path`: mark the file, so the next opening checks it and moves it aside if
+    damaged (a check of the whole file at every opening would read gigabytes per step),
+    and the error that says so."""
+    _marker(path).write_text(f"{exc}\n")
+    return CacheDamaged(f"the embedding cache {path} is damaged ({exc}): re-run, the next run checks it and moves "
+                        "it aside if SQLite confirms the damage")
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + ".suspect")
+
+
+def _marked(path: Path) -> str | None:
+    try:
+        return _marker(path).read_text().strip() or "marked suspect"
+    except FileNotFoundError:
+        return None
 
 
 def _checked_problem(path: Path, open_db: Callable[[Path], sqlite3.Connection]) -> str | None:
@@ -84,9 +118,9 @@ def _checked_problem(path: Path, open_db: Callable[[Path], sqlite3.Connection]) 
             found = [row[0] for row in db.execute("PRAGMA quick_check")]
         finally:
             db.close()
-    except sqlite3.OperationalError:
-        raise
     except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            raise
         return str(exc)
     return None if found == ["ok"] else f"{found[0]}" + (f" and {len(found) - 1} more" if len(found) > 1 else "")
 
