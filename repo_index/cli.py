@@ -220,6 +220,8 @@ def search(settings: Settings, query, repos, k, language, path_glob, as_json) ->
                           notice=lambda message: click.echo(message, err=True))
     except SearchError as exc:
         _fail(str(exc))
+    for repo, note in hits.unavailable.items():  # searched the others: say which was left out, on stderr
+        click.secho(f"warning: {repo} not searched: {note}", fg="yellow", err=True)
     if as_json:
         click.echo(json.dumps([asdict(h) for h in hits], indent=2))
         return

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from .core.index.client import ChromaSettings, get_collection, open_client, read_lock
+from .core.index.client import ChromaSettings, get_collection, open_client, read_lock, unreadable, unreadable_note
 from .core.source.git import SourceError
 from .core.settings import get_settings
 from .core.source.discovery import DEFAULT_MAX_FILE_BYTES
@@ -57,10 +57,14 @@ def repository_status(instance: dg.DagsterInstance, specs: list[RepoSpec], regis
         held = {}
         for spec in specs:
             coll = get_collection(client, chroma.collection_name(spec.name))
-            held[spec.name] = None if coll is None else ((coll.metadata or {}), coll.count())
+            if coll is None:
+                held[spec.name] = None
+                continue
+            damage = unreadable(coll)  # one line, not a traceback
+            held[spec.name] = (coll.metadata or {}), (0 if damage else coll.count()), damage
     rows = []
     for spec in specs:
-        meta, records = held[spec.name] or ({}, 0)
+        meta, records, damage = held[spec.name] or ({}, 0, None)
         indexed = indexed_commit(instance, spec.name) if held[spec.name] is not None else None
         try:
             head = source_version(instance, spec, registry_file)
@@ -71,6 +75,8 @@ def repository_status(instance: dg.DagsterInstance, specs: list[RepoSpec], regis
         chunks = latest_metadata(instance, "code_chunks", spec.name).get("chunks")
         if held[spec.name] is None:
             state = "not indexed"
+        elif damage:
+            state = unreadable_note(spec.name, damage, chroma)
         elif error:
             state = f"source unreachable: {error}"
         elif chunks is not None and records != chunks:

@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from ..core.chunk.table import ChunkTable
+from ..core.disk_full import says_disk_full
 from ..core.embed.model import EmbeddingModel
 from ..core.embed.results import EmbedResult
 from ..core.index.checks import check_consistency, pick_smoke_target, smoke_rank
@@ -117,16 +118,23 @@ def vector_collection(
     chunks = code_chunks.chunks.iloc[rows].reset_index(drop=True) if chunk_embeddings.refused else code_chunks.chunks
     chunk_ids = [chunk_embeddings.chunk_ids[i] for i in rows]
     keys = [chunk_embeddings.keys[i] for i in rows]
+    spans_file = spans_path(settings, name)
+    written = [settings.path if settings.mode == "embedded" else "", spans_file.parent]
     # The client is opened, written and checked with every other process kept out of an
     # embedded folder (index/client.py): even a search would write it while it changes.
-    with write_lock(settings, context.log.info), vector_cache.open() as cache:
+    with says_disk_full(f"writing the collection {name}", written,
+                        then="re-run: the collection is rebuilt from the embedding cache if it was damaged"), \
+            write_lock(settings, context.log.info), vector_cache.open() as cache:
         client = chroma.client()
         # The vectors stay in the cache: each write batch reads only its own rows.
         stats = sync_collection(
             client, name, chunks, chunk_ids,
             lambda rows: cache.matrix(model.name, model.dimensions, [keys[i] for i in rows]),
-            model, commit, context.partition_key, spans_file=spans_path(settings, name),
+            model, commit, context.partition_key, spans_file=spans_file,
         )
+        if stats.repaired:
+            context.log.warning(f"{name} could not be read ({stats.repaired}): rebuilt from the chunks and the "
+                                "cached vectors, nothing embedded again")
         context.log.info(f"{name}: +{stats.added} -{stats.deleted} moved {stats.moved}, {stats.total} records"
                          + (f", {len(chunk_embeddings.refused)} chunks refused by the embedding server left out"
                             if chunk_embeddings.refused else ""))
@@ -146,6 +154,7 @@ def vector_collection(
             "unchanged": stats.unchanged,
             "state_read_from": stats.spans_from,
             "rebuilt_for_new_model": stats.rebuilt,
+            "rebuilt_unreadable": stats.repaired,
             "embedding_model": model.name,
             "embedding_provider": model.provider,
         },

@@ -3,7 +3,8 @@ process at a time) or a server.
 
 A Chroma server that cannot be reached (down, restarting, wrong port) raises
 `ChromaUnavailable`, naming the server and the fix, rather than a bare connection error;
-a re-run once it is back converges, since every sync is a diff.
+a re-run once it is back converges, since every sync is a diff. A collection Chroma cannot
+read (`unreadable`) is rebuilt by the next sync.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..disk_full import disk_full_reason
 from ..settings import Settings
 
 READ_BATCH = 5000
@@ -169,6 +171,27 @@ def get_collection(client, name: str):
         return client.get_collection(name, embedding_function=None)
     except (NotFoundError, ValueError):
         return None
+
+
+def unreadable(collection) -> str | None:
+    """Why Chroma cannot read `collection`, or None. An embedded collection whose index
+    files a full disk left half written fails every read (`Error deserializing pickle
+    file: ... EOF`) until it is rebuilt; a server that cannot be reached is not this."""
+    try:
+        collection.count()
+    except Exception as exc:
+        if _is_connection_error(exc):
+            raise _unreachable(_server_address(collection), exc) from exc
+        return " ".join(f"{type(exc).__name__}: {exc}".split())  # one line
+    return None
+
+
+def unreadable_note(repo: str, reason: str, settings: ChromaSettings) -> str:
+    """One line for status and search: the collection of `repo` cannot be read, why, and the fix."""
+    full = disk_full_reason(RuntimeError(reason), [settings.path] if settings.mode == "embedded" else [])
+    first = f"disk full ({full}): free space, then run" if full else "run"
+    return (f"its collection cannot be read ({reason}); {first} `repo-index index {repo}` to rebuild it from "
+            "the embedding cache")
 
 
 def pages(collection, include: list[str]) -> Iterator[dict]:

@@ -6,7 +6,8 @@ metadata updated (a chunk id is derived from path, symbol and content, so an unc
 id means unchanged text and vector). Writes go in bounded batches, each fetching the
 vectors of its rows only, so a sync never needs the whole matrix in memory. Collection
 metadata records the embedding model (provider, server, dimensions, window, encoding) and
-the last indexed commit; a collection built with another model is rebuilt, never mixed.
+the last indexed commit; a collection built with another model is rebuilt, never mixed,
+and so is one that Chroma can no longer read.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..embed.model import EmbeddingModel
-from .client import get_collection, names_the_server, pages
+from .client import get_collection, names_the_server, pages, unreadable
 from .spans import SYNC_TOKEN, read_spans, save_spans, saved_spans
 
 WRITE_BATCH = 1000
@@ -36,6 +37,7 @@ class SyncStats:
     moved: int = 0
     unchanged: int = 0
     rebuilt: bool = False
+    repaired: str = ""  # why the collection could not be read, when it was rebuilt for that
     total: int = 0
     spans_from: str = ""  # where the sync read the collection's ids and lines: "file" or "chroma"
 
@@ -80,9 +82,15 @@ def sync_collection(
     # meanwhile (and still does if the rebuild fails; the next run resumes it).
     collection, live = get_collection(client, name), None
     target = name
-    if collection is not None and not _same_space(collection, model):
-        live, target, stats.rebuilt = collection, name + REBUILD_SUFFIX, True
+    # A collection Chroma cannot read (index files a full disk left half written) is rebuilt
+    # the same way, from the chunks and the cached vectors: no text is embedded again.
+    stats.repaired = (unreadable(collection) or "") if collection is not None else ""
+    if collection is not None and (stats.repaired or not _same_space(collection, model)):
+        live, target, stats.rebuilt = collection, name + REBUILD_SUFFIX, not _same_space(collection, model)
         collection = get_collection(client, target)
+        if collection is not None and unreadable(collection):
+            client.delete_collection(target)  # a rebuild the full disk damaged too: start it again
+            collection = None
     elif get_collection(client, name + REBUILD_SUFFIX) is not None:
         client.delete_collection(name + REBUILD_SUFFIX)  # a rebuild for a model no longer wanted
     if collection is not None and not _same_space(collection, model):

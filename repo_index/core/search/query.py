@@ -17,7 +17,8 @@ from ..embed.cache import VectorCache, text_key
 from ..embed.model import EmbeddingModel, from_collection_metadata
 from ..embed.providers import Embedder, make_embedder
 from ..embed.results import mask_secrets
-from ..index.client import ChromaSettings, get_collection, open_client, read_lock
+from ..index.client import (ChromaSettings, ChromaUnavailable, get_collection, open_client, read_lock, unreadable,
+                            unreadable_note)
 from ..index.query import Hit, query_collection
 from ..index.sync import REBUILD_SUFFIX
 from ..settings import OPENAI_KEY_ENV, Settings, get_settings
@@ -25,6 +26,14 @@ from ..settings import OPENAI_KEY_ENV, Settings, get_settings
 
 class SearchError(RuntimeError):
     pass
+
+
+class Hits(list):
+    """Hits, best first; `unavailable`: each repository that could not be searched -> why."""
+
+    def __init__(self, hits=(), unavailable: dict[str, str] | None = None):
+        super().__init__(hits)
+        self.unavailable = unavailable or {}
 
 
 def embed_query(embedder: Embedder, query: str, cache: VectorCache | None = None) -> np.ndarray:
@@ -71,10 +80,12 @@ def search(
     settings: Settings | None = None,
     chroma: ChromaSettings | None = None,
     notice: Callable[[str], None] | None = None,
-) -> list[Hit]:
+) -> Hits:
     """Top-`k` chunks for `query` across `repos` (default: every indexed repository).
     `settings` default to the environment's; `chroma` to the Chroma they name; `notice`
-    hears when the search waits for a writer of the embedded Chroma."""
+    hears when the search waits for a writer of the embedded Chroma. A collection Chroma
+    cannot read (e.g. damaged by a full disk) is left out and named in `Hits.unavailable`,
+    so one repository never stops search in the others."""
     if not query.strip():
         raise SearchError("empty query")
     settings = settings or get_settings()
@@ -91,10 +102,21 @@ def search(
         if language:
             where = {"$and": [where, {"language": language}]} if where else {"language": language}
         hits: list[Hit] = []
+        unavailable: dict[str, str] = {}
         for repo, coll in targets:
-            hits.extend(query_collection(coll, repo, query_vectors[models[repo]], k, where, path_glob))
+            try:
+                hits.extend(query_collection(coll, repo, query_vectors[models[repo]], k, where, path_glob))
+            except ChromaUnavailable:
+                raise
+            except Exception:
+                reason = unreadable(coll)  # a bad filter fails a sound collection: that is raised
+                if reason is None:
+                    raise
+                unavailable[repo] = unreadable_note(repo, reason, chroma)
+    if unavailable and len(unavailable) == len(targets):
+        raise SearchError("no repository could be searched: " + "; ".join(f"{r}: {n}" for r, n in unavailable.items()))
     hits.sort(key=lambda h: h.score, reverse=True)
-    return hits[:k]
+    return Hits(hits[:k], unavailable)
 
 
 def _embed_for(repo: str, model: EmbeddingModel, query: str, settings: Settings) -> np.ndarray:

@@ -32,6 +32,15 @@ def connect(path: Path) -> sqlite3.Connection:
     """A connection to the cache at `path`, set up for it; the schema is not touched (`migrate`)."""
     # timeout = SQLite's busy timeout: a writer waits for another process's transaction.
     db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    try:
+        _configure(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _configure(db: sqlite3.Connection) -> None:
     # Only a new file takes it. A 1536-d vector is 6 KB: with 4 KB pages each one spans an
     # overflow chain of small pages; 32 KB pages write the same vectors in ~half the time
     # (CPU the event loop competes for) into a ~20% smaller file, and read as fast.
@@ -45,7 +54,6 @@ def connect(path: Path) -> sqlite3.Connection:
     page_size = db.execute("PRAGMA page_size").fetchone()[0]
     db.execute(f"PRAGMA wal_autocheckpoint={(32 << 20) // page_size}")
     db.execute("PRAGMA cache_size=-65536")
-    return db
 
 
 def _enable_wal(db: sqlite3.Connection, timeout_s: float = 60) -> None:

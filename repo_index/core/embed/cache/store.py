@@ -3,6 +3,7 @@ owners' references to them (`refs.OwnerRefs`)."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .damaged import is_damage, open_or_replace, reports_damage
 from .refs import DEFAULT_GRACE_DAYS, OwnerRefs
 from .schema import WriteTransaction, connect, migrate
 
@@ -23,12 +25,35 @@ def _chunks(items: list, size: int = _PARAMS_PER_QUERY) -> Iterator[list]:
         yield items[i:i + size]
 
 
+def _open(path: Path) -> sqlite3.Connection:
+    db = connect(path)
+    try:
+        migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _damage_reported(method):
+    """A damage error from SQLite while the cache is in use marks the file for a check at
+    the next opening (see damaged.reports_damage) and says so."""
+    @functools.wraps(method)
+    def wrapper(self: VectorCache, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            raise reports_damage(self.path, exc) from exc
+    return wrapper
+
+
 class VectorCache:
     def __init__(self, path: Path | str, grace_days: float = DEFAULT_GRACE_DAYS):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = connect(self.path)
-        migrate(self._db)
+        self._db = open_or_replace(self.path, _open)
         self._refs = OwnerRefs(self._db, grace_s=grace_days * 86400)
 
     def close(self) -> None:
@@ -48,14 +73,17 @@ class VectorCache:
             yield from self._db.execute(
                 f"SELECT {columns} FROM vectors WHERE model=? AND dims=? AND key IN ({marks})", (model, dims, *part))
 
+    @_damage_reported
     def get_many(self, model: str, dims: int, keys: list[bytes]) -> dict[bytes, np.ndarray]:
         """The cached vectors among `keys` (read-only float32 views), by key."""
         return {key: np.frombuffer(blob, dtype="<f4") for key, blob in self._select("key, vector", model, dims, keys)}
 
+    @_damage_reported
     def present(self, model: str, dims: int, keys: Iterable[bytes]) -> set[bytes]:
         """Which of `keys` are cached. Reads only the key index (a covering index), never a vector."""
         return {key for (key,) in self._select("key", model, dims, set(keys))}
 
+    @_damage_reported
     def matrix(self, model: str, dims: int, keys: list[bytes]) -> np.ndarray:
         """The vectors of `keys` as a float32 (len(keys), dims) matrix, row i for keys[i].
 
@@ -75,6 +103,7 @@ class VectorCache:
                               f"{self.path}")
         return out
 
+    @_damage_reported
     def put_many(self, model: str, dims: int, items: Iterable[tuple[bytes, np.ndarray]]) -> None:
         """Store vectors, one transaction per call (one response). A key already present keeps
         its vector: the same text gives the same vector, and nothing is rewritten."""
@@ -85,6 +114,7 @@ class VectorCache:
             self._db.executemany(
                 "INSERT OR IGNORE INTO vectors (model, dims, key, added, vector) VALUES (?, ?, ?, ?, ?)", rows)
 
+    @_damage_reported
     def count(self, model: str | None = None) -> int:
         if model is None:
             return self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
@@ -92,24 +122,29 @@ class VectorCache:
 
     # -- references (refs.OwnerRefs) ------------------------------------------
 
+    @_damage_reported
     def reserve(self, owner: str, model: str, dims: int, keys: Iterable[bytes]) -> None:
         """Add refs from `owner` to `keys` (present or about to be embedded) without dropping any:
         from here on no other run prunes them, and a crash leaves them referenced."""
         self._refs.reserve(owner, model, dims, keys)
 
+    @_damage_reported
     def set_refs(self, owner: str, model: str, dims: int, keys: Iterable[bytes]) -> int:
         """Make `keys` (in `model`, `dims`) exactly what `owner` uses; delete the vectors no owner
         uses any more, and old unreferenced ones. Returns the number of vectors deleted."""
         return self._refs.set_refs(owner, model, dims, keys)
 
+    @_damage_reported
     def drop_owner(self, owner: str) -> int:
         """Forget a repository (it was removed): its vectors nobody else uses are deleted."""
         return self._refs.drop_owner(owner)
 
+    @_damage_reported
     def owners(self) -> dict[str, int]:
         """How many keys each owner references."""
         return self._refs.owners()
 
+    @_damage_reported
     def collect_unreferenced(self) -> int:
         """Delete unreferenced vectors older than the grace period now; returns how many."""
         return self._refs.collect_unreferenced()
