@@ -89,32 +89,49 @@ def add(settings: Settings, name, source, ref, include, exclude, replace) -> Non
 @click.option("--keep-index", is_flag=True, help="Keep the repository's Chroma collection.")
 @click.pass_obj
 def remove(settings: Settings, name: str, keep_index: bool) -> None:
-    """Unregister repository NAME (and drop its collection unless --keep-index)."""
-    from .core.source.registry import RegistryError, load_registry, remove_spec, save_registry
+    """Unregister repository NAME and delete everything kept for it (unless --keep-index);
+    for a NAME already gone from the registry, delete what it left behind."""
+    from .core.forget import forget_repository
+    from .core.run_lease import LeaseBusy
+    from .core.source.registry import RegistryError, load_registry, remove_spec, save_registry, validate_name
     from .partitions import REPOSITORIES
+    from .status import run_has_ended
 
     registry_file = settings.registry_path()
     try:
-        specs = remove_spec(load_registry(registry_file), name)
+        registered = any(s.name == name for s in load_registry(registry_file))
+        validate_name(name)  # it names files under the data folder: never a path
+        if registered or keep_index:
+            remove_spec(load_registry(registry_file), name)  # names the problem if it cannot be removed
     except RegistryError as exc:
         _fail(str(exc))
     instance = _instance()
-    if not keep_index:  # first: if it fails, the entry is still there and `remove` can be run again
-        from .core.forget import forget_repository
-        from .status import run_has_ended
 
-        from .core.run_lease import LeaseBusy
+    def unregister() -> None:
+        # Read again: the file may have changed while a run of NAME was waited for.
+        if registered:
+            save_registry(registry_file, remove_spec(load_registry(registry_file), name))
+        if name in instance.get_dynamic_partitions(REPOSITORIES):
+            instance.delete_dynamic_partition(REPOSITORIES, name)
 
-        try:
-            forgotten = forget_repository(settings, name, run_has_ended(instance))
-        except LeaseBusy as exc:
-            _fail(f"{exc}; nothing was removed")
-        if forgotten:
-            click.echo(f"deleted: {', '.join(forgotten)}")
-    save_registry(registry_file, specs)
-    if name in instance.get_dynamic_partitions(REPOSITORIES):
-        instance.delete_dynamic_partition(REPOSITORIES, name)
-    click.echo(f"removed {name}")
+    if keep_index:
+        unregister()
+        click.echo(f"removed {name} (its index kept)")
+        return
+    try:
+        # The state goes first and the entry last, under the repository's run lease: if
+        # anything fails the entry is still there for `remove` to be run again, and no run of
+        # NAME can start in between and write state for a repository no longer registered.
+        forgotten = forget_repository(
+            settings, name, run_has_ended(instance), then=unregister,
+            on_wait=lambda run: click.echo(f"waiting for run {run} of {name} to end before removing it"))
+    except LeaseBusy as exc:
+        _fail(f"{exc}; nothing was removed")
+    if not registered and not forgotten:
+        _fail(f"repository {name!r} is not registered and nothing is stored for it")
+    if forgotten:
+        click.echo(f"deleted: {', '.join(forgotten)}")
+    click.echo(f"removed {name}" if registered else f"{name} was not registered; deleted what it had left behind")
 
 
 @main.command("list")

@@ -167,6 +167,71 @@ def test_cli_add_list_remove_update_file_and_instance(tmp_path: Path):
     assert "not registered" in cli(env, "index", "svc", ok=False)
 
 
+def test_remove_of_an_entry_already_gone_deletes_what_it_left(tmp_path: Path):
+    """An entry deleted from the file by hand (no sensor running) left its index behind:
+    `remove` deletes it instead of answering "not registered"; a name that is no repository
+    name never reaches a path."""
+    from repo_index.core.settings import Settings
+
+    home = tmp_path / "home"
+    home.mkdir()
+    registry_file = tmp_path / "repositories.yaml"
+    env = {**os.environ, "DAGSTER_HOME": str(home), "REPO_INDEX_REGISTRY": str(registry_file),
+           "REPO_INDEX_DATA_DIR": str(tmp_path / "data")}
+    save_registry(registry_file, [])
+    settings = Settings(REPO_INDEX_DATA_DIR=str(tmp_path / "data"))
+    store_state(settings, "svc")
+    out = cli(env, "remove", "svc")
+    assert "svc was not registered; deleted what it had left behind" in out
+    assert not any(stored_state(settings, "svc").values()), stored_state(settings, "svc")
+    assert "not registered and nothing is stored" in cli(env, "remove", "svc", ok=False)
+    outside = tmp_path / "victim.stats"
+    outside.write_text("keep me")
+    assert "invalid repository name" in cli(env, "remove", "../victim", ok=False)
+    assert outside.exists()
+
+
+def test_a_run_that_waited_for_a_remove_stops_before_writing_anything(tmp_path: Path, openai_server):
+    """A run of a repository being removed waits for the remove's lease, then finds the
+    entry gone and stops: it never writes state for a repository no longer registered."""
+    from repo_index.core.run_lease import RepositoryLease
+    from repo_index.core.settings import Settings
+    from repo_index_tests.gitutil import make_repo
+    from repo_index_tests.pipeline import materialize_args, project_env, register
+
+    env = project_env(tmp_path, openai_server.base_url)
+    register(env, "svc", make_repo(tmp_path / "svc", {"a.py": "def a():\n    return 1\n"}))
+    settings = Settings(REPO_INDEX_DATA_DIR=env["REPO_INDEX_DATA_DIR"])
+    lease = RepositoryLease(settings.run_leases_dir(), "svc")
+    lease.acquire("forget-test", lambda run: False, is_run=False)  # what `remove` holds while it deletes
+    run = subprocess.Popen(materialize_args("svc"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+    try:
+        waited = wait_for_text(tmp_path, run, "waiting for run forget-test")
+        save_registry(Path(env["REPO_INDEX_REGISTRY"]), [])  # the remove unregisters it, then lets go
+    finally:
+        lease.release("forget-test")
+    out = waited + run.communicate(timeout=300)[0]
+    assert run.returncode != 0 and "not registered" in out, out
+    assert not any(stored_state(settings, "svc").values()), stored_state(settings, "svc")
+    assert not (settings.clones_dir() / "svc").exists()
+
+
+def wait_for_text(tmp_path: Path, proc: subprocess.Popen, text: str, timeout: float = 180) -> str:
+    """Read `proc`'s output until `text` appears (it keeps running)."""
+    import selectors
+    import time
+
+    seen, deadline = "", time.monotonic() + timeout
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    while text not in seen:
+        assert time.monotonic() < deadline and proc.poll() is None, seen
+        if selector.select(timeout=1):
+            seen += proc.stdout.readline()
+    return seen
+
+
 def test_nightly_schedule_one_run_per_repository_with_stable_keys():
     import datetime
 

@@ -21,8 +21,10 @@ from ..resources import RegistryResource, RunLeaseResource
 )
 def repo_files(context: dg.AssetExecutionContext, config: FilesConfig, registry: RegistryResource,
                run_lease: RunLeaseResource) -> dg.Output:
+    # The lease before the entry is read: a `remove` that held it has unregistered the
+    # repository by the time this run gets it, and the run then stops here.
+    run_lease.hold(context, context.partition_key)  # before the clone is touched: one run per repository
     spec = registry.spec(context.partition_key)
-    run_lease.hold(context, spec.name)  # before the clone is touched: one run per repository
     tree = resolve_source(spec, registry.file(), Path(registry.clones_dir))
     found = discover(tree.root, spec.include, spec.exclude, config.max_file_bytes)
     snapshot: SourceFiles = source_files(spec.name, str(tree.root), tree.commit, found)

@@ -24,13 +24,19 @@ from .settings import Settings
 
 
 def forget_repository(settings: Settings, name: str, run_has_ended: Callable[[str], bool],
-                      wait_s: float = 3600.0) -> list[str]:
+                      wait_s: float = 3600.0, on_wait: Callable[[str], None] | None = None,
+                      then: Callable[[], None] | None = None) -> list[str]:
     """Delete everything repo_index keeps for `name`, once no run of it is going
-    (`run_has_ended` answers for a run id); returns what there was to delete."""
+    (`run_has_ended` answers for a run id; `on_wait` hears the run waited for); returns what
+    there was to delete. `then` (unregistering it) runs before the lease is given up, so no
+    run of the repository can start between the deletion and it."""
     lease, me = RepositoryLease(settings.run_leases_dir(), name), f"forget-{uuid.uuid4().hex}"
-    lease.acquire(me, run_has_ended, wait_s, is_run=False)
+    lease.acquire(me, run_has_ended, wait_s, on_wait=on_wait, is_run=False)
     try:
-        return _forget(settings, name)
+        forgotten = _forget(settings, name)
+        if then is not None:
+            then()
+        return forgotten
     finally:
         lease.release(me)
 
