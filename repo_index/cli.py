@@ -224,17 +224,19 @@ def status(settings: Settings, as_json: bool) -> None:
 @click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1, 200))
 @click.option("--language", help="Only chunks in this language (e.g. python).")
 @click.option("--path", "path_glob", help="Only files matching this glob (e.g. 'src/*.py').")
+@click.option("--mode", type=click.Choice(["hybrid", "vector", "lexical"]), default="hybrid", show_default=True,
+              help="Rank by vectors and words fused, by vectors only, or by words only (BM25).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def search(settings: Settings, query, repos, k, language, path_glob, as_json) -> None:
-    """Semantic search: ranked hits as `path:start-end  symbol  score` with a snippet."""
+def search(settings: Settings, query, repos, k, language, path_glob, mode, as_json) -> None:
+    """Code search: ranked hits as `path:start-end  symbol  score` with a snippet."""
     from dataclasses import asdict
 
     from .core.search.query import SearchError, search as run_search
 
     try:
         hits = run_search(query, list(repos) or None, k=k, language=language, path_glob=path_glob, settings=settings,
-                          notice=lambda message: click.echo(message, err=True))
+                          notice=lambda message: click.echo(message, err=True), mode=mode)
     except SearchError as exc:
         _fail(str(exc))
     for repo, note in hits.unavailable.items():  # searched the others: say which was left out, on stderr

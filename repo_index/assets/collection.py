@@ -12,6 +12,7 @@ from ..core.embed.model import EmbeddingModel
 from ..core.embed.results import EmbedResult
 from ..core.index.checks import check_consistency, pick_smoke_target, smoke_rank
 from ..core.index.client import get_collection, write_lock
+from ..core.index.lexical import LexicalIndex, lexical_path
 from ..core.index.spans import spans_path
 from ..core.index.sync import sync_collection
 from ..core.search.query import embed_query
@@ -26,20 +27,26 @@ SMOKE_TOP_K = 5
 
 def _checks(collection, chunks: pd.DataFrame, chunk_ids: list[str], embeddings: EmbedResult,
             model: EmbeddingModel, embedder: EmbedderResource,
-            vector_cache: VectorCacheResource) -> list[dg.AssetCheckResult]:
-    """`chunks` and `chunk_ids`: the chunks the collection should hold (refused ones left out)."""
+            vector_cache: VectorCacheResource, lexical_ids: set[str]) -> list[dg.AssetCheckResult]:
+    """`chunks` and `chunk_ids`: the chunks the collection should hold (refused ones left out);
+    `lexical_ids`: the chunks the lexical index holds."""
     seen = check_consistency(collection, chunk_ids, embeddings.dimensions)
     refused = len(embeddings.refused)
+    lexical_missing, lexical_orphaned = set(chunk_ids) - lexical_ids, lexical_ids - set(chunk_ids)
+    problems = [f"{len(seen.missing)} chunks missing from the collection, {len(seen.orphaned)} records that are "
+                "no current chunk"] * bool(seen.missing or seen.orphaned) + [
+                f"{len(lexical_missing)} chunks missing from the lexical index, {len(lexical_orphaned)} entries "
+                "that are no current chunk"] * bool(lexical_missing or lexical_orphaned)
     results = [
         dg.AssetCheckResult(
-            check_name=IN_STEP, passed=not seen.missing and not seen.orphaned,
-            description=(f"{len(seen.missing)} chunks missing from the collection, {len(seen.orphaned)} records "
-                         "that are no current chunk" if seen.missing or seen.orphaned
+            check_name=IN_STEP, passed=not problems,
+            description=("; ".join(problems) if problems
                          else f"{refused} chunks refused by the embedding server are left out" if refused
                          else None),
             metadata={"missing": len(seen.missing), "orphaned": len(seen.orphaned), "records": seen.records,
                       "chunks": len(embeddings.chunk_ids), "refused": refused, "missing_examples": seen.missing[:5],
-                      "orphaned_examples": seen.orphaned[:5]},
+                      "orphaned_examples": seen.orphaned[:5], "lexical_missing": len(lexical_missing),
+                      "lexical_orphaned": len(lexical_orphaned), "lexical_entries": len(lexical_ids)},
         ),
         dg.AssetCheckResult(
             check_name=DIMENSIONS, passed=seen.wrong_dimensions == 0,
@@ -78,7 +85,8 @@ def _check_specs() -> list[dg.AssetCheckSpec]:
         warnings.simplefilter("ignore", dg.PreviewWarning)
         return [
             dg.AssetCheckSpec(IN_STEP, asset="vector_collection", partitions_def=repositories,
-                              description="The collection's ids equal the current chunk ids (missing / orphaned)."),
+                              description="The collection's ids and the lexical index's equal the current chunk ids "
+                              "(missing / orphaned)."),
             dg.AssetCheckSpec(DIMENSIONS, asset="vector_collection", partitions_def=repositories,
                               description="Every vector has the embedding model's dimensions (read on a sample: "
                               "Chroma holds one dimensionality per collection)."),
@@ -138,8 +146,14 @@ def vector_collection(
         context.log.info(f"{name}: +{stats.added} -{stats.deleted} moved {stats.moved}, {stats.total} records"
                          + (f", {len(chunk_embeddings.refused)} chunks refused by the embedding server left out"
                             if chunk_embeddings.refused else ""))
+        # The lexical side from the same chunks; a model change rebuilds only the vectors.
+        with LexicalIndex(lexical_path(settings.lexical_dir(), name)) as lexical:
+            words = lexical.sync(chunks, chunk_ids)
+            lexical_ids = set(lexical.spans())
+        context.log.info(f"{name} lexical index: +{words.added} -{words.deleted} moved {words.moved}, "
+                         f"{words.total} chunks")
         checks = _checks(get_collection(client, name), chunks, chunk_ids, chunk_embeddings, model, embedder,
-                         vector_cache)
+                         vector_cache, lexical_ids)
     run_lease.release(context, code_chunks.repo)  # the repository's state is in step: the next run may start
     return dg.MaterializeResult(
         metadata={

@@ -16,6 +16,7 @@ from .chunk.table import ChunkStore
 from .embed.cache import VectorCache
 from .embed.stored import keys_path
 from .index.client import ChromaSettings, get_collection, open_client, write_lock
+from .index.lexical import delete_index, lexical_path
 from .index.spans import spans_path
 from .index.sync import REBUILD_SUFFIX
 from .run_lease import RepositoryLease
@@ -61,6 +62,8 @@ def _forget(settings: Settings, name: str) -> list[str]:
         if path.exists():
             path.unlink()
             forgotten.append(what)
+    if delete_index(lexical_path(chroma.lexical_dir(), collection)):
+        forgotten.append("lexical index")
     with VectorCache(settings.embedding_cache_path()) as cache:
         if name in cache.owners():  # its references go; vectors no other repository uses are pruned
             forgotten.append(f"cache references ({cache.drop_owner(name)} vectors pruned)")

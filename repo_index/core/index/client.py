@@ -55,6 +55,11 @@ class ChromaSettings:
             return Path(self.path).parent / "collection_spans"
         raise ValueError("ChromaSettings without state_dir or path: no folder of ours for the spans files")
 
+    def lexical_dir(self) -> Path | None:
+        """Where each repository's lexical index lives (index/lexical.py): beside the spans;
+        None for a server named without a folder of ours (searched by vectors only)."""
+        return self.spans_dir().parent / "lexical" if self.state_dir or self.path else None
+
 
 def open_client(settings: ChromaSettings):
     import chromadb
@@ -63,6 +68,7 @@ def open_client(settings: ChromaSettings):
     client_settings = ClientSettings(anonymized_telemetry=False)
     if settings.mode == "embedded":
         Path(settings.path).mkdir(parents=True, exist_ok=True)
+        _forget_stale_system(settings.path)
         return chromadb.PersistentClient(path=settings.path, settings=client_settings)
     if settings.mode == "server":
         headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else None
@@ -86,6 +92,27 @@ def open_client(settings: ChromaSettings):
 # readers, so a stream of searches cannot starve the sync, and a killed holder frees it.
 LOCK_FILE = ".repo_index.rwlock"
 WAIT_NOTICE_S = 1.0
+
+
+_opened_at: dict[str, tuple[int, ...]] = {}
+
+
+def _forget_stale_system(path: str) -> None:
+    """Chroma keeps one in-memory system per folder for the life of the process. If another
+    process has written the folder since this one loaded it, that copy is stale, and
+    catching up would make this reader write the index files: drop it, so the folder is
+    loaded afresh (a process that only reads an unchanged folder keeps its warm copy)."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    folder = Path(path)
+    stamp = tuple(f.stat().st_mtime_ns if f.exists() else 0
+                  for f in (folder / "chroma.sqlite3", folder / "chroma.sqlite3-wal"))
+    key = str(folder)
+    if _opened_at.get(key, stamp) != stamp:
+        system = SharedSystemClient._identifier_to_system.pop(key, None)
+        if system is not None:
+            system.stop()
+    _opened_at[key] = stamp
 
 
 def write_lock(settings: ChromaSettings, notice: Callable[[str], None] | None = None):

@@ -19,9 +19,11 @@ from ..embed.providers import Embedder, make_embedder
 from ..embed.results import mask_secrets
 from ..index.client import (ChromaSettings, ChromaUnavailable, get_collection, open_client, read_lock, unreadable,
                             unreadable_note)
-from ..index.query import Hit, query_collection
+from ..index.lexical import lexical_path
+from ..index.query import Hit
 from ..index.sync import REBUILD_SUFFIX
 from ..settings import OPENAI_KEY_ENV, Settings, get_settings
+from .hybrid import MODES, repository_hits
 
 
 class SearchError(RuntimeError):
@@ -80,14 +82,18 @@ def search(
     settings: Settings | None = None,
     chroma: ChromaSettings | None = None,
     notice: Callable[[str], None] | None = None,
+    mode: str = "hybrid",
 ) -> Hits:
     """Top-`k` chunks for `query` across `repos` (default: every indexed repository).
     `settings` default to the environment's; `chroma` to the Chroma they name; `notice`
     hears when the search waits for a writer of the embedded Chroma. A collection Chroma
     cannot read (e.g. damaged by a full disk) is left out and named in `Hits.unavailable`,
-    so one repository never stops search in the others."""
+    so one repository never stops search in the others. `mode`: "hybrid" (vectors and
+    words fused, the default), "vector" or "lexical" (see hybrid.py)."""
     if not query.strip():
         raise SearchError("empty query")
+    if mode not in MODES:
+        raise SearchError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
     settings = settings or get_settings()
     chroma = chroma or ChromaSettings.from_settings(settings)
     # The embedded folder is read only under the shared lock (index/client.py), held to the
@@ -97,7 +103,7 @@ def search(
         models = {repo: _collection_model(repo, coll.metadata or {}, settings) for repo, coll in targets}
         query_vectors: dict[EmbeddingModel, np.ndarray] = {}
         for repo, model in models.items():
-            if model not in query_vectors:
+            if model not in query_vectors and mode != "lexical":
                 query_vectors[model] = _embed_for(repo, model, query, settings)
         if language:
             where = {"$and": [where, {"language": language}]} if where else {"language": language}
@@ -105,7 +111,10 @@ def search(
         unavailable: dict[str, str] = {}
         for repo, coll in targets:
             try:
-                hits.extend(query_collection(coll, repo, query_vectors[models[repo]], k, where, path_glob))
+                hits.extend(repository_hits(
+                    coll, repo, query, query_vectors.get(models[repo]), k, mode,
+                    lexical_path(chroma.lexical_dir(), coll.name) if chroma.lexical_dir() else None,
+                    where, language, path_glob, notice))
             except ChromaUnavailable:
                 raise
             except Exception:

@@ -1,0 +1,96 @@
+"""Ranking one repository's chunks for a query: by vectors, by words (BM25), or both fused.
+
+Hybrid ranking is reciprocal-rank fusion (each list gives 1/(60 + rank)): it needs no
+calibration between cosine similarities and BM25 scores, which live on unrelated scales,
+and its scores mean the same in every repository, so results of several repositories
+merge by fused score. Then one hit stands for each place in the code: hits that overlap
+the same lines, or are pieces of the same definition, fold into the best-ranked one. And
+a query naming an identifier the repository defines (`parse_headers`, `formatTime`, or a
+one-word query) gets that definition first, whatever the fused order says.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..index.lexical import LexicalIndex
+from ..index.query import Hit, hits_from_records, query_collection
+
+MODES = ("hybrid", "vector", "lexical")
+CANDIDATES = 50  # from each side, for fusion
+RRF_K = 60
+_CODE_SHAPED = re.compile(r"_|[a-z][A-Z]|[A-Za-z][0-9]|[0-9][A-Za-z]")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def named_identifiers(query: str) -> set[str]:
+    """The identifiers a query names, lowercased: code-shaped words (`max_tokens`,
+    `parseHTTPResponse`), or the query's only word. Plain English words ("rotate the log
+    file") are not taken for names."""
+    words = _WORD.findall(query)
+    if len(words) == 1:
+        return {words[0].lower()}
+    return {w.lower() for w in words if _CODE_SHAPED.search(w)}
+
+
+def rrf(*rankings: list[str]) -> dict[str, float]:
+    """Reciprocal-rank fusion of ranked id lists: id -> fused score."""
+    fused: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, cid in enumerate(ranking):
+            fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
+    return fused
+
+
+def repository_hits(collection, repo: str, query: str, vector: np.ndarray | None, k: int, mode: str,
+                    lexical_file: Path | None, where: dict | None = None, language: str | None = None,
+                    path_glob: str | None = None,
+                    notice: Callable[[str], None] | None = None) -> list[Hit]:
+    """The top `k` chunks of one repository for `query` in `mode`."""
+    if mode not in MODES:
+        raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
+    if mode == "vector":
+        return query_collection(collection, repo, vector, k, where, path_glob)
+    if lexical_file is None or not lexical_file.exists():
+        if notice:
+            notice(f"{repo}: no lexical index yet (re-run `repo-index index {repo}`); searched by vectors only")
+        return [] if mode == "lexical" else query_collection(collection, repo, vector, k, where, path_glob)
+    n = max(CANDIDATES, k)
+    with LexicalIndex(lexical_file, create=False) as index:
+        words = index.search(query, n, language, path_glob)
+        named = named_identifiers(query)
+        defining = [h for h in index.search(" ".join(named), n, language, path_glob) if h.names & named] if named else []
+    by_vector = query_collection(collection, repo, vector, n, where, path_glob) if mode == "hybrid" else []
+    fused = rrf([h.chunk_id for h in by_vector], [h.chunk_id for h in words])
+    known = {h.chunk_id: h for h in by_vector}
+    missing = [cid for cid in [*fused, *(h.chunk_id for h in defining)] if cid not in known]
+    # Hits only the lexical side found: their text and lines from the collection (which
+    # also applies `where` to them).
+    known.update({h.chunk_id: h for h in hits_from_records(collection, repo, list(dict.fromkeys(missing)), where)})
+    ordered = sorted((cid for cid in fused if cid in known), key=lambda cid: -fused[cid])
+    first = [cid for cid in dict.fromkeys(h.chunk_id for h in defining) if cid in known]
+    # A definition of a named identifier scores 1 + its fused score: above any fused score
+    # (at most 2/61), here and when repositories are merged.
+    ranked = [_scored(known[cid], fused.get(cid, 0.0) + (cid in first)) for cid in dict.fromkeys([*first, *ordered])]
+    return _one_per_place(ranked)[:k]
+
+
+def _scored(hit: Hit, score: float) -> Hit:
+    return replace(hit, score=round(score, 6))
+
+
+def _one_per_place(hits: list[Hit]) -> list[Hit]:
+    """Best first: drop a hit whose lines overlap a better hit's in the same file, or that is
+    another piece of the same definition."""
+    kept: list[Hit] = []
+    for hit in hits:
+        if any(k.path == hit.path and (k.start_line <= hit.end_line and hit.start_line <= k.end_line
+                                       or (hit.symbol and k.symbol == hit.symbol)) for k in kept):
+            continue
+        kept.append(hit)
+    return kept
