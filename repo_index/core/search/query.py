@@ -20,6 +20,7 @@ from ..embed.results import mask_secrets
 from ..index.client import (ChromaSettings, ChromaUnavailable, get_collection, open_client, read_lock, unreadable,
                             unreadable_note)
 from ..index.query import Hit, query_collection
+from ..index.spans import spans_path
 from ..index.sync import REBUILD_SUFFIX
 from ..settings import OPENAI_KEY_ENV, Settings, get_settings
 
@@ -105,7 +106,8 @@ def search(
         unavailable: dict[str, str] = {}
         for repo, coll in targets:
             try:
-                hits.extend(query_collection(coll, repo, query_vectors[models[repo]], k, where, path_glob))
+                hits.extend(query_collection(coll, repo, query_vectors[models[repo]], k, where, path_glob,
+                                             _spans_file(chroma, coll.name) if path_glob else None))
             except ChromaUnavailable:
                 raise
             except Exception:
@@ -134,6 +136,14 @@ def _embed_for(repo: str, model: EmbeddingModel, query: str, settings: Settings)
     if vector.shape[0] != model.dimensions:
         raise SearchError(f"query vector has {vector.shape[0]} dims but {repo!r} holds {model.dimensions}")
     return vector
+
+
+def _spans_file(chroma: ChromaSettings, collection: str):
+    """The last sync's file of `collection`'s ids and paths, if this machine keeps one."""
+    try:
+        return spans_path(chroma, collection)
+    except ValueError:  # a server's settings naming no folder of ours: paths are read from Chroma
+        return None
 
 
 def _targets(client, chroma: ChromaSettings, repos: list[str] | None) -> list[tuple[str, object]]:
