@@ -1,9 +1,14 @@
 """What the CLI says when something goes wrong: a failed run names the error our code
-raised, not Dagster's wrapper (its trace only with --verbose)."""
+raised, not Dagster's wrapper (its trace only with --verbose); a query that is not text
+says so."""
+
+import subprocess
 
 import pytest
 
-from repo_index_tests.pipeline import BIN, project_env, register, run
+from repo_index.core.search.query import SearchError, search
+from repo_index.core.settings import Settings
+from repo_index_tests.pipeline import BIN, index_in_process, project_env, register, run, write_python_files
 
 
 @pytest.mark.slow
@@ -60,3 +65,24 @@ def test_the_headline_names_what_our_error_leaves_unsaid_and_a_dagster_failure_i
                                              "(caused by OSError: [Errno 28] No space left on device)")
     assert headline(step_error(failure)) == "Failure: the registry names no such repository"
     assert headline(None) == "see the run in the UI"
+
+
+@pytest.mark.slow
+def test_a_query_that_is_not_utf8_is_named_as_such_not_as_a_provider_problem(tmp_path, openai_server):
+    env = project_env(tmp_path, openai_server.base_url)
+    root = write_python_files(tmp_path / "repo", 3)
+    chroma = index_in_process(env, "svc", root)
+    openai_server.reset_counters()
+
+    # `repo-index search $'\xff'`: Python sees the byte as a lone surrogate (surrogateescape)
+    done = subprocess.run([str(BIN / "repo-index"), "search", b"compute \xff value"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("error: the query is not valid UTF-8 text (byte 0xff at character 9): "
+                                   "pass it as UTF-8"), done.stderr
+    assert done.stdout == "" and openai_server.requests_total == 0
+
+    settings = Settings(OPENAI_API_KEY=env["OPENAI_API_KEY"], OPENAI_BASE_URL=env["OPENAI_BASE_URL"])
+    with pytest.raises(SearchError, match=r"^the query is not valid UTF-8 text \(U\+D800 at character 1\)"):
+        search("\ud800 value", settings=settings, chroma=chroma)
+    assert search("compute value", settings=settings, chroma=chroma)  # the same collection answers text

@@ -89,6 +89,7 @@ def search(
     so one repository never stops search in the others."""
     if not query.strip():
         raise SearchError("empty query")
+    _check_text(query)
     settings = settings or get_settings()
     chroma = chroma or ChromaSettings.from_settings(settings)
     # The embedded folder is read only under the shared lock (index/client.py), held to the
@@ -119,6 +120,20 @@ def search(
         raise SearchError("no repository could be searched: " + "; ".join(f"{r}: {n}" for r, n in unavailable.items()))
     hits.sort(key=lambda h: h.score, reverse=True)
     return Hits(hits[:k], unavailable)
+
+
+def _check_text(query: str) -> None:
+    """A SearchError when `query` holds what UTF-8 cannot encode: a byte the command line
+    passed that is not UTF-8 (Python keeps it as a lone surrogate, U+DC80-U+DCFF) or a lone
+    surrogate from a caller. Left alone it failed inside the embedding request, reported as
+    a provider that needs configuring."""
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = ", ".join(f"byte 0x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"U+{ord(c):04X}"
+                        for c in query[exc.start:exc.end])
+        raise SearchError(f"the query is not valid UTF-8 text ({bad} at character {exc.start + 1}): "
+                          "pass it as UTF-8") from None
 
 
 def _embed_for(repo: str, model: EmbeddingModel, query: str, settings: Settings) -> np.ndarray:
