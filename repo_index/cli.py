@@ -160,9 +160,10 @@ def list_(settings: Settings, as_json: bool) -> None:
 @click.option("--estimate-only", is_flag=True, help="Count tokens and cost; send no embedding request.")
 @click.option("--allow-failed-checks", is_flag=True, help="Exit 0 when a run succeeded but an asset check failed.")
 @click.option("--in-process", is_flag=True, help="Run here even when a daemon runs the queue.")
+@click.option("--verbose", is_flag=True, help="Print a failure's whole trace, not only its error.")
 @click.pass_obj
 def index(settings: Settings, names, all_, max_tokens, max_concurrent, estimate_only, allow_failed_checks,
-          in_process) -> None:
+          in_process, verbose) -> None:
     """Run the indexing job for NAME... (or --all), one Dagster run per repository: queued
     for the daemon when one is running (as the UI launches it), else in this process."""
     registry_file = settings.registry_path()
@@ -191,7 +192,7 @@ def index(settings: Settings, names, all_, max_tokens, max_concurrent, estimate_
     # An estimate stops before the collection: there are no vectors to store.
     stop_at = "chunk_embeddings" if estimate_only else None
     failures = run_index(instance, list(names), {"ops": ops} if ops else None, echo=click.echo, stop_at=stop_at,
-                         allow_failed_checks=allow_failed_checks, in_process=in_process)
+                         allow_failed_checks=allow_failed_checks, in_process=in_process, verbose=verbose)
     if failures:
         _fail(f"{len(failures)} of {len(names)} repositories failed (a run or one of its checks): {', '.join(failures)}")
 

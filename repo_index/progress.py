@@ -20,6 +20,7 @@ from dagster._core.events import DagsterEventType
 
 from .core.run_lease import process_gone
 from .launch import HOST_TAG, PID_TAG, Launch, launch_index_run, queue_daemon_alive
+from .run_errors import full_trace, headline
 
 INVOCATION_TAG = "repo_index/invocation"
 STAGES = ("repo_files", "code_chunks", "chunk_embeddings", "vector_collection")
@@ -42,11 +43,14 @@ def _value(meta_value):
 
 
 class RunWatcher(threading.Thread):
-    """Follows the event log of the run tagged `invocation` and prints what happens."""
+    """Follows the event log of the run tagged `invocation` and prints what happens: a
+    failure as the error our code raised, in one line, with its whole trace if `verbose`."""
 
-    def __init__(self, instance: dg.DagsterInstance, invocation: str, repo: str, echo: Callable[[str], None]):
+    def __init__(self, instance: dg.DagsterInstance, invocation: str, repo: str, echo: Callable[[str], None],
+                 verbose: bool = False):
         super().__init__(daemon=True)
         self.instance, self.invocation, self.repo, self.echo = instance, invocation, repo, echo
+        self.verbose = verbose
         self.stop_event = threading.Event()
         self.run_id: str | None = None
         self.cursor: str | None = None
@@ -89,10 +93,20 @@ class RunWatcher(threading.Thread):
             took = entry.timestamp - self.step_started.get(step, entry.timestamp)
             self.echo(f"{prefix} done in {took:.1f}s")
         elif kind == DagsterEventType.STEP_FAILURE:
-            error = event.step_failure_data.error
-            self.echo(f"{prefix} FAILED: {error.message.strip() if error else 'see the run in the UI'}")
+            self.echo(f"{prefix} FAILED: {headline(event.step_failure_data.error)}")
+            self._trace(event.step_failure_data.error)
         elif kind == DagsterEventType.STEP_UP_FOR_RETRY:
             self.echo(f"{prefix} will retry")
+        elif kind != DagsterEventType.RUN_FAILURE and entry.level >= logging.ERROR:
+            # What Dagster's console logger showed before it was quieted (an executor whose
+            # step process died, say); the run's failure itself is in the summary.
+            error = getattr(event.event_specific_data, "error", None)
+            self.echo(f"{prefix} {entry.message.strip()}" + (f": {headline(error)}" if error else ""))
+            self._trace(error)
+
+    def _trace(self, error) -> None:
+        if self.verbose and error is not None:
+            self.echo("\n".join("    " + line for line in full_trace(error).splitlines()))
 
 
 SUMMARY_EVENTS = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION,
@@ -115,10 +129,10 @@ def _summarize(instance: dg.DagsterInstance, run_id: str, summary: RunSummary) -
                 summary.check_reasons[evaluation.check_name] = (
                     evaluation.description or str(_value(evaluation.metadata.get("reason", ""))) or "no reason given")
         elif event.event_type == DagsterEventType.STEP_FAILURE and not summary.error:
-            error = event.step_failure_data.error
-            summary.error = f"{event.step_key}: {error.message.strip() if error else 'failed'}"
+            summary.error = f"{event.step_key}: {headline(event.step_failure_data.error, 'failed')}"
         elif event.event_type == DagsterEventType.RUN_FAILURE and not summary.error:
-            summary.error = event.message or "the run failed"
+            error = getattr(event.event_specific_data, "error", None)
+            summary.error = headline(error, event.message or "the run failed")
 
 
 def format_summary(s: RunSummary) -> str:
@@ -167,7 +181,7 @@ def reap_dead_runs(instance: dg.DagsterInstance, echo: Callable[[str], None]) ->
 
 def run_index(instance: dg.DagsterInstance, repos: list[str], run_config: dict | None,
               echo: Callable[[str], None] = print, stop_at: str | None = None,
-              allow_failed_checks: bool = False, in_process: bool = False) -> list[str]:
+              allow_failed_checks: bool = False, in_process: bool = False, verbose: bool = False) -> list[str]:
     """One run of the indexing job per repository; returns the names that failed (a run,
     or unless `allow_failed_checks`, one of its asset checks).
 
@@ -183,14 +197,17 @@ def run_index(instance: dg.DagsterInstance, repos: list[str], run_config: dict |
              "environment (Ctrl-C stops watching, not the runs; --in-process runs them here)")
     else:
         echo("running in this process" + ("" if in_process else " (no daemon is running the queue)"))
-    # The watcher prints the run's events; Dagster's console logger would repeat them all.
-    run_config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    # The watcher prints the run's events, a failure in one line (its trace with `verbose`);
+    # Dagster's console logger would repeat them, each failure as ~100 lines of stacks. A
+    # queued run's console is the daemon's: its errors stay there.
+    console_level = "ERROR" if queued else "CRITICAL"
+    run_config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": console_level}}}}
     assets = None if stop_at is None else list(STAGES[:STAGES.index(stop_at) + 1])
     started: list[tuple[str, RunWatcher, float, Launch]] = []
     summaries = []
     for repo in repos:
         invocation = uuid.uuid4().hex
-        watcher = RunWatcher(instance, invocation, repo, echo)
+        watcher = RunWatcher(instance, invocation, repo, echo, verbose)
         watcher.start()
         began = time.perf_counter()
         try:

@@ -99,6 +99,30 @@ def write_python_files(root: Path, n: int) -> Path:
     return root
 
 
+def index_in_process(env: dict, name: str, root: Path, dimensions: int = 256, spans: bool = True):
+    """What `vector_collection` leaves for `root` in `env`'s data folder (the collection of
+    text-embedding-3-small vectors from the loopback server, and the spans file unless not
+    `spans`), built by the core library in this process: seconds where a run takes a minute,
+    for tests of search. Returns the ChromaSettings."""
+    from repo_index.core.embed.loop import embed_chunks
+    from repo_index.core.embed.providers import OpenAIEmbedder
+    from repo_index.core.index.client import ChromaSettings, open_client, write_lock
+    from repo_index.core.index.spans import spans_path
+    from repo_index.core.index.sync import sync_collection
+
+    data = Path(env["REPO_INDEX_DATA_DIR"])
+    chroma = ChromaSettings(path=str(data / "chroma"), state_dir=str(data / "collection_spans"))
+    chunks = chunk_repository(root, max_tokens=512, parallel=False)
+    embedder = OpenAIEmbedder(model="text-embedding-3-small", api_key=env["OPENAI_API_KEY"],
+                              base_url=env["OPENAI_BASE_URL"], requested_dimensions=dimensions)
+    result = embed_chunks(chunks, embedder)
+    collection = chroma.collection_name(name)
+    with write_lock(chroma):
+        sync_collection(open_client(chroma), collection, chunks, result.chunk_ids, result.vectors, embedder.info,
+                        "c0ffee", name, spans_file=spans_path(chroma, collection) if spans else None)
+    return chroma
+
+
 def expected_chunks(root: Path, max_tokens: int = 512):
     """The chunk table a clean run builds (the pipeline's own discovery and chunker)."""
     table = chunk_repository(root, max_tokens=max_tokens, parallel=False)

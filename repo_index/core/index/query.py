@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .client import names_the_server
+from .paths import matching_paths
+
+# A path filter that leaves at most this many records is answered by ranking them all:
+# Chroma's HNSW search under a filter that few records pass can miss them (one file's chunk
+# was not found even by its own vector, among 1,000 similar ones). Fetching 1,000 vectors
+# costs about a tenth of a second.
+EXACT_SCAN_RECORDS = 1000
 
 
 @dataclass(frozen=True)
@@ -24,19 +31,36 @@ class Hit:
 
 
 @names_the_server
-def query_collection(collection, repo: str, vector: np.ndarray, k: int,
-                     where: dict | None = None, path_glob: str | None = None) -> list[Hit]:
-    # A path glob is applied after the query, so ask for more candidates.
-    n = k * 10 if path_glob else k
-    result = collection.query(query_embeddings=vector.reshape(1, -1), n_results=n, where=where or None,
+def query_collection(collection, repo: str, vector: np.ndarray, k: int, where: dict | None = None,
+                     path_glob: str | None = None, spans_file: Path | None = None) -> list[Hit]:
+    """The `k` nearest records matching `where` and, if given, whose path matches
+    `path_glob` (resolved against the collection's paths, `spans_file` being the last
+    sync's list of them: see paths.py)."""
+    if path_glob:
+        matched = matching_paths(collection, path_glob, spans_file)
+        if matched == []:
+            return []
+        if matched is not None:  # Chroma searches only these records
+            by_path = {"path": {"$in": matched}}
+            where = {"$and": [where, by_path]} if where else by_path
+            ids = collection.get(where=where, include=[])["ids"]
+            if len(ids) <= EXACT_SCAN_RECORDS:
+                return _ranked(collection, repo, vector, k, ids)
+    result = collection.query(query_embeddings=vector.reshape(1, -1), n_results=k, where=where or None,
                               include=["metadatas", "documents", "distances"])
-    hits = []
-    for cid, meta, doc, dist in zip(result["ids"][0], result["metadatas"][0], result["documents"][0],
-                                    result["distances"][0]):
-        if path_glob and not fnmatch.fnmatch(meta["path"], path_glob):
-            continue
-        hits.append(_hit(repo, cid, meta, doc, 1.0 - float(dist)))
-    return hits[:k]
+    return [_hit(repo, cid, meta, doc, 1.0 - float(dist)) for cid, meta, doc, dist in
+            zip(result["ids"][0], result["metadatas"][0], result["documents"][0], result["distances"][0])]
+
+
+def _ranked(collection, repo: str, vector: np.ndarray, k: int, ids: list[str]) -> list[Hit]:
+    """The `k` records of `ids` nearest to `vector` by cosine similarity, every one compared."""
+    if not ids:
+        return []
+    got = collection.get(ids=ids, include=["embeddings", "metadatas", "documents"])
+    matrix = np.asarray(got["embeddings"], dtype=np.float32)
+    scores = matrix @ vector / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(vector) + 1e-12)
+    best = np.argsort(-scores, kind="stable")[:k]
+    return [_hit(repo, got["ids"][i], got["metadatas"][i], got["documents"][i], float(scores[i])) for i in best]
 
 
 @names_the_server

@@ -6,7 +6,7 @@ repository). So each sync leaves them in a local file stamped with a random toke
 also writes into the collection's metadata, and clears that token before it changes any
 record: the next sync trusts the file only when the tokens (and the record count) agree,
 so a crashed sync, another machine's sync or a recreated collection all fall back to
-reading Chroma.
+reading Chroma. The file also lists the paths the collection holds, for search's `--path`.
 """
 
 from __future__ import annotations
@@ -38,17 +38,30 @@ def read_spans(collection) -> Spans:
     return spans
 
 
-def saved_spans(path: Path | None, token: str | None, count: int) -> Spans | None:
-    """The spans in `path` if they were saved under `token` for `count` records, else None
-    (then read Chroma instead)."""
+def _saved(path: Path | None, token: str | None, count: int) -> dict | None:
+    """What `path` holds if it was saved under `token` for `count` records, else None."""
     loaded = load_pickles(path) if token else None
     saved = loaded[0] if loaded else None
     if not isinstance(saved, dict) or saved.get("token") != token:
         return None
     spans = saved.get("spans")
-    return spans if isinstance(spans, dict) and len(spans) == count else None
+    return saved if isinstance(spans, dict) and len(spans) == count else None
 
 
-def save_spans(path: Path, token: str, spans: Spans) -> None:
+def saved_spans(path: Path | None, token: str | None, count: int) -> Spans | None:
+    """The spans in `path` if they were saved under `token` for `count` records, else None
+    (then read Chroma instead)."""
+    saved = _saved(path, token, count)
+    return saved["spans"] if saved else None
+
+
+def saved_paths(path: Path | None, token: str | None, count: int) -> list[str] | None:
+    """Every path the collection holds, sorted, if `path` was saved under `token` for `count`
+    records (and by a sync that listed them), else None."""
+    paths = (_saved(path, token, count) or {}).get("paths")
+    return paths if isinstance(paths, list) else None
+
+
+def save_spans(path: Path, token: str, spans: Spans, paths: list[str] | None = None) -> None:
     with atomic_writer(path) as f:
-        pickle.dump({"token": token, "spans": spans}, f, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump({"token": token, "spans": spans, "paths": paths}, f, protocol=pickle.HIGHEST_PROTOCOL)

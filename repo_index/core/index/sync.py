@@ -135,7 +135,8 @@ def sync_collection(
     stats.unchanged = len(chunk_ids) - stats.added - stats.moved
     if spans_file is not None:  # the file first: a crash before the token leaves them disagreeing
         token = uuid.uuid4().hex
-        save_spans(spans_file, token, {cid: (int(r.start_line), int(r.end_line)) for cid, r in zip(chunk_ids, rows)})
+        save_spans(spans_file, token, {cid: (int(r.start_line), int(r.end_line)) for cid, r in zip(chunk_ids, rows)},
+                   sorted(set(chunks["path"])))
         coll_meta[SYNC_TOKEN] = token
     collection.modify(metadata=coll_meta)
     if live is not None:  # the swap: a moment with no collection of that name, never a mixed one

@@ -49,23 +49,24 @@ def rrf(*rankings: list[str]) -> dict[str, float]:
 
 def repository_hits(collection, repo: str, query: str, vector: np.ndarray | None, k: int, mode: str,
                     lexical_file: Path | None, where: dict | None = None, language: str | None = None,
-                    path_glob: str | None = None,
-                    notice: Callable[[str], None] | None = None) -> list[Hit]:
-    """The top `k` chunks of one repository for `query` in `mode`."""
+                    path_glob: str | None = None, notice: Callable[[str], None] | None = None,
+                    spans_file: Path | None = None) -> list[Hit]:
+    """The top `k` chunks of one repository for `query` in `mode` (`spans_file`: see
+    query_collection)."""
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
     if mode == "vector":
-        return query_collection(collection, repo, vector, k, where, path_glob)
+        return query_collection(collection, repo, vector, k, where, path_glob, spans_file)
     if lexical_file is None or not lexical_file.exists():
         if notice:
             notice(f"{repo}: no lexical index yet (re-run `repo-index index {repo}`); searched by vectors only")
-        return [] if mode == "lexical" else query_collection(collection, repo, vector, k, where, path_glob)
+        return [] if mode == "lexical" else query_collection(collection, repo, vector, k, where, path_glob, spans_file)
     n = max(CANDIDATES, k)
     with LexicalIndex(lexical_file, create=False) as index:
         words = index.search(query, n, language, path_glob)
         named = named_identifiers(query)
         defining = [h for h in index.search(" ".join(named), n, language, path_glob) if h.names & named] if named else []
-    by_vector = query_collection(collection, repo, vector, n, where, path_glob) if mode == "hybrid" else []
+    by_vector = query_collection(collection, repo, vector, n, where, path_glob, spans_file) if mode == "hybrid" else []
     fused = rrf([h.chunk_id for h in by_vector], [h.chunk_id for h in words])
     known = {h.chunk_id: h for h in by_vector}
     missing = [cid for cid in [*fused, *(h.chunk_id for h in defining)] if cid not in known]

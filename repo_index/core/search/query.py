@@ -21,6 +21,7 @@ from ..index.client import (ChromaSettings, ChromaUnavailable, get_collection, o
                             unreadable_note)
 from ..index.lexical import lexical_path
 from ..index.query import Hit
+from ..index.spans import spans_path
 from ..index.sync import REBUILD_SUFFIX
 from ..settings import OPENAI_KEY_ENV, Settings, get_settings
 from .hybrid import MODES, repository_hits
@@ -92,6 +93,7 @@ def search(
     words fused, the default), "vector" or "lexical" (see hybrid.py)."""
     if not query.strip():
         raise SearchError("empty query")
+    _check_text(query)
     if mode not in MODES:
         raise SearchError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
     settings = settings or get_settings()
@@ -114,7 +116,7 @@ def search(
                 hits.extend(repository_hits(
                     coll, repo, query, query_vectors.get(models[repo]), k, mode,
                     lexical_path(chroma.lexical_dir(), coll.name) if chroma.lexical_dir() else None,
-                    where, language, path_glob, notice))
+                    where, language, path_glob, notice, _spans_file(chroma, coll.name) if path_glob else None))
             except ChromaUnavailable:
                 raise
             except Exception:
@@ -126,6 +128,20 @@ def search(
         raise SearchError("no repository could be searched: " + "; ".join(f"{r}: {n}" for r, n in unavailable.items()))
     hits.sort(key=lambda h: h.score, reverse=True)
     return Hits(hits[:k], unavailable)
+
+
+def _check_text(query: str) -> None:
+    """A SearchError when `query` holds what UTF-8 cannot encode: a byte the command line
+    passed that is not UTF-8 (Python keeps it as a lone surrogate, U+DC80-U+DCFF) or a lone
+    surrogate from a caller. Left alone it failed inside the embedding request, reported as
+    a provider that needs configuring."""
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = ", ".join(f"byte 0x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"U+{ord(c):04X}"
+                        for c in query[exc.start:exc.end])
+        raise SearchError(f"the query is not valid UTF-8 text ({bad} at character {exc.start + 1}): "
+                          "pass it as UTF-8") from None
 
 
 def _embed_for(repo: str, model: EmbeddingModel, query: str, settings: Settings) -> np.ndarray:
@@ -143,6 +159,14 @@ def _embed_for(repo: str, model: EmbeddingModel, query: str, settings: Settings)
     if vector.shape[0] != model.dimensions:
         raise SearchError(f"query vector has {vector.shape[0]} dims but {repo!r} holds {model.dimensions}")
     return vector
+
+
+def _spans_file(chroma: ChromaSettings, collection: str):
+    """The last sync's file of `collection`'s ids and paths, if this machine keeps one."""
+    try:
+        return spans_path(chroma, collection)
+    except ValueError:  # a server's settings naming no folder of ours: paths are read from Chroma
+        return None
 
 
 def _targets(client, chroma: ChromaSettings, repos: list[str] | None) -> list[tuple[str, object]]:
