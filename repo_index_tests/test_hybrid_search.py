@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -95,13 +94,22 @@ def test_the_lexical_index_follows_every_change_of_the_collection(tmp_path, open
 
 
 KILLED_SYNC = """
-import sys, pandas as pd
-from repo_index.core.index.lexical import LexicalIndex
-n = int(sys.argv[2])
+import sys, time, pandas as pd
+from repo_index.core.index import lexical
+n = 1000
 chunks = pd.DataFrame({"path": [f"m{i}.py" for i in range(n)], "start_line": 1, "end_line": 3, "symbol": "",
-                       "language": "python", "text": [f"def f_{i}(x):\\n    return x * {i}\\n" * 20 for i in range(n)]})
-with LexicalIndex(sys.argv[1]) as index:
-    print("syncing", flush=True)
+                       "language": "python", "text": [f"def f_{i}(x):\\n    return x * {i}\\n" for i in range(n)]})
+real, calls = lexical.body_terms, []
+
+def body_terms(text):  # halfway through the transaction: say so, and wait to be killed
+    calls.append(1)
+    if len(calls) == n // 2:
+        print("inside", flush=True)
+        time.sleep(600)
+    return real(text)
+
+lexical.body_terms = body_terms
+with lexical.LexicalIndex(sys.argv[1]) as index:
     index.sync(chunks, [f"c{i}" for i in range(n)])
 """
 
@@ -112,9 +120,8 @@ def test_a_sync_killed_midway_leaves_the_old_index_and_the_next_converges(tmp_pa
                         "text": ["def a():\n    return 1\n"]})
     with LexicalIndex(path) as index:
         index.sync(old, ["old"])
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_SYNC, str(path), "20000"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "syncing"
-    time.sleep(1.0)  # well inside the transaction (the whole sync takes several seconds)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_SYNC, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "inside"  # 500 of 1,000 chunks written, not committed
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     with LexicalIndex(path) as index:

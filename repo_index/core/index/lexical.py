@@ -20,6 +20,7 @@ reindex reads the spans and writes nothing.
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 from collections.abc import Iterable
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # bm25() weights, in column order (path, symbols, body): a name in the symbols outweighs
 # the same word in a body ten times over.
 WEIGHTS = (3.0, 10.0, 1.0)
@@ -39,13 +40,29 @@ _PARTS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 def terms(text: str) -> list[str]:
     """The index terms of `text`: each identifier lowercased whole, then its parts."""
     out: list[str] = []
-    for match in _IDENT.finditer(text):
-        word = match.group()
-        out.append(word.lower())
-        parts = _PARTS.findall(word)
-        if len(parts) > 1:
-            out.extend(p.lower() for p in parts)
+    for word in _IDENT.findall(text):
+        out.extend(_word_terms(word))
     return out
+
+
+def body_terms(text: str) -> str:
+    """`terms` of a chunk's text as FTS5 reads them, cheaply: the lowercased text (the
+    tokenizer keeps identifiers whole, `_` being a token character, so each counts as often
+    as it occurs), then the parts of each distinct identifier that has some, once."""
+    return f"{text.lower()}\n{' '.join(filter(None, map(_parts_text, set(_IDENT.findall(text)))))}"
+
+
+def _word_terms(word: str) -> list[str]:
+    parts = _parts_text(word)
+    return [word.lower(), *parts.split()] if parts else [word.lower()]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parts_text(word: str) -> str:
+    """The parts of an identifier, lowercased and space-separated; "" when it has none.
+    Cached: a repository repeats its identifiers thousands of times."""
+    parts = _PARTS.findall(word)
+    return " ".join(p.lower() for p in parts) if len(parts) > 1 else ""
 
 
 def identifiers(text: str) -> set[str]:
@@ -165,7 +182,7 @@ class LexicalIndex:
                 # index damaged by hand) never blocks the sync.
                 self.db.execute("INSERT OR REPLACE INTO fts (rowid, path, symbols, body) VALUES (?,?,?,?)",
                                 (rowid, " ".join(terms(paths[i])), " ".join(terms(f"{symbols[i]} {defines[i]}")),
-                                 " ".join(terms(texts[i]))))
+                                 body_terms(texts[i])))
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
