@@ -25,7 +25,7 @@ from .core.source.registry import RepoSpec, get_spec, load_registry
 
 class EmbedderResource(dg.ConfigurableResource):
     """The embedding model of a run: every field left unset comes from the environment's
-    settings (REPO_INDEX_EMBEDDER, REPO_INDEX_EMBEDDING_MODEL, ...), read in the step's
+    settings (REPO_INDEX_EMBEDDER, REPO_INDEX_EMBEDDING_MODEL, REPO_INDEX_LOCAL_MODEL, ...), read in the step's
     process. Set `model` (and `dimensions`) in the launchpad's resources section to index
     one run with another model: chunking, embedding and the checks all use what
     `resolve()` answers. The API key never enters Dagster's config: it is read from
@@ -33,27 +33,45 @@ class EmbedderResource(dg.ConfigurableResource):
 
     provider: Optional[str] = Field(
         default=None,
-        description="'openai' (any OpenAI-compatible server), 'local' (all-MiniLM-L6-v2, offline) or "
-        "'auto': openai when OPENAI_API_KEY is set, else local. Default: REPO_INDEX_EMBEDDER.",
+        description="'openai' (any OpenAI-compatible server), 'local' (a sentence-transformers model on this "
+        "machine, offline) or 'auto': openai when OPENAI_API_KEY is set, else local. Default: REPO_INDEX_EMBEDDER.",
     )
-    model: Optional[str] = Field(default=None, description="Default: REPO_INDEX_EMBEDDING_MODEL, else "
-                                 "text-embedding-3-small (openai).")
+    model: Optional[str] = Field(default=None, description="openai: default REPO_INDEX_EMBEDDING_MODEL, else "
+                                 "text-embedding-3-small. local: a hub id in the Hugging Face cache or a model "
+                                 "folder; default REPO_INDEX_LOCAL_MODEL, else the bundled all-MiniLM-L6-v2.")
     base_url: Optional[str] = Field(default=None, description="OpenAI-compatible server URL; default "
                                     "OPENAI_BASE_URL, else OpenAI.")
     dimensions: Optional[int] = Field(
         default=None, description="Shortened vectors (text-embedding-3), or the vector size of a model served "
         "by an OpenAI-compatible server that repo_index does not know. Default: REPO_INDEX_EMBEDDING_DIMENSIONS.")
     device: Optional[str] = Field(default=None, description="Local model device; default cuda when present.")
+    query_prefix: Optional[str] = Field(default=None, description="Put before every query (\"\" for none). "
+                                        "Default: REPO_INDEX_QUERY_PREFIX, else what the model declares or is "
+                                        "known to want (e5, bge, nomic, jina code), else none.")
+    document_prefix: Optional[str] = Field(default=None, description="Put before every chunk (\"\" for none); "
+                                           "a change re-embeds. Default: REPO_INDEX_DOCUMENT_PREFIX, else as "
+                                           "query_prefix.")
 
     def resolve(self) -> EmbeddingModel:
         settings = get_settings()
-        return resolve_model(self.provider or settings.embedder, self.model or settings.embedding_model,
-                             self.dimensions or settings.embedding_dimensions,
-                             self.base_url or settings.openai_base_url, has_api_key=settings.api_key() is not None)
+        has_key = settings.api_key() is not None
+        provider = self.provider or settings.embedder
+        if provider == "auto":
+            provider = "openai" if has_key else "local"
+        configured = settings.local_model if provider == "local" else settings.embedding_model
+        return resolve_model(provider, self.model or configured, self.dimensions or settings.embedding_dimensions,
+                             self.base_url or settings.openai_base_url, has_api_key=has_key,
+                             query_prefix=_first_set(self.query_prefix, settings.query_prefix),
+                             document_prefix=_first_set(self.document_prefix, settings.document_prefix))
 
     def build(self, model: EmbeddingModel, timeout_s: float = 60.0) -> Embedder:
         """The embedder of `model` (what `resolve()` answered)."""
         return make_embedder(model, get_settings().api_key(), timeout_s, self.device)
+
+
+def _first_set(*values: str | None) -> str | None:
+    """The first value that is set ("" is: it means no prefix)."""
+    return next((v for v in values if v is not None), None)
 
 
 class ChromaResource(dg.ConfigurableResource):

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
 
     embedder: Literal["auto", "openai", "local"] = Field("auto", alias="REPO_INDEX_EMBEDDER")
     embedding_model: str | None = Field(None, alias="REPO_INDEX_EMBEDDING_MODEL")
+    # The local provider's model: a sentence-transformers hub id in the Hugging Face cache,
+    # or a folder (unset: the bundled all-MiniLM-L6-v2).
+    local_model: str | None = Field(None, alias="REPO_INDEX_LOCAL_MODEL")
+    # Put before each query / each chunk; unset: what the model declares or is known to want.
+    query_prefix: str | None = Field(None, alias="REPO_INDEX_QUERY_PREFIX")
+    document_prefix: str | None = Field(None, alias="REPO_INDEX_DOCUMENT_PREFIX")
     embedding_dimensions: int | None = Field(None, ge=1, le=3072, alias="REPO_INDEX_EMBEDDING_DIMENSIONS")
     openai_api_key: SecretStr | None = Field(None, alias=OPENAI_KEY_ENV)
     openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")

@@ -14,8 +14,9 @@
 - Optional requests- and tokens-per-minute budgets are shared by every request of the
   process (`limits.shared_rate_limiter`).
 - Responses with the wrong number of vectors or the wrong dimensions are errors.
-- Vectors are reused by (model, dimensions, sha256 of the embedded text), and every
-  response is written to the cache as it arrives, so a crash loses nothing paid for.
+- Vectors are reused by (model, dimensions, sha256 of the embedded text with the model's
+  document prefix), and every response is written to the cache as it arrives, so a crash
+  loses nothing paid for.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ async def _embed_all(
                 # Inside the slot: when the budget binds, it is the bottleneck, not the slots.
                 await asyncio.sleep(rate.reserve(tokens))
             stats.requests += 1
-            return await embedder.embed([texts[i] for i in indexes]), None, epoch
+            return await embedder.embed([texts[i] for i in indexes], "document"), None, epoch
         except Exception as exc:  # classified by the caller; the rest re-raised as EmbeddingFailed
             return None, exc, epoch
         finally:
@@ -230,7 +231,9 @@ async def embed_chunks_async(
         raise ValueError("keep_vectors=False needs a cache and an owner: the vectors are left in the cache")
     started = time.perf_counter()
     model, dims = embedder.model, embedder.dimensions
-    keys = [text_key(t) for t in _embedding_texts(chunks)]
+    # The key covers what the model reads: a vector made with another document prefix is
+    # another vector (with none, the key is the text's own hash, as it always was).
+    keys = [text_key(embedder.info.prefixed("document", t)) for t in _embedding_texts(chunks)]
     unique, first_rows, row_to_unique = _dedupe(keys)
     stats = EmbedStats(chunks=len(keys), unique_texts=len(unique), lowest_concurrency=max_concurrent)
     if cache is not None and owner and not estimate_only:

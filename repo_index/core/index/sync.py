@@ -5,8 +5,9 @@ with their vectors, ids that vanished are deleted, ids that only moved get their
 metadata updated (a chunk id is derived from path, symbol and content, so an unchanged
 id means unchanged text and vector). Writes go in bounded batches, each fetching the
 vectors of its rows only, so a sync never needs the whole matrix in memory. Collection
-metadata records the embedding model (provider, server, dimensions, window, encoding) and
-the last indexed commit; a collection built with another model is rebuilt, never mixed,
+metadata records the embedding model (provider, server, dimensions, window, encoding,
+prefixes) and the last indexed commit; a collection built with another model (or document
+prefix) is rebuilt, never mixed,
 and so is one that Chroma can no longer read.
 """
 
@@ -147,5 +148,8 @@ def sync_collection(
 
 
 def _same_space(collection, model: EmbeddingModel) -> bool:
+    """Vectors of the same model, size and document prefix (another prefix moves every vector;
+    a collection that records none was built with none). The query prefix is only recorded."""
     meta = collection.metadata or {}
-    return meta.get("embedding_model") == model.name and int(meta.get("dimensions", -1)) == model.dimensions
+    return (meta.get("embedding_model") == model.name and int(meta.get("dimensions", -1)) == model.dimensions
+            and (meta.get("embedding_document_prefix") or "") == model.document_prefix)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..chunk.tokens import count_tokens, get_encoding
 from ..embed.cache import VectorCache, text_key
-from ..embed.model import EmbeddingModel, from_collection_metadata
+from ..embed.model import EmbeddingModel, ModelError, from_collection_metadata
 from ..embed.providers import Embedder, make_embedder
 from ..embed.results import mask_secrets
 from ..index.client import (ChromaSettings, ChromaUnavailable, get_collection, open_client, read_lock, unreadable,
@@ -40,11 +40,13 @@ class Hits(list):
 
 
 def embed_query(embedder: Embedder, query: str, cache: VectorCache | None = None) -> np.ndarray:
-    """One query vector; with a cache, a query asked before costs no request."""
+    """One query vector, embedded on the model's query side (its query prefix before it);
+    with a cache, a query asked before costs no request."""
     limit = embedder.info.window_tokens
-    if count_tokens(query, get_encoding(embedder.info.encoding)) > limit:
+    read = embedder.info.prefixed("query", query)
+    if count_tokens(read, get_encoding(embedder.info.encoding)) > limit:
         raise SearchError(f"query is longer than {embedder.model} reads ({limit} tokens)")
-    key = text_key(query)
+    key = text_key(read)
     if cache is not None:
         hit = cache.get_many(embedder.model, embedder.dimensions, [key]).get(key)
         if hit is not None:
@@ -52,7 +54,7 @@ def embed_query(embedder: Embedder, query: str, cache: VectorCache | None = None
 
     async def one():
         try:
-            return await embedder.embed([query])
+            return await embedder.embed([query], "query")
         finally:
             await embedder.aclose()
 
@@ -63,7 +65,12 @@ def embed_query(embedder: Embedder, query: str, cache: VectorCache | None = None
 
 
 def _collection_model(repo: str, meta: dict, settings: Settings) -> EmbeddingModel:
-    model = from_collection_metadata(meta, settings.openai_base_url)
+    try:
+        model = from_collection_metadata(meta, settings.openai_base_url)
+    except ModelError as exc:  # a local model no longer on this machine
+        raise SearchError(f"{repo!r} was indexed with the local model {meta.get('embedding_model')!r}, which "
+                          f"cannot be loaded: {exc}. Restore it, or rebuild the index: `repo-index index {repo}`"
+                          ) from None
     if model is None:
         raise SearchError(f"collection for {repo!r} does not record its embedding model: re-run `repo-index index {repo}`")
     if model.provider == "openai" and settings.api_key() is None:
