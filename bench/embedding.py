@@ -149,10 +149,10 @@ def synthetic_chunks(n: int, seed: int = 0) -> pd.DataFrame:
     """`n` distinct function-sized chunks of about 300 characters (~75 tokens)."""
     body = "    total = 0\n    for item in items:\n        if item.enabled and item.weight > {k}:\n" \
            "            total += item.weight * factor\n    return total + offset\n"
-    rows = [(f"c{seed}-{i}", f"pkg/module_{i % 400}.py", "python", 1, 6, f"compute_{seed}_{i}", 75,
+    rows = [(f"c{seed}-{i}", f"pkg/module_{i % 400}.py", "python", 1, 6, *[f"compute_{seed}_{i}"] * 3, 75,
              f"def compute_{seed}_{i}(items, factor, offset):\n" + body.format(k=i % 13), "") for i in range(n)]
     return pd.DataFrame(rows, columns=["chunk_id", "path", "language", "start_line", "end_line", "symbol",
-                                       "n_tokens", "text", "content_hash"])
+                                       "defines", "header", "n_tokens", "text", "content_hash"])
 
 
 def check_vectors(vectors: np.ndarray, dims: int, chunks: pd.DataFrame, table: np.ndarray | None) -> bool:
@@ -163,7 +163,7 @@ def check_vectors(vectors: np.ndarray, dims: int, chunks: pd.DataFrame, table: n
     if table is None:
         return bool(np.isfinite(vectors).all())
     expected = np.vstack([table_vector(table, embedding_text(p, s, t), dims)
-                          for p, s, t in zip(chunks["path"], chunks["symbol"], chunks["text"])])
+                          for p, s, t in zip(chunks["path"], chunks["header"], chunks["text"])])
     return bool(np.array_equal(vectors, expected))
 
 
@@ -203,7 +203,7 @@ def transport_floor(server: Server, chunks: pd.DataFrame, max_concurrent: int, b
 
     from repo_index.core.chunk.records import embedding_text
 
-    texts = [embedding_text(p, s, t) for p, s, t in zip(chunks["path"], chunks["symbol"], chunks["text"])]
+    texts = [embedding_text(p, s, t) for p, s, t in zip(chunks["path"], chunks["header"], chunks["text"])]
     body = {"model": "text-embedding-3-small", "encoding_format": "base64", **({"dimensions": dims} if dims else {})}
     headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
 

@@ -126,7 +126,7 @@ def index_in_process(env: dict, name: str, root: Path, dimensions: int = 256, sp
 def expected_chunks(root: Path, max_tokens: int = 512):
     """The chunk table a clean run builds (the pipeline's own discovery and chunker)."""
     table = chunk_repository(root, max_tokens=max_tokens, parallel=False)
-    table["embedding_text"] = [embedding_text(p, s, t) for p, s, t in zip(table["path"], table["symbol"], table["text"])]
+    table["embedding_text"] = [embedding_text(p, h, t) for p, h, t in zip(table["path"], table["header"], table["text"])]
     return table
 
 
@@ -150,8 +150,8 @@ def assert_collection_exact(collection, table, commit_prefix: str = "") -> None:
     for cid, doc, meta, vector in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
         row = rows[cid]
         assert doc == row.text
-        assert (meta["path"], meta["start_line"], meta["end_line"], meta["symbol"]) == (
-            row.path, row.start_line, row.end_line, row.symbol)
+        assert (meta["path"], meta["start_line"], meta["end_line"], meta["symbol"], meta["defines"]) == (
+            row.path, row.start_line, row.end_line, row.symbol, row.defines)
         assert meta["commit"].startswith(commit_prefix)
         np.testing.assert_allclose(np.asarray(vector), fake_embedding(row.embedding_text, len(vector)), atol=1e-6)
 

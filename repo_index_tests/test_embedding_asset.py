@@ -25,10 +25,11 @@ REPO = "demo"
 
 def chunk_table(n: int, changed: dict[int, str] | None = None) -> pd.DataFrame:
     changed = changed or {}
-    rows = [(f"id{i}", f"src/m{i % 5}.py", "python", i, i, f"f{i}", 12, changed.get(i, f"def f{i}(): return {i}"), "")
+    rows = [(f"id{i}", f"src/m{i % 5}.py", "python", i, i, f"f{i}", f"f{i}", f"f{i}", 12,
+             changed.get(i, f"def f{i}(): return {i}"), "")
             for i in range(n)]
     return pd.DataFrame(rows, columns=["chunk_id", "path", "language", "start_line", "end_line", "symbol",
-                                       "n_tokens", "text", "content_hash"])
+                                       "defines", "header", "n_tokens", "text", "content_hash"])
 
 
 class Project:
@@ -83,7 +84,7 @@ def project(tmp_path, openai_server, monkeypatch):
 
 def expected(chunks: pd.DataFrame) -> np.ndarray:
     return np.vstack([fake_embedding(embedding_text(p, s, t))
-                      for p, s, t in zip(chunks["path"], chunks["symbol"], chunks["text"])])
+                      for p, s, t in zip(chunks["path"], chunks["header"], chunks["text"])])
 
 
 def stored_matrix(project: Project) -> np.ndarray:

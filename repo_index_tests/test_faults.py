@@ -211,7 +211,7 @@ def test_chroma_server_stopped_mid_sync_names_the_server_and_a_resync_converges(
     chunks = pd.DataFrame({
         "chunk_id": [f"c{i:03d}" for i in range(n)], "path": [f"f{i}.py" for i in range(n)],
         "language": "python", "start_line": 1, "end_line": 2, "symbol": [f"fn_{i}" for i in range(n)],
-        "n_tokens": 5, "text": [f"def fn_{i}(): pass" for i in range(n)], "content_hash": "h",
+        "defines": [f"fn_{i}" for i in range(n)], "header": [f"fn_{i}" for i in range(n)], "n_tokens": 5, "text": [f"def fn_{i}(): pass" for i in range(n)], "content_hash": "h",
     })
     vectors = np.stack([fake_embedding(t, 8) for t in chunks["text"]])
 

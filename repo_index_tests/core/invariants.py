@@ -33,7 +33,7 @@ def check_chunks(src: str, chunks: list[Chunk], max_tokens: int, encoding) -> No
     cursor, prev_end_line = 0, 1
     for c in chunks:
         assert c.n_tokens <= max_tokens, (c.n_tokens, max_tokens)
-        assert c.n_tokens == count_tokens(embedding_text(c.path, c.symbol, c.text), encoding)
+        assert c.n_tokens == count_tokens(embedding_text(c.path, c.header, c.text), encoding)
         assert c.text.strip() and c.text == c.text.rstrip()
         # The text is the exact source slice right after the previous chunk, with only
         # whitespace in between.

@@ -23,14 +23,15 @@ from repo_index_tests.fakes.openai_server import Fault, fake_embedding
 
 
 def chunk_table(n: int, prefix: str = "item") -> pd.DataFrame:
-    rows = [(f"id{i}", f"src/m{i % 7}.py", "python", i, i, f"f{i}", 12, f"def {prefix}_{i}(): return {i}", f"h{i}")
+    rows = [(f"id{i}", f"src/m{i % 7}.py", "python", i, i, f"f{i}", f"f{i}", f"f{i}", 12,
+             f"def {prefix}_{i}(): return {i}", f"h{i}")
             for i in range(n)]
     return pd.DataFrame(rows, columns=["chunk_id", "path", "language", "start_line", "end_line", "symbol",
-                                       "n_tokens", "text", "content_hash"])
+                                       "defines", "header", "n_tokens", "text", "content_hash"])
 
 
 def texts_of(chunks: pd.DataFrame) -> list[str]:
-    return [embedding_text(p, s, t) for p, s, t in zip(chunks["path"], chunks["symbol"], chunks["text"])]
+    return [embedding_text(p, h, t) for p, h, t in zip(chunks["path"], chunks["header"], chunks["text"])]
 
 
 def embedder_for(server, **kw) -> OpenAIEmbedder:
@@ -260,7 +261,7 @@ def test_cache_reuse_makes_zero_requests_and_only_changed_chunks_are_sent(openai
 
 def test_without_keep_vectors_every_vector_is_left_in_the_cache(openai_server, tmp_path: Path):
     chunks = chunk_table(60)
-    chunks.loc[59, ["path", "symbol", "text"]] = chunks.loc[0, ["path", "symbol", "text"]]  # a repeated text
+    chunks.loc[59, ["path", "header", "text"]] = chunks.loc[0, ["path", "header", "text"]]  # a repeated text
     with VectorCache(tmp_path / "cache.sqlite") as cache:
         embed_chunks(chunks.iloc[:20], embedder_for(openai_server), cache, owner="svc")
         openai_server.reset_counters()
@@ -288,7 +289,7 @@ def test_without_keep_vectors_every_vector_is_left_in_the_cache(openai_server, t
 
 def test_identical_texts_are_embedded_once(openai_server):
     chunks = chunk_table(10)
-    chunks["text"], chunks["path"], chunks["symbol"] = "same", "a.py", ""
+    chunks["text"], chunks["path"], chunks["header"] = "same", "a.py", ""
     result = embed_chunks(chunks, embedder_for(openai_server))
     assert openai_server.inputs_embedded == 1 and result.stats.unique_texts == 1
     assert (result.vectors == result.vectors[0]).all()

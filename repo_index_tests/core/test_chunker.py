@@ -199,12 +199,22 @@ def named(src: str, language: str, *signatures: str, max_tokens: int = 100) -> l
     return [next(c.symbol for c in chunks if sig in c.text) for sig in signatures]
 
 
+def defining(src: str, language: str, *signatures: str, max_tokens: int = 100) -> list[str]:
+    """The `defines` of the chunk holding each signature."""
+    chunks = checked(src, language, max_tokens, path="m")
+    return [next(c.defines for c in chunks if sig in c.text) for sig in signatures]
+
+
 def test_python_class_methods():
     body = "\n".join("        " + s for s in BODY)
     src = f"class Greeter:\n    def hello(self):\n{body}\n\n    def bye(self):\n{body}\n"
-    assert symbols(src, "python") == ["Greeter.hello", "Greeter.bye"]
-    # Big enough for everything: named after the class.
+    # The class header shares hello's chunk: named after the first definition it holds.
+    assert symbols(src, "python") == ["Greeter", "Greeter.bye"]
+    assert defining(src, "python", "hello", "bye") == ["Greeter, Greeter.hello", "Greeter.bye"]
+    # Big enough for everything: named after the class, holding all three.
     assert symbols(src, "python", 512) == ["Greeter"]
+    assert defining(src, "python", "hello", max_tokens=512) == [
+        "Greeter, Greeter.hello, Greeter.bye"]
 
 
 def test_rust_impl_methods():
@@ -227,8 +237,8 @@ def test_java_class_methods():
     body = "\n".join(f"        int {s};" for s in BODY)
     src = (f"public class Account {{\n    public void deposit() {{\n{body}\n    }}\n\n"
            f"    public void withdraw() {{\n{body}\n    }}\n}}\n")
-    assert named(src, "java", "deposit()", "withdraw()") == [
-        "Account.deposit", "Account.withdraw"]
+    assert defining(src, "java", "deposit()", "withdraw()") == [
+        "Account, Account.deposit", "Account.withdraw"]
 
 
 def test_cpp_namespace_functions():
@@ -244,8 +254,8 @@ def test_typescript_class_methods():
     src = (f"export class Queue {{\n  push(job: Job): void {{\n{body}\n  }}\n\n"
            f"  async drain(): Promise<number> {{\n{body}\n  }}\n}}\n\n"
            f"export const retry = async (fn: () => void) => {{\n{body}\n}};\n")
-    assert named(src, "typescript", "push(", "drain(", "retry") == [
-        "Queue.push", "Queue.drain", "retry"]
+    assert defining(src, "typescript", "push(", "drain(", "retry") == [
+        "Queue, Queue.push", "Queue.drain", "retry"]
 
 
 def test_split_definition_keeps_its_name():
@@ -260,9 +270,12 @@ def test_markdown_heading_breadcrumbs():
     assert named(src, "markdown", "./install.sh", "Homebrew", "run()", max_tokens=32) == [
         "Project > Install > Linux", "Project > Install > macOS", "Project > Usage"]
     assert symbols(src, "markdown", max_tokens=40) == [
-        "Project", "Project > Install", "Project > Usage"]
-    # Small sections merge; the chunk is named after what they share.
+        "Project", "Project > Install > Linux", "Project > Install > macOS", "Project > Usage"]
+    # Small sections merge; the chunk is named after the first and defines them all.
     assert symbols(src, "markdown", max_tokens=512) == ["Project"]
+    assert defining(src, "markdown", "Homebrew", max_tokens=512) == [
+        "Project, Project > Install, Project > Install > Linux, Project > Install > macOS, "
+        "Project > Usage"]
 
 
 def test_comment_and_decorator_stay_with_definition():
@@ -335,16 +348,17 @@ def test_max_tokens_below_minimum():
 
 def test_small_budget_shortens_the_header():
     # The header may take a third of the budget: 10 tokens of 32. With this path the
-    # full breadcrumb needs 11, so the outer names go.
-    body = "\n".join("        " + s for s in BODY)
+    # full name needs 11, so the outer names go from the header (not from the symbol).
+    body = "\n".join("            " + s for s in BODY)
     src = f"class Outer:\n    class Inner:\n        def method(self):\n{body}\n"
     chunks = checked(src, "python", MIN_MAX_TOKENS, path="src/pkg/sub/module.py")
     for c in chunks:
-        header = count_tokens(embedding_text(c.path, c.symbol, ""), ENC)
+        header = count_tokens(embedding_text(c.path, c.header, ""), ENC)
         assert header <= MIN_MAX_TOKENS // 3
-    assert "Inner.method" in {c.symbol for c in chunks}
-    assert "Outer.Inner.method" not in {c.symbol for c in chunks}
-    assert "Outer.Inner.method" in {c.symbol for c in checked(src, "python", 48, path="m.py")}
+    pieces = [c for c in chunks if c.symbol == "Outer.Inner.method" and not c.defines]
+    assert pieces and {c.header for c in pieces} == {"Inner.method"}
+    roomy = checked(src, "python", 48, path="m.py")
+    assert "Outer.Inner.method" in {c.header for c in roomy}
     with pytest.raises(ValueError, match="no room"):
         chunk(src, "python", MIN_MAX_TOKENS, path="日本語/" * 30 + "x.py")
 
@@ -367,8 +381,6 @@ def test_header_counted_in_two_parts_matches_a_full_count():
         meter = TokenMeter("x = 1\n", path, 8192, ENC, ".")
         full = count_tokens(embedding_text(path, symbol, ""), ENC)
         assert meter.header_tokens(symbol) == full, (path, symbol)
-        bound = meter.header_bound((symbol,))
-        assert bound is None or bound >= full
         split += meter.path_part_tokens is not None
     assert split > 1000
 
@@ -386,10 +398,11 @@ def test_counts_of_chunks_that_start_mid_line():
 
 def test_embedding_text_format():
     assert embedding_text("a/b.py", "C.m", "pass") == "# a/b.py > C.m\npass"
+    assert embedding_text("a/b.py", "C.m, C.n +2 more", "pass") == "# a/b.py > C.m, C.n +2 more\npass"
     assert embedding_text("a/b.py", "", "pass") == "# a/b.py\npass"
-    long = embedding_text("d/" * 100 + "f.py", "A." * 100 + "m", "x")
+    long = embedding_text("d/" * 100 + "f.py", "m", "x")
     head = long.split("\n")[0]
-    assert head.endswith("A.m") and "/f.py > …" in head and len(head) < 200
+    assert head.startswith("# …/d/") and head.endswith("/f.py > m") and len(head) < 100
     assert "\n" not in embedding_text("a\nb.py", "x\ny", "")[:-1]
 
 
@@ -438,8 +451,8 @@ def test_chunks_frame():
     chunks = chunk(src, "python", 64, path="inv.py")
     frame = chunks_frame(chunks, {"inv.py": "f" * 64})
     assert list(frame.columns) == FRAME_COLUMNS == [
-        "chunk_id", "path", "language", "start_line", "end_line", "symbol", "n_tokens",
-        "text", "content_hash", "file_sha256"]
+        "chunk_id", "path", "language", "start_line", "end_line", "symbol", "defines", "header",
+        "n_tokens", "text", "content_hash", "file_sha256"]
     assert set(frame.file_sha256) == {"f" * 64}
     assert set(chunks_frame(chunks).file_sha256) == {""}
     assert len(frame) == len(chunks)
@@ -468,7 +481,9 @@ def test_file_scoped_namespaces():
     body = "\n".join(f"        {s};" for s in BODY)
     cs = (f"namespace Shop.Orders;\n\npublic class Order\n{{\n    public void Grant()\n"
           f"    {{\n{body.replace('total', 'int total')}\n    }}\n}}\n")
-    assert named(cs, "csharp", "Grant()", max_tokens=90) == ["Shop.Orders.Order.Grant"]
+    assert defining(cs, "csharp", "Grant()", max_tokens=90) == [
+        "Shop.Orders.Order, Shop.Orders.Order.Grant"]
     php = (f"<?php\nnamespace App\\Models;\n\nclass User\n{{\n    public function grant()\n"
            f"    {{\n{body.replace('total', '$total')}\n    }}\n}}\n")
-    assert named(php, "php", "grant()", max_tokens=90) == ["App\\Models::User::grant"]
+    assert defining(php, "php", "grant()", max_tokens=90) == [
+        "App\\Models::User, App\\Models::User::grant"]

@@ -14,7 +14,8 @@ from repo_index.core.index.client import ChromaSettings, open_client
 from repo_index.core.index.query import query_collection
 from repo_index.core.index.sync import existing_records, sync_collection
 
-COLUMNS = ["chunk_id", "path", "language", "start_line", "end_line", "symbol", "n_tokens", "text", "content_hash"]
+COLUMNS = ["chunk_id", "path", "language", "start_line", "end_line", "symbol", "defines", "header", "n_tokens", "text",
+           "content_hash"]
 
 
 def space(name="m", dims=8) -> EmbeddingModel:
@@ -23,7 +24,8 @@ def space(name="m", dims=8) -> EmbeddingModel:
 
 
 def table(rows):
-    return pd.DataFrame([(cid, path, "python", s, e, sym, 5, f"text of {cid}", f"h-{cid}") for cid, path, s, e, sym in rows],
+    return pd.DataFrame([(cid, path, "python", s, e, sym, sym, sym, 5, f"text of {cid}", f"h-{cid}")
+                         for cid, path, s, e, sym in rows],
                         columns=COLUMNS)
 
 

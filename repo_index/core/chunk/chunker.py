@@ -12,7 +12,8 @@ How a file is cut (`chunk_source`):
    or duplicated, and each piece is counted exactly, header included; one over the cap is
    halved, a tiny one joins its neighbour (`emitting`).
 
-What a chunk holds and how it is embedded: `records`; how it is named: `groups`.
+What a chunk holds and how it is embedded: `records`; how it is named: `naming`, from
+the file's definitions (`definitions`).
 
 Input text must be a valid Python str without lone surrogates (files are decoded as
 UTF-8 upstream).
@@ -23,9 +24,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from repo_index.core.chunk.cuts import blank_line_blocks, children_with_gaps, line_spans
+from repo_index.core.chunk.definitions import Definitions, find_definitions
 from repo_index.core.chunk.emitting import ChunkEmitter
 from repo_index.core.chunk.languages import get_parser, get_spec, parse
 from repo_index.core.chunk.measure import TokenMeter
+from repo_index.core.chunk.naming import Namer
 from repo_index.core.chunk.packing import Packer
 from repo_index.core.chunk.records import MIN_MAX_TOKENS, Chunk
 
@@ -49,10 +52,12 @@ def chunk_source(text: str, path: str, language: str, max_tokens: int,
     data = meter.data
     parser = get_parser(language) if syntax else None
     if parser is None:
+        namer = Namer(meter, Definitions())
         items = blank_line_blocks(data, meter.newlines)
     else:
         root = parse(parser, data).root_node
+        namer = Namer(meter, find_definitions(parser.language, root, spec, data))
         items = (children_with_gaps(data, root.children, 0, len(data))
-                 or line_spans(meter, 0, len(data), max_tokens - meter.header(())[1]))
-    groups = Packer(spec, meter).pack(items, (), None, 0)
-    return ChunkEmitter(path, language, meter).chunks(groups)
+                 or line_spans(meter, 0, len(data), max_tokens - meter.path_header))
+    groups = Packer(spec, namer).pack(items, (), None, 0)
+    return ChunkEmitter(path, language, namer).chunks(groups)

@@ -14,8 +14,8 @@ from __future__ import annotations
 from bisect import bisect_left
 
 from repo_index.core.chunk.cuts import indent_start, split_points
-from repo_index.core.chunk.groups import START, Group, Label
-from repo_index.core.chunk.measure import TokenMeter
+from repo_index.core.chunk.groups import START, Group
+from repo_index.core.chunk.naming import Namer
 from repo_index.core.chunk.records import Chunk, embedding_text
 from repo_index.core.chunk.tokens import count_tokens
 
@@ -25,8 +25,9 @@ _TINY_TOKENS = 3  # a chunk this small (`}`, `end`) joins a neighbour when that 
 class ChunkEmitter:
     """Cuts one file (in `meter.data`) into chunks along its packed groups."""
 
-    def __init__(self, path: str, language: str, meter: TokenMeter) -> None:
-        self.path, self.language, self.meter = path, language, meter
+    def __init__(self, path: str, language: str, namer: Namer) -> None:
+        self.path, self.language, self.namer = path, language, namer
+        self.meter = meter = namer.meter
         self.data = meter.data
         self.made: list[tuple[Chunk, int, int]] = []  # (chunk, region start, region end)
 
@@ -38,11 +39,13 @@ class ChunkEmitter:
         bounds.append(len(data))
         for i, g in enumerate(groups):
             cuts = sorted({item[START] for item in g.items[1:]})
-            self._emit(bounds[i], bounds[i + 1], g.symbol(), cuts)
+            self._emit(bounds[i], bounds[i + 1], cuts)
         return self._absorb_tiny(self.made)
 
-    def _chunk(self, a: int, b: int, symbol: str) -> Chunk | bool | None:
-        """The chunk for region data[a:b]: None if blank, False if over the cap."""
+    def _chunk(self, a: int, b: int) -> Chunk | bool | None:
+        """The chunk for region data[a:b]: None if blank, False if over the cap. It is
+        named after what the region holds (`naming`), so each half of a halved group, or
+        a tiny chunk joined to its neighbour, is named for itself."""
         meter = self.meter
         raw = self.data[a:b].decode("utf-8")
         body = raw.lstrip()
@@ -54,22 +57,24 @@ class ChunkEmitter:
         if first_line == 0 and a > 0 and self.data[a - 1] != 0x0A:
             first_line = lead
         text = raw[first_line:].rstrip()
+        first = a + len(raw[:lead].encode("utf-8"))
+        symbol, defines, header, _ = self.namer.name(a, b, first)
         n = None
         if meter.line_additive and "\r" not in raw[first_line:lead]:
             text_start = a + len(raw[:first_line].encode("utf-8"))
             text_end = b - len(raw[first_line + len(text):].encode("utf-8"))
-            n = meter.count_from_file(text_start, text_end, symbol)
+            n = meter.count_from_file(text_start, text_end, header)
         if n is None:
-            n = count_tokens(embedding_text(self.path, symbol, text), meter.encoding)
+            n = count_tokens(embedding_text(self.path, header, text), meter.encoding)
         if n > meter.max_tokens:
             return False
         start_line = bisect_left(meter.newlines, a) + 1 + raw.count("\n", 0, first_line)
         return Chunk(self.path, self.language, start_line, start_line + text.count("\n"),
-                     symbol, text, n)
+                     symbol, text, n, defines, header)
 
-    def _emit(self, a: int, b: int, label: Label, cuts: list[int]) -> None:
+    def _emit(self, a: int, b: int, cuts: list[int]) -> None:
         """Emit data[a:b] as one chunk, or halve it at the best cut if over the cap."""
-        chunk = self._chunk(a, b, self.meter.header(label)[0])
+        chunk = self._chunk(a, b)
         if chunk is None:
             return
         if chunk:
@@ -82,8 +87,8 @@ class ChunkEmitter:
         estimate = self.meter.estimate_tokens
         half = estimate(a, b) / 2
         cut = min(inner, key=lambda c: abs(estimate(a, c) - half))
-        self._emit(a, cut, label, [c for c in cuts if c < cut])
-        self._emit(cut, b, label, [c for c in cuts if c > cut])
+        self._emit(a, cut, [c for c in cuts if c < cut])
+        self._emit(cut, b, [c for c in cuts if c > cut])
 
     def _absorb_tiny(self, made: list[tuple[Chunk, int, int]]) -> list[Chunk]:
         """Join chunks of a few tokens (a closing `}` that missed its block's chunk by a
@@ -93,13 +98,13 @@ class ChunkEmitter:
             if len(c.text) <= 40 and count_tokens(c.text, self.meter.encoding) <= _TINY_TOKENS:
                 if out:
                     prev, pa, _ = out[-1]
-                    joined = self._chunk(pa, b, prev.symbol)
+                    joined = self._chunk(pa, b)
                     if joined:
                         out[-1] = (joined, pa, b)
                         continue
                 if k + 1 < len(made):
                     nxt, _, nb = made[k + 1]
-                    joined = self._chunk(a, nb, nxt.symbol)
+                    joined = self._chunk(a, nb)
                     if joined:
                         made[k + 1] = (joined, a, nb)
                         continue

@@ -1,16 +1,14 @@
-"""What packing works with: the items pending for a chunk, grouped, and how a group is named.
+"""What packing works with: the items pending for a chunk, grouped.
 
-Naming: a chunk is named after its most specific definition when every other name in it
-is an enclosing one (a whole method, or a class header with its first method); otherwise
-after what its contents share (several methods: the class; several top-level functions:
-""). A piece of a split definition is named after that definition.
+Items carry labels (the definition they are, or are a piece of) for what packing decides
+(which header may go down into a definition); what a chunk is named after is decided by
+`naming`, from the file's definitions.
 """
 
 from __future__ import annotations
 
-# How an item labels the chunk it lands in, weakest first: a group keeps the strongest
-# kind seen per label, and only PART_OF_DEFINITION or stronger can name a chunk after
-# its most specific label (see `symbol_of_labels`).
+# How an item labels the group it lands in, weakest first: a group keeps the strongest
+# kind seen per label.
 UNLABELLED = 0  # comments, decorators, text outside any definition
 IN_SCOPE = 1  # a statement: labels the chunk with its enclosing scope
 PART_OF_DEFINITION = 2  # a piece of the definition being split (its header, its body)
@@ -49,8 +47,7 @@ START, END, KIND, LABEL, ATTACHES = range(5)
 class Group:
     """Consecutive items that will become one chunk (unless the exact count says no)."""
 
-    __slots__ = ("items", "scope", "labels", "has_definition", "closed", "start", "end",
-                 "_symbol")
+    __slots__ = ("items", "scope", "labels", "has_definition", "closed", "start", "end")
 
     def __init__(self, scope: Label, start: int) -> None:
         self.items: list[PendingItem] = []
@@ -60,35 +57,18 @@ class Group:
         self.closed = OPEN  # what may still join (set when it ends with a split node)
         self.start = start  # of its first item, moved back over the line's indentation
         self.end = 0
-        self._symbol: Label | None = None  # cache of symbol()
 
-    def add(self, item: PendingItem, symbol: Label | None = None) -> None:
-        """Append `item`; `symbol`, if given, is `symbol_with` for it (saves recomputing)."""
+    def add(self, item: PendingItem) -> None:
         self.items.append(item)
         _, end, kind, label, _ = item
         if kind:
             labels = self.labels
             if labels.get(label, UNLABELLED) < kind:
                 labels[label] = kind
-                self._symbol = symbol
             if kind == DEFINITION:
                 self.has_definition = True
         if end > self.end:
             self.end = end
-
-    def symbol(self) -> Label:
-        if self._symbol is None:
-            self._symbol = symbol_of_labels(self.labels, self.scope)
-        return self._symbol
-
-    def symbol_with(self, kind: int, label: Label | None) -> Label:
-        """The symbol the group would have with one more item of this kind and label."""
-        labels = self.labels
-        if not kind or labels.get(label, UNLABELLED) >= kind:
-            return self.symbol()
-        labels = dict(labels)
-        labels[label] = kind
-        return symbol_of_labels(labels, self.scope)
 
     def trailing_attached(self) -> int:
         """Index of the run of comments/decorators that ends the group (len if none)."""
@@ -102,34 +82,6 @@ class Group:
         """Recompute labels and end after `items` was edited in place."""
         items = self.items
         self.items, self.labels, self.has_definition, self.end = [], {}, False, 0
-        self._symbol = None
         for item in items:
             self.add(item)
 
-
-def symbol_of_labels(labels: dict[Label, int], scope: Label) -> Label:
-    """The most specific label of a definition (or a piece of one) if every other label
-    is one of its scopes; otherwise the common prefix of all labels."""
-    if len(labels) <= 1:
-        for label in labels:
-            return label  # both rules give the one label
-        return scope
-    deepest = max(labels, key=len)
-    if labels[deepest] >= PART_OF_DEFINITION:
-        for label in labels:
-            if deepest[: len(label)] != label:
-                break
-        else:
-            return deepest
-    it = iter(labels)
-    prefix = next(it)
-    for label in it:
-        if label[: len(prefix)] == prefix:
-            continue  # prefix of this label already
-        n = 0
-        for x, y in zip(prefix, label):
-            if x != y:
-                break
-            n += 1
-        prefix = prefix[:n]
-    return prefix

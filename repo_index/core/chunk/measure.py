@@ -3,8 +3,8 @@
 The whole file is tokenised once; the tokens of any byte range are then estimated from a
 per-byte count of the tokens ended so far (no re-tokenising per node, and O(1) per
 estimate). A chunk's exact count is read off that same tokenisation when its edges allow
-it (`TokenMeter.count_from_file`), else its text is re-encoded; headers are counted once
-per symbol, and most fit tests need only a bound on the header.
+it (`TokenMeter.count_from_file`), else its text is re-encoded; header lines are counted
+once per distinct header (what they name: `naming`).
 """
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from repo_index.core.chunk.records import (
-    HEADER_PATH_CHARS, clip_tail, embedding_text, header_symbol_part)
+    HEADER_PATH_CHARS, clip_tail, embedding_text, header_names_part)
 from repo_index.core.chunk.tokens import count_tokens, line_additive, token_end_array, tokens_through
 
 if TYPE_CHECKING:
     import tiktoken
-
-    from repo_index.core.chunk.groups import Label
 
 _MIN_CODE_TOKENS = 16  # the header must leave at least this much room
 # A chunk whose count is derived from the whole-file tokenisation is still re-encoded when
@@ -41,8 +39,8 @@ def _run_tokens(encoding: tiktoken.Encoding, run: str) -> int:
 
 
 class TokenMeter:
-    """Measures one file's text against the budget: byte-range estimates, header costs
-    (breadcrumbs shortened for small budgets), exact chunk counts."""
+    """Measures one file's text against the budget: byte-range estimates, header line
+    costs, exact chunk counts."""
 
     def __init__(self, text: str, path: str, max_tokens: int, encoding: tiktoken.Encoding,
                  separator: str) -> None:
@@ -55,19 +53,16 @@ class TokenMeter:
         self._token_end_array, self._token_ends = ends, None  # as a list only when needed
         # Newline byte positions, found by numpy in one pass.
         self.newlines = np.flatnonzero(np.frombuffer(self.data, np.uint8) == 0x0A).tolist()
-        self.headers: dict[Label, tuple[str, int]] = {}  # label -> (stored symbol, tokens)
-        self._header_bounds: dict[Label, int | None] = {}
-        self._tokens_by_symbol: dict[str, int] = {}  # symbol -> tokens of its header line
+        self._tokens_by_header: dict[str, int] = {}  # header -> tokens of its header line
         self.line_additive = line_additive(encoding)  # see count_from_file
         path_header = count_tokens(embedding_text(path, "", ""), encoding)
         if path_header > max_tokens - _MIN_CODE_TOKENS:
             raise ValueError(
                 f"max_tokens={max_tokens} leaves no room for code after the header of {path!r}")
-        # What `header(())` would count (the empty symbol is never shortened).
-        self.headers[()] = ("", path_header)
-        self._tokens_by_symbol[""] = path_header
-        # Tokens of "# <path>" when a header "# <path> > <symbol>\n" always tokenises as
-        # that plus " > <symbol>\n" (see `header_tokens`), else None.
+        self.path_header = path_header  # tokens of the header line naming nothing
+        self._tokens_by_header[""] = path_header
+        # Tokens of "# <path>" when a header "# <path> > <names>\n" always tokenises as
+        # that plus " > <names>\n" (see `header_tokens`), else None.
         self.path_part_tokens: int | None = None
         clipped = clip_tail(path, HEADER_PATH_CHARS)
         if self.line_additive and clipped and 0x21 <= ord(clipped[-1]) <= 0x7E:
@@ -92,70 +87,26 @@ class TokenMeter:
         # ending by a.
         return through[b - 1] - through[a] + 1
 
-    def header(self, label: Label) -> tuple[str, int]:
-        """(symbol to store, header tokens) for a breadcrumb, shortened for small budgets."""
-        hit = self.headers.get(label)
-        if hit is None:
-            parts = list(label)
-            while True:
-                symbol = self.separator.join(parts)
-                n = self.header_tokens(symbol)
-                if not parts or n <= self.max_tokens // 3:
-                    break
-                parts.pop(0)
-            hit = self.headers[label] = (symbol, n)
-        return hit
-
-    def header_tokens(self, symbol: str) -> int:
-        """count_tokens(embedding_text(path, symbol, "")), cached per symbol.
+    def header_tokens(self, header: str) -> int:
+        """count_tokens(embedding_text(path, header, "")), cached per header.
 
         When the (clipped) path ends in printable ASCII other than a space, cl100k's
         pre-tokenizer ends a piece right before " > " (a letter, digit or punctuation run
         stops at a space, and no whitespace run reaches back into the path), and pieces
-        are BPE-encoded independently; so only " > <symbol>\n" is encoded here, the path
+        are BPE-encoded independently; so only " > <header>\n" is encoded here, the path
         part being counted once per file."""
-        n = self._tokens_by_symbol.get(symbol)
+        n = self._tokens_by_header.get(header)
         if n is None:
-            if symbol and self.path_part_tokens is not None:
+            if header and self.path_part_tokens is not None:
                 n = self.path_part_tokens + count_tokens(
-                    header_symbol_part(symbol) + "\n", self.encoding)
+                    header_names_part(header) + "\n", self.encoding)
             else:
-                n = count_tokens(embedding_text(self.path, symbol, ""), self.encoding)
-            self._tokens_by_symbol[symbol] = n
+                n = count_tokens(embedding_text(self.path, header, ""), self.encoding)
+            self._tokens_by_header[header] = n
         return n
 
-    def header_bound(self, label: Label) -> int | None:
-        """An upper bound of `header(label)[1]` without encoding anything (a token is at
-        least a byte), or None if it cannot rule out that the symbol gets shortened."""
-        bound = self._header_bounds.get(label, -1)
-        if bound == -1:
-            bound, symbol = None, self.separator.join(label)
-            if symbol and self.path_part_tokens is not None:
-                tail = header_symbol_part(symbol) + "\n"
-                bound = self.path_part_tokens + len(tail.encode("utf-8"))
-                if bound > self.max_tokens // 3:
-                    bound = None
-            self._header_bounds[label] = bound
-        return bound
-
-    def fits_estimate(self, estimate: int, label: Label) -> bool:
-        """Whether `estimate` tokens of code fit under the header of `label`. Most calls
-        are decided by a bound on the header, so most definitions never get their header
-        counted exactly (only those that name a chunk or are split)."""
-        hit = self.headers.get(label)
-        if hit is None:
-            bound = self.header_bound(label)
-            if bound is not None and estimate + bound <= self.max_tokens:
-                return True
-            hit = self.header(label)
-        return estimate + hit[1] <= self.max_tokens
-
-    def fits(self, a: int, b: int, label: Label) -> bool:
-        """Whether data[a:b] (estimated) fits under the header of `label`."""
-        return self.fits_estimate(self.estimate_tokens(a, b), label)
-
-    def count_from_file(self, start: int, end: int, symbol: str) -> int | None:
-        """Exact tokens of embedding_text(path, symbol, data[start:end]) read off the
+    def count_from_file(self, start: int, end: int, header: str) -> int | None:
+        """Exact tokens of embedding_text(path, header, data[start:end]) read off the
         whole-file tokenisation, or None when the slice's edges do not allow it (see
         `tokens.line_additive`): it must start at a line start, and end before a space, a
         newline after a letter/digit, or a newline after ASCII punctuation (whose run is
@@ -178,7 +129,7 @@ class TokenMeter:
                 return None
             head = count_tokens(data[start:q].decode("utf-8"), self.encoding)
             start = q
-        header = self.header_tokens(symbol)
+        header_n = self.header_tokens(header)
         cut, tail = end, 0
         if end < len(data):
             after, last = data[end], data[end - 1]
@@ -204,7 +155,7 @@ class TokenMeter:
         i, j = through[start], through[cut]
         if (start and through[start - 1] == i) or (cut > start and through[cut - 1] == j):
             return None
-        n = header + head + j - i + tail
+        n = header_n + head + j - i + tail
         if n > self.max_tokens - _VERIFY_WINDOW:
             return None  # close to the cap: count it exactly
         return n

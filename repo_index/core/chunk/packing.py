@@ -16,9 +16,9 @@ from __future__ import annotations
 from repo_index.core.chunk.cuts import children_with_gaps, indent_start, line_spans, split_span
 from repo_index.core.chunk.groups import (
     AFTER_SPLIT_DEFINITION, AFTER_SPLIT_STATEMENT, DEFINITION, IN_SCOPE, OPEN,
-    PART_OF_DEFINITION, START, UNLABELLED, Group, Label, Span, symbol_of_labels)
+    PART_OF_DEFINITION, START, UNLABELLED, Group, Label, Span)
 from repo_index.core.chunk.languages import LanguageSpec, definition_name
-from repo_index.core.chunk.measure import TokenMeter
+from repo_index.core.chunk.naming import Namer
 
 MAX_DEPTH = 64  # levels of oversized nesting descended before falling back to lines
 
@@ -42,8 +42,10 @@ def _node_role(spec: LanguageSpec, node_type: str) -> tuple[int, bool]:
 class Packer:
     """Packs the nodes of one file (in `meter.data`) into groups."""
 
-    def __init__(self, spec: LanguageSpec, meter: TokenMeter) -> None:
-        self.spec, self.meter, self.data = spec, meter, meter.data
+    def __init__(self, spec: LanguageSpec, namer: Namer) -> None:
+        self.spec, self.namer, self.meter = spec, namer, namer.meter
+        self.data = self.meter.data
+        self.names = namer.defs.names  # definition names, read once per file
         self.roles = _NODE_ROLES.setdefault(spec, {})
         # (node, its children_with_gaps), as last computed by _has_syntax_children.
         self._last_children: tuple | None = None
@@ -56,8 +58,10 @@ class Packer:
         out: list[Group] = []
         spec, meter, next_scope = self.spec, self.meter, None
         sticky = spec.sticky
-        # Hot loop (once per node): `meter.fits_estimate` inlined, locals for lookups.
-        through, headers, max_tokens = meter.tokens_through, meter.headers, meter.max_tokens
+        # Hot loop (once per node): `namer.fits` inlined, locals for lookups. Most fit
+        # tests pass with room for the longest header line, so the names go uncounted.
+        through, max_tokens, namer = meter.tokens_through, meter.max_tokens, self.namer
+        room = max_tokens - namer.top
         data, newlines = self.data, meter.newlines
         for node in items:
             if next_scope is not None:
@@ -77,13 +81,10 @@ class Packer:
 
             if cur is not None and (cur.closed == OPEN or not own_def and (
                     cur.closed == AFTER_SPLIT_STATEMENT or not node.is_named)):
-                symbol = cur.symbol_with(item_kind, label)
                 a = cur.start
                 estimate = through[end - 1] - through[a] + 1 if end > a else 0
-                hit = headers.get(symbol)
-                if (estimate + hit[1] <= max_tokens if hit is not None
-                        else meter.fits_estimate(estimate, symbol)):
-                    cur.add(item, symbol)
+                if estimate <= room or estimate + namer.estimate(a, end) <= max_tokens:
+                    cur.add(item)
                     continue
 
             # Pending items that may go down into this node's first piece: a header
@@ -96,7 +97,7 @@ class Packer:
                             and cur.closed != AFTER_SPLIT_DEFINITION and bool(cur.labels)
                             and all(k == PART_OF_DEFINITION for k in cur.labels.values()))
             group_start = indent_start(data, newlines, start)
-            if meter.fits(group_start, end, label if kind else scope):
+            if namer.fits(group_start, end):
                 # It fits alone. Still descend into it to keep a header (`int main(void)`)
                 # with the start of its body, rather than cut mid-line or leave the header
                 # alone.
@@ -124,7 +125,7 @@ class Packer:
                 sub_scope, sub_owner = (scope if wrapper else label), label
             else:
                 sub_scope, sub_owner = scope, owner
-            budget = max_tokens - meter.header(sub_owner or sub_scope)[1]
+            budget = max_tokens - namer.label_tokens(sub_owner or sub_scope)
             carry = None
             if carry_all or carry_header:
                 carry = cur
@@ -159,7 +160,7 @@ class Packer:
             role = self.roles[node_type] = _node_role(self.spec, node_type)
         role, attaches = role
         if role == _DEFINES:
-            name = definition_name(node, self.spec, self.data)
+            name = self._name(node, node_type)
             if name:
                 return DEFINITION, scope + (name,), False, False
         elif role == _WRAPS:
@@ -180,13 +181,19 @@ class Packer:
             nxt = []
             for n in frontier:
                 for child in n.named_children[:4]:
-                    if child.type in self.spec.definitions:
-                        name = definition_name(child, self.spec, self.data)
+                    child_type = child.type
+                    if child_type in self.spec.definitions:
+                        name = self._name(child, child_type)
                         if name:
                             return name
                     nxt.append(child)
             frontier = nxt
         return None
+
+    def _name(self, node, node_type: str) -> str | None:
+        key = (node.start_byte, node_type)
+        names = self.names
+        return names[key] if key in names else definition_name(node, self.spec, self.data)
 
     def _children(self, node, depth: int, budget: int) -> list:
         """What to pack inside a node too big for the budget."""
@@ -234,11 +241,7 @@ class Packer:
             return
         moved = prev.items[k:]
         new_start = indent_start(self.data, self.meter.newlines, moved[0][START])
-        labels = dict(nxt.labels)
-        for _, _, kind, label, _ in moved:
-            if kind:
-                labels[label] = max(kind, labels.get(label, UNLABELLED))
-        if not self.meter.fits(new_start, nxt.end, symbol_of_labels(labels, nxt.scope)):
+        if not self.namer.fits(new_start, nxt.end):
             return
         del prev.items[k:]
         prev.rebuild()

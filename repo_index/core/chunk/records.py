@@ -6,11 +6,17 @@ that same line (a line split mid-way, e.g. minified code). So `text` spans exact
 lines `start_line..end_line` (1-based, inclusive, counted by "\\n"); two consecutive
 chunks share a line only when that line itself was split.
 
-Breadcrumbs (`symbol`): definition names joined by the language's separator ("." for most
-languages, "::" for C, C++, Rust, PHP and Ruby, " > " between Markdown headings), e.g.
-`Class.method`, `ns::Widget::draw`, `impl Display for Foo::fmt`, `Server.Handle` (Go
-methods are `Receiver.Method`), `Install > Linux`. Which names a chunk gets is decided by
-`groups.symbol_of_labels`.
+What names a chunk (`definitions`): a definition's name is qualified by the definitions
+around it, joined by the language's separator ("." for most languages, "::" for C, C++,
+Rust, PHP and Ruby, " > " between Markdown headings), e.g. `Class.method`,
+`ns::Widget::draw`, `impl Display for Foo::fmt`, `Server.Handle` (Go methods are
+`Receiver.Method`), `Install > Linux`.
+- `defines`: every definition whose first byte the chunk holds, in order, joined by ", "
+  ("" when none: Chroma metadata takes only scalars);
+- `symbol`: the first of those, else the innermost definition whose body holds the
+  chunk's first byte (a piece of a long method), else "" (imports, top-level statements);
+- `header`: what the embedded header line names after the path: the names of `defines`
+  (else `symbol`), as many as fit in a third of the budget, the rest said as "+N more".
 """
 
 from __future__ import annotations
@@ -24,12 +30,12 @@ if TYPE_CHECKING:
 
 # Smallest accepted budget: the header needs room and the code needs at least a line.
 MIN_MAX_TOKENS = 32
-# Header limits: the tail of a long path/breadcrumb is the informative part.
+# Header limits: the tail of a long path/name is the informative part.
 HEADER_PATH_CHARS = 80
-HEADER_SYMBOL_CHARS = 80
+HEADER_NAME_CHARS = 80  # per name
 
 FRAME_COLUMNS = ["chunk_id", "path", "language", "start_line", "end_line", "symbol",
-                 "n_tokens", "text", "content_hash", "file_sha256"]
+                 "defines", "header", "n_tokens", "text", "content_hash", "file_sha256"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +44,11 @@ class Chunk:
     language: str
     start_line: int  # 1-based, inclusive
     end_line: int
-    symbol: str  # breadcrumb, "" at top level
+    symbol: str  # first or enclosing definition, "" when none
     text: str  # exact (trimmed) source slice
-    n_tokens: int  # tokens of embedding_text(path, symbol, text)
+    n_tokens: int  # tokens of embedding_text(path, header, text)
+    defines: str = ""  # every definition it holds the first byte of, joined by ", "
+    header: str = ""  # the names its embedded header line shows
 
 
 def clip_tail(value: str, limit: int) -> str:
@@ -49,23 +57,22 @@ def clip_tail(value: str, limit: int) -> str:
     return value if len(value) <= limit else "…" + value[-(limit - 1):]
 
 
-def embedding_text(path: str, symbol: str, text: str) -> str:
+def embedding_text(path: str, header: str, text: str) -> str:
     """The text sent to the embedder: a one-line context header, then the code.
 
-    `# a/b.py > Class.method` (or `# a/b.py` when the symbol is empty); path and symbol
-    are cut to their last 80 characters. For a small `max_tokens` the chunker shortens
-    the stored symbol (dropping outer names, then all of it) until the header takes at
-    most a third of the budget, so this function always reproduces the counted text.
+    `# a/b.py > A.f, A.g` (or `# a/b.py` when `header` is empty); the path is cut to its
+    last 80 characters. The chunker builds `header` (see `measure.TokenMeter.heading`)
+    so that the header line takes at most a third of the budget, and counts this text.
     """
     head = "# " + clip_tail(path, HEADER_PATH_CHARS)
-    if symbol:
-        head += header_symbol_part(symbol)
+    if header:
+        head += header_names_part(header)
     return f"{head}\n{text}"
 
 
-def header_symbol_part(symbol: str) -> str:
-    """What a non-empty symbol adds to the header line of `embedding_text`."""
-    return " > " + clip_tail(symbol, HEADER_SYMBOL_CHARS)
+def header_names_part(header: str) -> str:
+    """What a non-empty `header` adds to the header line of `embedding_text`."""
+    return " > " + header.replace("\r", " ").replace("\n", " ")
 
 
 def content_hash(text: str) -> str:
@@ -73,15 +80,16 @@ def content_hash(text: str) -> str:
 
 
 def chunk_ids(chunks: list[Chunk]) -> list[str]:
-    """Stable ids from (path, symbol, text) - not line numbers, so code inserted above a
-    chunk leaves its id unchanged. Identical twins in a file get an ordinal (0, 1, ...)."""
-    seen: dict[tuple[str, str, str], int] = {}
+    """Stable ids from (path, symbol, defines, header, text) - not line numbers, so code
+    inserted above a chunk leaves its id unchanged, and an unchanged id means an unchanged
+    embedded text and metadata. Identical twins in a file get an ordinal (0, 1, ...)."""
+    seen: dict[tuple[str, ...], int] = {}
     ids = []
     for c in chunks:
-        key = (c.path, c.symbol, c.text)
+        key = (c.path, c.symbol, c.defines, c.header, c.text)
         ordinal = seen.get(key, 0)
         seen[key] = ordinal + 1
-        raw = "\x00".join((c.path, c.symbol, c.text, str(ordinal)))
+        raw = "\x00".join((*key, str(ordinal)))
         ids.append(hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32])
     return ids
 
@@ -108,6 +116,8 @@ def chunks_frame(chunks: list[Chunk], file_sha256: dict[str, str] | None = None)
         "start_line": ints([c.start_line for c in chunks]),
         "end_line": ints([c.end_line for c in chunks]),
         "symbol": strings([c.symbol for c in chunks]),
+        "defines": strings([c.defines for c in chunks]),
+        "header": strings([c.header for c in chunks]),
         "n_tokens": ints([c.n_tokens for c in chunks]),
         "text": strings([c.text for c in chunks]),
         "content_hash": strings([content_hash(c.text) for c in chunks]),

@@ -177,7 +177,7 @@ def _check_input_sizes(chunk_ids: Sequence[str], token_counts: list[int], embedd
 def _embedding_texts(chunks: pd.DataFrame, rows: Iterable[int] | None = None) -> Iterator[str]:
     """The texts sent to the embedder, of `rows` (default all), one at a time: a repository's
     texts are not all held at once (only those still to embed are)."""
-    columns = chunks["path"].tolist(), chunks["symbol"].tolist(), chunks["text"].tolist()
+    columns = chunks["path"].tolist(), chunks["header"].tolist(), chunks["text"].tolist()
     triples = zip(*columns) if rows is None else (tuple(c[r] for c in columns) for r in rows)
     return (embedding_text(p, s, t) for p, s, t in triples)
 

@@ -56,9 +56,9 @@ def pick_smoke_target(chunks: pd.DataFrame) -> SmokeTarget | None:
 
     The longest definition name that names exactly one breadcrumb, so the expected answer
     is unambiguous; ties broken by breadcrumb for a stable choice run after run. Its lines
-    are those of every chunk labelled with it or with a name inside it: a class whose
-    header shares a chunk with its first method is in a chunk labelled after the method.
-    """
+    are those of every chunk labelled with it or with a name inside it (a chunk is
+    labelled after the first definition it holds, so a method that shares a chunk with
+    its class header is in a chunk labelled after the class)."""
     candidates: dict[str, set[str]] = {}
     for symbol in chunks["symbol"]:
         if symbol:

@@ -2,8 +2,8 @@
 
 `sync_collection` diffs the collection against the current chunks: new ids are added
 with their vectors, ids that vanished are deleted, ids that only moved get their line
-metadata updated (a chunk id is derived from path, symbol and content, so an unchanged
-id means unchanged text and vector). Writes go in bounded batches, each fetching the
+metadata updated (a chunk id is derived from path, names and content, so an unchanged
+id means unchanged text, vector and names). Writes go in bounded batches, each fetching the
 vectors of its rows only, so a sync never needs the whole matrix in memory. Collection
 metadata records the embedding model (provider, server, dimensions, window, encoding,
 prefixes) and the last indexed commit; a collection built with another model (or document
@@ -46,7 +46,7 @@ class SyncStats:
 def _record_metadata(row, commit: str) -> dict:
     return {
         "path": row.path, "start_line": int(row.start_line), "end_line": int(row.end_line),
-        "symbol": row.symbol, "language": row.language, "content_hash": row.content_hash,
+        "symbol": row.symbol, "defines": row.defines, "language": row.language, "content_hash": row.content_hash,
         "commit": commit,
     }
 
