@@ -6,7 +6,14 @@ definitions alone, not from how the packer happened to walk the tree, so a class
 fits whole in a chunk names its methods too.
 
 The definition nodes are found by one tree-sitter query (in C) for the language's
-definition node types, named by `languages.definition_name`, and qualified by the names
+definition node types, or, for a language whose definitions all start with a keyword
+(`LanguageSpec.keywords`: Python's `def`, `class`) and a tree without errors, from where
+those words occur in the text: each occurrence is looked up in the tree, and its parent is
+a definition when the word is that keyword token (not a name, a string or a comment). That
+finds the same nodes (every definition has its keyword as a direct child) and costs a
+third of the query, which visits every node (13% of chunking time on the stdlib). A
+tree with errors may hold a definition whose keyword is missing: it gets the query.
+They are named by `languages.definition_name`, and qualified by the names
 of the definitions around them, as the packer qualifies its labels (a definition without
 a name qualifies nothing). A body-less "sticky" definition (C# `namespace A.B;`, PHP
 `namespace App;`) qualifies what follows it up to the end of its parent.
@@ -14,6 +21,7 @@ a name qualifies nothing). A body-less "sticky" definition (C# `namespace A.B;`,
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
 from functools import lru_cache
 
@@ -30,6 +38,29 @@ def _query(language: Language, node_types: frozenset[str]) -> Query | None:
     if not known:
         return None
     return Query(language, "[" + " ".join(f"({t})" for t in known) + "] @definition")
+
+
+@lru_cache(maxsize=None)
+def _keyword_patterns(keywords: frozenset[str]) -> list[tuple[str, re.Pattern[bytes]]]:
+    """One pattern per keyword: a literal first lets `re` search for it fast (an
+    alternation or a leading `\\b` makes the search several times slower); what precedes
+    it is left to the tree (`defined` is an identifier node, not a keyword)."""
+    return [(k, re.compile(re.escape(k.encode()) + rb"\b")) for k in sorted(keywords)]
+
+
+def _nodes_by_keyword(root: Node, spec: LanguageSpec, data: bytes) -> list[Node]:
+    """The definition nodes under `root` (a tree without errors), from their keywords."""
+    definitions, found = spec.definitions, []
+    lookup = root.descendant_for_byte_range
+    for keyword, pattern in _keyword_patterns(spec.keywords):
+        for match in pattern.finditer(data):
+            token = lookup(match.start(), match.end())
+            if token is None or token.type != keyword:  # a name, a string, a comment
+                continue
+            parent = token.parent
+            if parent is not None and parent.type in definitions:
+                found.append(parent)
+    return found
 
 
 class Definitions:
@@ -66,10 +97,13 @@ def find_definitions(language: Language, root: Node, spec: LanguageSpec,
     """The named definitions under `root`, a tree of `data` parsed with `spec`'s grammar
     (`language`)."""
     found = Definitions()
-    query = _query(language, spec.definitions) if spec.definitions else None
-    if query is None:
-        return found
-    nodes = QueryCursor(query).captures(root).get("definition", [])
+    if spec.keywords and not root.has_error:
+        nodes = _nodes_by_keyword(root, spec, data)
+    else:
+        query = _query(language, spec.definitions) if spec.definitions else None
+        if query is None:
+            return found
+        nodes = QueryCursor(query).captures(root).get("definition", [])
     # Outer before inner when they start together (`export default class`).
     nodes.sort(key=lambda n: (n.start_byte, -n.end_byte))
     stack: list[int] = []  # indexes of the open definitions, innermost last

@@ -58,12 +58,17 @@ class LanguageSpec:
     # (C# `namespace A.B;`, PHP `namespace App;`).
     sticky: frozenset[str] = frozenset()
     separator: str = "."
+    # Keyword tokens of which every definition node has one as a direct child in a tree
+    # without errors (Python `def`, `class`): its definitions are then found where these
+    # words occur in the text, not by a query over every node (see `definitions`).
+    keywords: frozenset[str] = frozenset()
 
 
 def _spec(id: str, grammar: str | None, defs: str = "", wrappers: str = "", attach: str = "",
-          sticky: str = "", sep: str = ".") -> LanguageSpec:
+          sticky: str = "", sep: str = ".", keywords: str = "") -> LanguageSpec:
     return LanguageSpec(id, grammar, frozenset(defs.split()), frozenset(wrappers.split()),
-                        frozenset(attach.split()), frozenset(sticky.split()), sep)
+                        frozenset(attach.split()), frozenset(sticky.split()), sep,
+                        frozenset(keywords.split()))
 
 
 _JS_DEFS = (
@@ -77,7 +82,8 @@ _JS_WRAPPERS = ("export_statement lexical_declaration variable_declaration "
                 "expression_statement ambient_declaration")
 
 SPECS: dict[str, LanguageSpec] = {s.id: s for s in [
-    _spec("python", "python", "class_definition function_definition", "decorated_definition"),
+    _spec("python", "python", "class_definition function_definition", "decorated_definition",
+          keywords="class def"),
     _spec("javascript", "javascript", _JS_DEFS, _JS_WRAPPERS, "decorator"),
     _spec("jsx", "javascript", _JS_DEFS, _JS_WRAPPERS, "decorator"),
     _spec("typescript", "typescript", _JS_DEFS, _JS_WRAPPERS, "decorator"),
