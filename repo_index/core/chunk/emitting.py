@@ -58,12 +58,12 @@ class ChunkEmitter:
             first_line = lead
         text = raw[first_line:].rstrip()
         first = a + len(raw[:lead].encode("utf-8"))
-        symbol, defines, header, _ = self.namer.name(a, b, first)
+        symbol, defines, header, header_n = self.namer.name(a, b, first)
         n = None
         if meter.line_additive and "\r" not in raw[first_line:lead]:
             text_start = a + len(raw[:first_line].encode("utf-8"))
             text_end = b - len(raw[first_line + len(text):].encode("utf-8"))
-            n = meter.count_from_file(text_start, text_end, header)
+            n = meter.count_from_file(text_start, text_end, header_n)
         if n is None:
             n = count_tokens(embedding_text(self.path, header, text), meter.encoding)
         if n > meter.max_tokens:

@@ -105,8 +105,9 @@ class TokenMeter:
             self._tokens_by_header[header] = n
         return n
 
-    def count_from_file(self, start: int, end: int, header: str) -> int | None:
-        """Exact tokens of embedding_text(path, header, data[start:end]) read off the
+    def count_from_file(self, start: int, end: int, header_n: int) -> int | None:
+        """Exact tokens of embedding_text(path, header, data[start:end]), given the
+        `header_n` tokens of its header line (`header_tokens(header)`), read off the
         whole-file tokenisation, or None when the slice's edges do not allow it (see
         `tokens.line_additive`): it must start at a line start, and end before a space, a
         newline after a letter/digit, or a newline after ASCII punctuation (whose run is
@@ -129,7 +130,6 @@ class TokenMeter:
                 return None
             head = count_tokens(data[start:q].decode("utf-8"), self.encoding)
             start = q
-        header_n = self.header_tokens(header)
         cut, tail = end, 0
         if end < len(data):
             after, last = data[end], data[end - 1]

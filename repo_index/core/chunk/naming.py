@@ -13,10 +13,20 @@ header grew.
 Packing asks for estimates (`Namer.fits`): the path's tokens plus, per name, the tokens
 of ", <name>" (summed over a range in O(1)), which errs high by the one token " > " and
 "," share; the exact count is made when the chunk is emitted.
+
+That exact count is the same sum when it provably is (`Namer._summed`), so most header
+lines are never encoded: cl100k's pre-tokenizer cuts " > A.f, A.g\n" into " >", " A",
+".f", ",", " A", ".g", "\n" - a letter or digit run stops at ",", "\n" and " +"; "," and
+" >" stop at the space after them - and BPE encodes each piece alone. So when every name
+involved ends in an ASCII letter or digit, the line's tokens are those of " >", of
+" <first name>" (its ", <name>" cost less the one token of ","), of each other ", <name>",
+of " +N more" and of "\n". A name ending in anything else (`__init__`: "_," is one piece)
+gets its line encoded.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from itertools import accumulate
 
 import numpy as np
@@ -24,9 +34,14 @@ import numpy as np
 from repo_index.core.chunk.definitions import Definitions
 from repo_index.core.chunk.measure import TokenMeter
 from repo_index.core.chunk.records import HEADER_NAME_CHARS, clip_tail
-from repo_index.core.chunk.tokens import token_end_array
+from repo_index.core.chunk.tokens import count_tokens, token_end_array
 
 Label = tuple[str, ...]
+
+
+@lru_cache(maxsize=256)
+def _piece_tokens(encoding, piece: str) -> int:
+    return count_tokens(piece, encoding)
 
 
 class Namer:
@@ -43,6 +58,12 @@ class Namer:
         self.names = [clip_tail(name, HEADER_NAME_CHARS) for name in self.full]
         self._cost_through: list[int] | None = None  # counted when first needed
         self._fitted: dict[tuple[int, int], tuple[str, int]] = {}
+        # unclean[i]: how many of the first i names do not end in an ASCII letter or
+        # digit; None where the path part is not counted apart (see `_summed`).
+        self._unclean: list[int] | None = None
+        if meter.path_part_tokens is not None:
+            self._unclean = [0, *accumulate(not n[-1:].isascii() or not n[-1:].isalnum()
+                                            for n in self.names)]
 
     def estimate(self, a: int, b: int) -> int:
         """Tokens of the header line of a chunk over data[a:b] (erring high)."""
@@ -96,19 +117,42 @@ class Namer:
             hi, defines = lo + 1, ""
         fitted = self._fitted.get((lo, hi))
         if fitted is None:
-            fitted = self._fitted[(lo, hi)] = self._fit(self.names[lo:hi], defs.labels[lo])
+            fitted = self._fitted[(lo, hi)] = self._fit(self.names[lo:hi], defs.labels[lo], lo)
         return self.full[lo], defines, *fitted
 
-    def _fit(self, names: list[str], first: Label) -> tuple[str, int]:
+    def _summed(self, lo: int, hi: int, more: int) -> int | None:
+        """Exact tokens of the header line naming names[lo:hi] (and " +`more` more" if
+        `more`), summed from the names' costs, or None when that is not provably exact (see
+        the module docstring). The costs were counted in one string ", n0, n1, ...", so the
+        name before `lo` must end cleanly too, or a token of it would count in the cost
+        of names[lo]."""
+        unclean = self._unclean
+        if unclean is None or unclean[hi] - unclean[lo - 1 if lo else 0]:
+            return None
+        through = self._cost_through
+        if through is None:
+            through = self._cost_through = self._name_costs()
+        meter = self.meter
+        # path, " >", the names (less the first one's ","), "\n"
+        n = meter.path_part_tokens + _piece_tokens(meter.encoding, " >") \
+            + through[hi] - through[lo] - 1 + 1
+        if more:
+            n += _piece_tokens(meter.encoding, f" +{more} more")
+        return n
+
+    def _fit(self, names: list[str], first: Label, at: int | None = None) -> tuple[str, int]:
         """(header, tokens of its line): as many of `names` as fit in a third of the
-        budget, the rest counted; else the tail of the first name (`first`); else none."""
+        budget, the rest counted; else the tail of the first name (`first`); else none.
+        `at`: the index of names[0] in `self.names`, when `names` is a run of them."""
         tokens, cap = self.meter.header_tokens, self.cap
 
         def keep(k: int) -> tuple[str, int]:
+            more = len(names) - k
             header = ", ".join(names[:k])
-            if k < len(names):
-                header += f" +{len(names) - k} more"
-            return header, tokens(header)
+            if more:
+                header += f" +{more} more"
+            n = self._summed(at, at + k, more) if at is not None else None
+            return header, tokens(header) if n is None else n
 
         best = keep(len(names))
         if best[1] <= cap:
