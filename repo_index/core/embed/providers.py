@@ -240,6 +240,16 @@ def resolve_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@functools.lru_cache(maxsize=4)
+def _sentence_transformer(folder: str, device: str):
+    """A local model loaded once per process (seconds each time otherwise): a process that
+    searches again and again keeps it warm."""
+    apply_offline_defaults()  # the model is on disk: never look for it on a hub
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(folder, device=device, local_files_only=True)
+
+
 @dataclass
 class LocalEmbedder:
     device: str | None = None  # None: cuda when present, else cpu
@@ -259,11 +269,7 @@ class LocalEmbedder:
 
     def _load(self):
         if self._st is None:
-            apply_offline_defaults()  # the model is on disk: never look for it on a hub
-            from sentence_transformers import SentenceTransformer
-
-            st = SentenceTransformer(str(locate(self.model)), device=resolve_device(self.device),
-                                     local_files_only=True)
+            st = _sentence_transformer(str(locate(self.model)), resolve_device(self.device))
             size = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
             # Resolution read the folder's files; what was loaded must agree, or the chunk
             # budget and the collection would be built for another model.
