@@ -65,11 +65,14 @@ def open_client(settings: ChromaSettings):
     import chromadb
     from chromadb.config import Settings as ClientSettings
 
-    client_settings = ClientSettings(anonymized_telemetry=False)
     if settings.mode == "embedded":
         Path(settings.path).mkdir(parents=True, exist_ok=True)
-        _forget_stale_system(settings.path)
-        return chromadb.PersistentClient(path=settings.path, settings=client_settings)
+        if _forget_stale_system(settings.path) or settings.path not in _embedded_clients:
+            # Building the client's settings reads the environment: cached while the folder is unchanged.
+            _embedded_clients[settings.path] = chromadb.PersistentClient(
+                path=settings.path, settings=ClientSettings(anonymized_telemetry=False))
+        return _embedded_clients[settings.path]
+    client_settings = ClientSettings(anonymized_telemetry=False)
     if settings.mode == "server":
         headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else None
         try:
@@ -95,24 +98,28 @@ WAIT_NOTICE_S = 1.0
 
 
 _opened_at: dict[str, tuple[int, ...]] = {}
+_embedded_clients: dict[str, object] = {}
 
 
-def _forget_stale_system(path: str) -> None:
+def _forget_stale_system(path: str) -> bool:
     """Chroma keeps one in-memory system per folder for the life of the process. If another
     process has written the folder since this one loaded it, that copy is stale, and
     catching up would make this reader write the index files: drop it, so the folder is
-    loaded afresh (a process that only reads an unchanged folder keeps its warm copy)."""
+    loaded afresh (a process that only reads an unchanged folder keeps its warm copy).
+    Whether it was stale."""
     from chromadb.api.shared_system_client import SharedSystemClient
 
     folder = Path(path)
     stamp = tuple(f.stat().st_mtime_ns if f.exists() else 0
                   for f in (folder / "chroma.sqlite3", folder / "chroma.sqlite3-wal"))
     key = str(folder)
-    if _opened_at.get(key, stamp) != stamp:
+    stale = _opened_at.get(key, stamp) != stamp
+    if stale:
         system = SharedSystemClient._identifier_to_system.pop(key, None)
         if system is not None:
             system.stop()
     _opened_at[key] = stamp
+    return stale
 
 
 def write_lock(settings: ChromaSettings, notice: Callable[[str], None] | None = None):

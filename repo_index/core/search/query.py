@@ -58,7 +58,9 @@ def embed_query(embedder: Embedder, query: str, cache: VectorCache | None = None
         finally:
             await embedder.aclose()
 
-    vector = asyncio.run(one())[0]
+    # A local model encodes here and now: an event loop per query cost more than the encoding.
+    encode = getattr(embedder, "encode", None)
+    vector = (encode([query], "query") if encode is not None else asyncio.run(one()))[0]
     if cache is not None:
         cache.put_many(embedder.model, embedder.dimensions, [(key, vector)])
     return vector
