@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,7 +99,8 @@ LOCK_FILE = ".repo_index.rwlock"
 WAIT_NOTICE_S = 1.0
 
 
-_opened_at: dict[str, tuple[int, ...]] = {}
+GENERATION_FILE = ".repo_index.generation"
+_opened_at: dict[str, tuple] = {}
 _embedded_clients: dict[str, object] = {}
 
 
@@ -110,8 +113,10 @@ def _forget_stale_system(path: str) -> bool:
     from chromadb.api.shared_system_client import SharedSystemClient
 
     folder = Path(path)
-    stamp = tuple(f.stat().st_mtime_ns if f.exists() else 0
-                  for f in (folder / "chroma.sqlite3", folder / "chroma.sqlite3-wal"))
+    # Not the SQLite file's mtime: a query writes it too. Every writer of ours marks the
+    # folder when it lets go of the write lock; the files' existence tells a folder that was
+    # deleted or replaced.
+    stamp = (_generation(folder), (folder / "chroma.sqlite3").exists())
     key = str(folder)
     stale = _opened_at.get(key, stamp) != stamp
     if stale:
@@ -120,6 +125,18 @@ def _forget_stale_system(path: str) -> bool:
             system.stop()
     _opened_at[key] = stamp
     return stale
+
+
+def _generation(folder: Path) -> str:
+    try:
+        return (folder / GENERATION_FILE).read_text()
+    except OSError:
+        return ""
+
+
+def _mark_written(folder: Path) -> None:
+    """Tell every process holding this folder open that it changed (see _forget_stale_system)."""
+    (folder / GENERATION_FILE).write_text(f"{time.time_ns()}-{os.getpid()}")
 
 
 def write_lock(settings: ChromaSettings, notice: Callable[[str], None] | None = None):
@@ -153,6 +170,8 @@ def _chroma_lock(settings: ChromaSettings, write: bool, notice: Callable[[str], 
         try:
             yield
         finally:
+            if write:
+                _mark_written(Path(settings.path))
             lock.release()
     finally:
         lock.close()
