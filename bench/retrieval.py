@@ -50,8 +50,7 @@ from retrieval_corpus import DEFAULT_PACKAGES, Query, build_corpus, make_queries
 from retrieval_metrics import (bootstrap_indexes, first_correct_rank, latency_ms, paired_difference,  # noqa: E402
                                per_query_scores, summarize)
 
-from repo_index.core.index.client import ChromaSettings, get_collection, open_client, read_lock  # noqa: E402
-from repo_index.core.index.sync import existing_records  # noqa: E402
+from repo_index.core.index.client import ChromaSettings, get_collection, open_client, pages, read_lock  # noqa: E402
 from repo_index.core.search import search  # noqa: E402
 from repo_index.core.settings import Settings  # noqa: E402
 
@@ -89,21 +88,34 @@ def run_cli(env: dict, *args: str) -> tuple[float, str]:
     return wall, done.stdout
 
 
-def indexed_spans(settings: Settings) -> dict[str, list[tuple[int, int]]]:
-    """path -> the line spans of its chunks in the collection."""
+def indexed_chunks(settings: Settings) -> dict[str, list[tuple[int, int, str]]]:
+    """path -> (start line, end line, text) of each of its chunks in the collection."""
     chroma = ChromaSettings.from_settings(settings)
     with read_lock(chroma):
-        records = existing_records(get_collection(open_client(chroma), chroma.collection_name(REPO)))
-    spans: dict[str, list[tuple[int, int]]] = {}
-    for meta in records.values():
-        spans.setdefault(meta["path"], []).append((int(meta["start_line"]), int(meta["end_line"])))
-    return spans
+        coll = get_collection(open_client(chroma), chroma.collection_name(REPO))
+        chunks: dict[str, list[tuple[int, int, str]]] = {}
+        for page in pages(coll, ["metadatas", "documents"]):
+            for meta, text in zip(page["metadatas"], page["documents"]):
+                chunks.setdefault(meta["path"], []).append((int(meta["start_line"]), int(meta["end_line"]), text))
+    return chunks
 
 
-def answerable(queries: list[Query], spans: dict[str, list[tuple[int, int]]]) -> tuple[list[Query], int]:
-    """The queries whose answer is in the collection (discovery may skip a file), and how many were not."""
-    kept = [q for q in queries if any(a <= q.def_line <= b for a, b in spans.get(q.path, ()))]
-    return kept, len(queries) - len(kept)
+def answerable(queries: list[Query], chunks: dict[str, list[tuple[int, int, str]]]) -> tuple[list[Query], Counter]:
+    """The queries whose answer is in the collection, and why the others are not: discovery
+    may skip a file; a chunk holding the def line but not the `def` would mean the bench's
+    line numbers and the chunker's disagree."""
+    kept, dropped = [], Counter({"answer not in the collection": 0,
+                                 "answer chunk lacks the def (line numbers disagree)": 0})
+    for q in queries:
+        texts = [text for a, b, text in chunks.get(q.path, ()) if a <= q.def_line <= b]
+        name = re.escape(q.qualname.rsplit(".", 1)[-1])
+        if not texts:
+            dropped["answer not in the collection"] += 1
+        elif not any(re.search(rf"\bdef\s+{name}\b", t) for t in texts):
+            dropped["answer chunk lacks the def (line numbers disagree)"] += 1
+        else:
+            kept.append(q)
+    return kept, dropped
 
 
 def sample(queries: list[Query], cap: int, seed: int) -> list[Query]:
@@ -181,6 +193,7 @@ def main() -> None:
     packages = tuple(p.strip() for p in args.packages.split(",") if p.strip())
     modes = available_modes()
 
+    load_at_start = os.getloadavg()  # query times on a shared machine are only as good as its load
     work = Path(tempfile.mkdtemp(prefix="repo-index-retrieval-"))
     try:
         corpus = build_corpus(work / "corpus", packages)
@@ -193,12 +206,13 @@ def main() -> None:
         os.environ.clear()
         os.environ.update(env)
         settings = Settings.from_env()
-        spans = indexed_spans(settings)
-        queries, unanswerable = answerable(queries, spans)
-        left_out["answer not in the collection"] += unanswerable
+        chunks = indexed_chunks(settings)
+        n_chunks = sum(map(len, chunks.values()))
+        queries, unanswerable = answerable(queries, chunks)
+        left_out.update(unanswerable)
         found = Counter(q.kind for q in queries)
         queries = sample(queries, args.max_queries, args.seed)
-        print(f"corpus: {corpus.files} files, {sum(map(len, spans.values()))} chunks; queries: "
+        print(f"corpus: {corpus.files} files, {n_chunks} chunks; queries: "
               + ", ".join(f"{k} {Counter(q.kind for q in queries)[k]} of {found[k]}" for k in KINDS), flush=True)
         results = run_queries(queries, modes, settings)
         latency = {mode: latency_ms(seconds) for mode, (_, seconds) in results.items()}
@@ -206,12 +220,13 @@ def main() -> None:
         summary = re.search(r"chunks\s+([\d,]+)", out)
         results_doc = {
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "note": "shared"},
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "note": "shared",
+                        "load_average_at_start": load_at_start, "load_average_after_queries": os.getloadavg()},
             "embedder": "local (all-MiniLM-L6-v2)",
             "modes": list(modes), "modes_not_available": [m for m in MODES if m not in modes],
             "corpus": {"packages": list(packages), "files": corpus.files, "bytes": corpus.bytes,
                        "docstrings_removed": corpus.docstrings_removed, "functions": len(corpus.functions),
-                       "chunks": sum(map(len, spans.values())),
+                       "chunks": n_chunks,
                        "chunks_reported_by_index": int(summary.group(1).replace(",", "")) if summary else None,
                        "skipped": dict(corpus.skipped)},
             "queries": {"found": dict(found), "used": dict(Counter(q.kind for q in queries)),
