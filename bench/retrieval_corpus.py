@@ -38,6 +38,16 @@ class Query:
     path: str  # corpus-relative, POSIX
     def_line: int  # 1-based, in the stripped file
     qualname: str
+    end_line: int  # the function's last line, for the lenient diagnostic (any hit inside it)
+
+
+@dataclass(frozen=True)
+class Function:
+    path: str
+    qualname: str
+    def_line: int  # in the stripped file
+    end_line: int
+    docstring: str | None
 
 
 @dataclass
@@ -46,7 +56,7 @@ class Corpus:
     bytes: int = 0
     docstrings_removed: int = 0
     skipped: Counter = field(default_factory=Counter)  # reason -> files or functions left out
-    functions: list[tuple[str, str, int, str | None]] = field(default_factory=list)  # path, qualname, def line, docstring
+    functions: list[Function] = field(default_factory=list)
 
 
 def _docstring_node(node: ast.AST) -> ast.Expr | None:
@@ -148,7 +158,7 @@ def build_corpus(dest: Path, packages: tuple[str, ...] = DEFAULT_PACKAGES) -> Co
                 if counts[name] > 1:  # redefined in one file (property setters, if/else): no single answer
                     corpus.skipped["function defined twice in its file"] += 1
                     continue
-                corpus.functions.append((rel.as_posix(), name, node.lineno, docs.get(name)))
+                corpus.functions.append(Function(rel.as_posix(), name, node.lineno, node.end_lineno, docs.get(name)))
     return corpus
 
 
@@ -162,23 +172,23 @@ def make_queries(corpus: Corpus) -> tuple[list[Query], Counter]:
     """Every description and identifier query the rules give, and what was left out why."""
     left_out: Counter = Counter()
     described = []
-    for path, qualname, line, doc in corpus.functions:
-        if not doc:
+    for f in corpus.functions:
+        if not f.docstring:
             left_out["description: no docstring"] += 1
             continue
-        sentence = first_sentence(doc)
+        sentence = first_sentence(f.docstring)
         if len(sentence.split()) < MIN_QUERY_WORDS:
             left_out[f"description: first sentence under {MIN_QUERY_WORDS} words"] += 1
             continue
-        described.append(Query("description", sentence, path, line, qualname))
+        described.append(Query("description", sentence, f.path, f.def_line, f.qualname, f.end_line))
     texts = Counter(q.text for q in described)
     queries = [q for q in described if texts[q.text] == 1]
     left_out["description: same sentence for several functions"] += len(described) - len(queries)
-    names = Counter(qualname.rsplit(".", 1)[-1] for _, qualname, _, _ in corpus.functions)
-    for path, qualname, line, _ in corpus.functions:
-        name = qualname.rsplit(".", 1)[-1]
+    names = Counter(f.qualname.rsplit(".", 1)[-1] for f in corpus.functions)
+    for f in corpus.functions:
+        name = f.qualname.rsplit(".", 1)[-1]
         if names[name] > 1:
             left_out["identifier: name not unique in the corpus"] += 1
             continue
-        queries.append(Query("identifier", name, path, line, qualname))
+        queries.append(Query("identifier", name, f.path, f.def_line, f.qualname, f.end_line))
     return queries, left_out

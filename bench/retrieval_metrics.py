@@ -16,6 +16,15 @@ def first_correct_rank(hits, path: str, line: int) -> int | None:
     return None
 
 
+def first_inside_rank(hits, path: str, first: int, last: int) -> int | None:
+    """1-based rank of the first hit overlapping lines `first..last` of `path`: the lenient
+    rule, which also takes a piece of the function's body."""
+    for rank, hit in enumerate(hits, 1):
+        if hit.path == path and hit.start_line <= last and first <= hit.end_line:
+            return rank
+    return None
+
+
 def per_query_scores(ranks: list[int | None]) -> dict[str, np.ndarray]:
     """One row per query: 1/0 for each R@k, the reciprocal rank (0 past MRR_AT) for MRR."""
     r = np.array([rank or np.inf for rank in ranks], dtype=float)
