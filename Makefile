@@ -44,14 +44,16 @@ dev: install
 validate: install
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
-# The quick benchmarks (a few minutes); the large pipeline corpus is
-# `$(BIN)/python bench/pipeline.py` (about 25 minutes here). Figures in bench/results/.
+# The quick benchmarks (a few minutes each; retrieval about 15 with the local model); the
+# large pipeline corpus is `$(BIN)/python bench/pipeline.py` (about 25 minutes here) and the
+# 100,000-chunk query times `bench/retrieval.py --latency`. Figures in bench/results/.
 bench: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/chunking.py
 	$(BIN)/python bench/embedding.py
 	$(BIN)/python bench/redaction.py
 	$(BIN)/python bench/pipeline.py --corpus stdlib
+	$(BIN)/python bench/retrieval.py
 
 clean:
 	rm -rf .data

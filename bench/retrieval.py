@@ -196,6 +196,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "retrieval.json")
     args = ap.parse_args()
     packages = tuple(p.strip() for p in args.packages.split(",") if p.strip())
+    if not packages:
+        ap.error("--packages names no package")
     modes = available_modes()
 
     load_at_start = os.getloadavg()  # query times on a shared machine are only as good as its load
@@ -219,6 +221,8 @@ def main() -> None:
         left_out.update(unanswerable)
         found = Counter(q.kind for q in queries)
         queries = sample(queries, args.max_queries, args.seed)
+        if not queries:
+            raise SystemExit(f"the rules give no query on {', '.join(packages)}: left out {dict(left_out)}")
         print(f"corpus: {corpus.files} files, {n_chunks} chunks; queries: "
               + ", ".join(f"{k} {Counter(q.kind for q in queries)[k]} of {found[k]}" for k in KINDS), flush=True)
         results = run_queries(queries, modes, settings)
