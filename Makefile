@@ -44,7 +44,7 @@ dev: install
 validate: install
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
-# The quick benchmarks (a few minutes each; retrieval about 15 with the local model); the
+# The quick benchmarks (a few minutes each; retrieval 3-6 with the local model); the
 # large pipeline corpus is `$(BIN)/python bench/pipeline.py` (about 25 minutes here) and the
 # 100,000-chunk query times `bench/retrieval.py --latency`. Figures in bench/results/.
 bench: install
