@@ -37,6 +37,13 @@ PARSING = "\n\n".join([filler("pre"), '''def parse_headers(raw):
         return status, rest''', filler("post")]) + "\n"
 
 
+# Its name again at the very end: the body's last piece names it more often, in fewer
+# words, than the piece with the def line, so BM25 alone prefers that piece.
+LONG = "def assemble_message(parts, headers):\n    message = []\n" + "".join(
+    f"    message.append(parts[{i}].render(headers, width={i}))\n" for i in range(130)
+) + "".join(f"    assemble_message.calls_{i} = assemble_message.calls_{i} + 1\n" for i in range(3)) + "    return message\n"
+
+
 def line_of(text: str, needle: str) -> int:
     return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
 
@@ -144,7 +151,8 @@ def test_terms_split_identifiers_and_keep_them_whole():
 @pytest.mark.slow
 def test_identifiers_are_found_first_and_repositories_fuse(tmp_path, openai_server):
     env = project_env(tmp_path, openai_server.base_url)
-    register(env, "svc", make_repo(tmp_path / "svc", {"api/handlers.py": HANDLERS, "api/parsing.py": PARSING}))
+    register(env, "svc", make_repo(tmp_path / "svc", {"api/handlers.py": HANDLERS, "api/parsing.py": PARSING,
+                                                      "api/long.py": LONG}))
     register(env, "docs", make_repo(tmp_path / "docs", {"render/pages.py": (
         "def render_page(page):\n    \"\"\"Render a page with its headers.\"\"\"\n    return page.body\n\n\n"
         "def parse_front_matter(text):\n    \"\"\"Parse the headers block at the top of a page.\"\"\"\n"
@@ -158,6 +166,13 @@ def test_identifiers_are_found_first_and_repositories_fuse(tmp_path, openai_serv
         line = line_of(PARSING, definition)
         [first, *_] = search(query, ["svc"], k=3, settings=settings)
         assert first.path == "api/parsing.py" and first.start_line <= line <= first.end_line, (query, first)
+    # A function whose body spans several chunks: its definition is the chunk with its first
+    # line, not a shorter piece of its body named after it.
+    chroma = ChromaSettings.from_settings(settings)
+    with LexicalIndex(lexical_path(chroma.lexical_dir(), "repo_index-svc"), create=False) as index:
+        assert len([p for p, *_ in index.spans().values() if p == "api/long.py"]) > 2
+    [first, *_] = search("assemble_message", ["svc"], k=3, settings=settings)
+    assert first.path == "api/long.py" and first.start_line <= line_of(LONG, "def assemble_message(") <= first.end_line
 
     # Across repositories: fused per repository, merged by fused score, one hit per place.
     hits = search("parse the headers", None, k=6, settings=settings)

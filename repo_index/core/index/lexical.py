@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # bm25() weights, in column order (path, symbols, body): a name in the symbols outweighs
 # the same word in a body ten times over.
 WEIGHTS = (3.0, 10.0, 1.0)
@@ -70,9 +70,13 @@ def identifiers(text: str) -> set[str]:
     return {m.group().lower() for m in _IDENT.finditer(text) if not m.group().isdigit()}
 
 
-def definition_names(symbol: str, defines: str = "") -> set[str]:
-    """The bare names a chunk defines or belongs to (`Formatter.formatTime` -> formattime)."""
-    names = [symbol, *(defines.split(", ") if defines else [])]
+def definition_names(symbol: str, defines: str | None = None) -> set[str]:
+    """The bare names of the definitions a chunk holds the first line of
+    (`Formatter.formatTime` -> formattime): its `defines`. Not its symbol when `defines` is
+    known: a piece of a long function's body is named after the function but does not
+    define it, and must not be taken for its definition. (Tables without `defines`: the
+    symbol.)"""
+    names = defines.split(", ") if defines is not None else [symbol]
     return {n.rsplit(".", 1)[-1].lower() for n in names if n}
 
 
@@ -163,7 +167,7 @@ class LexicalIndex:
             return stats
         symbols, texts = chunks["symbol"].tolist(), chunks["text"].tolist()
         languages = chunks["language"].tolist()
-        defines = chunks["defines"].tolist() if "defines" in chunks else [""] * len(chunks)
+        defines = chunks["defines"].tolist() if "defines" in chunks else [None] * len(chunks)
         self.db.execute("BEGIN IMMEDIATE")
         try:
             for batch in _batches(gone, 500):
@@ -181,7 +185,7 @@ class LexicalIndex:
                 # OR REPLACE: a row of the full-text table left without its chunk row (an
                 # index damaged by hand) never blocks the sync.
                 self.db.execute("INSERT OR REPLACE INTO fts (rowid, path, symbols, body) VALUES (?,?,?,?)",
-                                (rowid, " ".join(terms(paths[i])), " ".join(terms(f"{symbols[i]} {defines[i]}")),
+                                (rowid, " ".join(terms(paths[i])), " ".join(terms(f"{symbols[i]} {defines[i] or ''}")),
                                  body_terms(texts[i])))
             self.db.execute("COMMIT")
         except BaseException:
