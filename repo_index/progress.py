@@ -151,6 +151,10 @@ def format_summary(s: RunSummary) -> str:
         f"({emb.get('requests', 0)} requests, {emb.get('retries', 0)} retries, {emb.get('model', '?')}, "
         f"~${emb.get('estimated_usd', 0):.4f})",
     ]
+    if emb.get("refused"):  # left out of the collection: say which, as the metadata does
+        shown = "; ".join(f"{e['path']}:{e['start_line']}-{e['end_line']} ({e['reason'][:80]})"
+                          for e in (emb.get("refused_examples") or [])[:3])
+        lines.append(f"    {emb['refused']:,} chunks refused by the embedding server, left out: {shown}")
     if coll:
         lines.append(f"  collection  {coll.get('records', 0):>8,}  records in {coll.get('collection')} "
                      f"(+{coll.get('added', 0)} -{coll.get('deleted', 0)} moved {coll.get('moved', 0)})")

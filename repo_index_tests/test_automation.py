@@ -306,6 +306,18 @@ def test_a_failed_check_is_shown_with_its_reason():
     assert "smoke_query FAILED" in text and "no chunk of Foo (a.py:1-9)" in text
 
 
+def test_the_summary_names_chunks_the_server_refused():
+    from repo_index.progress import RunSummary, format_summary
+
+    summary = RunSummary("svc", success=True, run_id="abcdef123456", metadata={"chunk_embeddings": {
+        "embedded": 29, "refused": 1, "refused_examples": [
+            {"path": "src/module_07.py", "start_line": 1, "end_line": 3, "chunk_id": "c7",
+             "reason": "This model's maximum context length is 8191 tokens"}]}})
+    text = format_summary(summary)
+    assert "1 chunks refused by the embedding server, left out: src/module_07.py:1-3 (This model's" in text
+    assert "refused" not in format_summary(RunSummary("svc", success=True, run_id="abcdef123456"))
+
+
 def test_forgetting_waits_for_a_run_of_the_repository(tmp_path: Path):
     import pytest
 
