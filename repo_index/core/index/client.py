@@ -68,12 +68,7 @@ def open_client(settings: ChromaSettings):
     from chromadb.config import Settings as ClientSettings
 
     if settings.mode == "embedded":
-        Path(settings.path).mkdir(parents=True, exist_ok=True)
-        if _forget_stale_system(settings.path) or settings.path not in _embedded_clients:
-            # Building the client's settings reads the environment: cached while the folder is unchanged.
-            _embedded_clients[settings.path] = chromadb.PersistentClient(
-                path=settings.path, settings=ClientSettings(anonymized_telemetry=False))
-        return _embedded_clients[settings.path]
+        return _embedded_client(settings.path)
     client_settings = ClientSettings(anonymized_telemetry=False)
     if settings.mode == "server":
         headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else None
@@ -100,31 +95,37 @@ WAIT_NOTICE_S = 1.0
 
 
 GENERATION_FILE = ".repo_index.generation"
-_opened_at: dict[str, tuple] = {}
-_embedded_clients: dict[str, object] = {}
+_embedded: dict[str, tuple[tuple, object]] = {}  # folder -> (its stamp when opened, the client)
 
 
-def _forget_stale_system(path: str) -> bool:
-    """Chroma keeps one in-memory system per folder for the life of the process. If another
+def _embedded_client(path: str):
+    """The client of an embedded folder, kept while the folder is unchanged (building one
+    reads the environment, and loads the collections again).
+
+    Chroma keeps one in-memory system per folder for the life of the process. If another
     process has written the folder since this one loaded it, that copy is stale, and
-    catching up would make this reader write the index files: drop it, so the folder is
-    loaded afresh (a process that only reads an unchanged folder keeps its warm copy).
-    Whether it was stale."""
+    catching up would make this reader write the index files: it is dropped, so the folder
+    is loaded afresh."""
+    import chromadb
     from chromadb.api.shared_system_client import SharedSystemClient
+    from chromadb.config import Settings as ClientSettings
 
     folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
     # Not the SQLite file's mtime: a query writes it too. Every writer of ours marks the
-    # folder when it lets go of the write lock; the files' existence tells a folder that was
+    # folder when it lets go of the write lock; the file's existence tells a folder that was
     # deleted or replaced.
     stamp = (_generation(folder), (folder / "chroma.sqlite3").exists())
-    key = str(folder)
-    stale = _opened_at.get(key, stamp) != stamp
-    if stale:
-        system = SharedSystemClient._identifier_to_system.pop(key, None)
+    held = _embedded.get(path)
+    if held is not None and held[0] == stamp:
+        return held[1]
+    if held is not None:
+        system = SharedSystemClient._identifier_to_system.pop(str(folder), None)
         if system is not None:
             system.stop()
-    _opened_at[key] = stamp
-    return stale
+    client = chromadb.PersistentClient(path=path, settings=ClientSettings(anonymized_telemetry=False))
+    _embedded[path] = (stamp, client)
+    return client
 
 
 def _generation(folder: Path) -> str:
@@ -135,7 +136,7 @@ def _generation(folder: Path) -> str:
 
 
 def _mark_written(folder: Path) -> None:
-    """Tell every process holding this folder open that it changed (see _forget_stale_system)."""
+    """Tell every process holding this folder open that it changed (see _embedded_client)."""
     (folder / GENERATION_FILE).write_text(f"{time.time_ns()}-{os.getpid()}")
 
 

@@ -65,11 +65,6 @@ def _parts_text(word: str) -> str:
     return " ".join(p.lower() for p in parts) if len(parts) > 1 else ""
 
 
-def identifiers(text: str) -> set[str]:
-    """The whole identifiers of a query, lowercased: what an exact definition match means."""
-    return {m.group().lower() for m in _IDENT.finditer(text) if not m.group().isdigit()}
-
-
 def definition_names(symbol: str, defines: str | None = None) -> set[str]:
     """The bare names of the definitions a chunk holds the first line of
     (`Formatter.formatTime` -> formattime): its `defines`. Not its symbol when `defines` is

@@ -35,7 +35,6 @@ class StatCache:
     taken_ns: int = field(default_factory=time.time_ns)
     entries: dict[str, tuple[Stamp, object]] = field(default_factory=dict)
     previous: StatCache | None = None  # what the last hashing found, consulted by `known`
-    reused: int = 0
 
     def known(self, rel: str, st: os.stat_result):
         """The outcome recorded for `rel` if the file is as it was then, else None."""
@@ -45,7 +44,6 @@ class StatCache:
         now = stamp(st)
         if hit is None or hit[0] != now or now[1] >= self.previous.taken_ns - RACY_MARGIN_NS:
             return None
-        self.reused += 1
         return hit[1]
 
     def record(self, rel: str, st: os.stat_result, outcome) -> None:
