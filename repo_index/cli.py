@@ -230,31 +230,77 @@ def status(settings: Settings, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def search(settings: Settings, query, repos, k, language, path_glob, mode, as_json) -> None:
-    """Code search: ranked hits as `path:start-end  symbol  score` with a snippet."""
-    from dataclasses import asdict
+    """Code search: ranked hits as `path:start-end  symbol  score` with the lines that matched.
+    Asks the server at $REPO_INDEX_SERVER_URL when it is set, else searches in this process."""
+    args = dict(query=query, repositories=list(repos) or None, k=k, language=language, path_glob=path_glob, mode=mode)
+    if settings.server_url:
+        from .serving.client import ServerError, remote_search
 
-    from .core.search.query import SearchError, search as run_search
+        try:
+            answer = remote_search(settings.server_url, **args)
+        except ServerError as exc:
+            _fail(str(exc))
+    else:
+        from .core.search.query import SearchError
+        from .core.source.at_commit import CodeUnavailable
+        from .serving.service import IndexService
 
-    try:
-        hits = run_search(query, list(repos) or None, k=k, language=language, path_glob=path_glob, settings=settings,
-                          notice=lambda message: click.echo(message, err=True), mode=mode)
-    except SearchError as exc:
-        _fail(str(exc))
-    for repo, note in hits.unavailable.items():  # searched the others: say which was left out, on stderr
+        service = IndexService(settings)
+        try:
+            answer = service.search(**args, notice=lambda message: click.echo(message, err=True))
+        except (SearchError, CodeUnavailable) as exc:
+            _fail(str(exc))
+        finally:
+            service.close()
+    _print_hits(answer, as_json)
+
+
+def _print_hits(answer: dict, as_json: bool) -> None:
+    for repo, note in answer["unavailable"].items():  # searched the others: say which was left out, on stderr
         click.secho(f"warning: {repo} not searched: {note}", fg="yellow", err=True)
+    hits = answer["hits"]
+    for repo in dict.fromkeys(h["repository"] for h in hits if h["stale"]):
+        reason = next(h["stale_reason"] for h in hits if h["repository"] == repo)
+        click.secho(f"warning: the index of {repo} is stale: {reason}", fg="yellow", err=True)
     if as_json:
-        click.echo(json.dumps([asdict(h) for h in hits], indent=2))
+        click.echo(json.dumps(hits, indent=2))
         return
     if not hits:
         click.echo("no hits")
-    several = len({h.repo for h in hits}) > 1
+    several = len(answer["searched"]) > 1
     for hit in hits:
-        where = f"{hit.repo}/" if several else ""
-        click.secho(f"{where}{hit.path}:{hit.start_line}-{hit.end_line}  {hit.symbol or '-'}  {hit.score:.3f}", bold=True)
-        lines = [ln for ln in hit.text.splitlines() if ln.strip()][:4]
-        for ln in lines:
-            click.echo(f"    {ln[:100]}")
+        where = f"{hit['repository']}/" if several else ""
+        stale = "  (stale)" if hit["stale"] else ""
+        click.secho(f"{where}{hit['path']}:{hit['start_line']}-{hit['end_line']}  {hit['symbol'] or '-'}  "
+                    f"{hit['score']:.3f}{stale}", bold=True)
+        snippet = hit["snippet"]
+        width = len(str(snippet["end_line"]))
+        for number, line in enumerate(snippet["text"].splitlines(), snippet["start_line"]):
+            click.echo(f"  {number:>{width}}  {line[:100]}")
         click.echo()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
+@click.option("--stdio", is_flag=True, help="Serve MCP over stdin/stdout instead (what a coding assistant starts).")
+@click.option("--deadline", "deadline_s", default=10.0, show_default=True, type=click.FloatRange(0.1, 600),
+              help="Seconds a search over several repositories waits before answering with those that finished.")
+@click.pass_obj
+def serve(settings: Settings, host: str, port: int, stdio: bool, deadline_s: float) -> None:
+    """Serve search from one long-lived process that keeps the models loaded: a JSON API
+    (/search, /repositories, /code) and MCP (streamable HTTP at /mcp, or --stdio)."""
+    from .serving.run import serve_http, serve_stdio
+    from .serving.service import IndexService
+
+    service = IndexService(settings, deadline_s=deadline_s)
+    try:
+        if stdio:
+            serve_stdio(service)
+        else:
+            serve_http(service, host, port, echo=lambda line: click.echo(line, err=True))
+    finally:
+        service.close()
 
 
 if __name__ == "__main__":

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     chroma_token: SecretStr | None = Field(None, alias=CHROMA_TOKEN_ENV)
     collection_prefix: str = Field("repo_index-", alias="REPO_INDEX_COLLECTION_PREFIX")
 
+    # A running `repo-index serve` for `repo-index search` to ask (unset: search in-process).
+    server_url: str | None = Field(None, alias="REPO_INDEX_SERVER_URL")
+
     nightly_cron: str = Field("0 2 * * *", alias="REPO_INDEX_NIGHTLY_CRON")
     timezone: str = Field("UTC", alias="REPO_INDEX_TIMEZONE")
     freshness_interval_s: int = Field(300, ge=30, alias="REPO_INDEX_FRESHNESS_INTERVAL")

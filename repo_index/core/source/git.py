@@ -86,16 +86,22 @@ def _git_env(cwd: Path) -> dict[str, str]:
 
 def git(*args: str, cwd: Path | None = None, timeout: float | None = None) -> str:
     """Run git in `cwd`, or (None) in a new empty directory of ours: never in the caller's
-    working directory, whose repository config git would otherwise read."""
+    working directory, whose repository config git would otherwise read. Its output as
+    text, stripped."""
+    return git_bytes(*args, cwd=cwd, timeout=timeout).decode("utf-8", "replace").strip()
+
+
+def git_bytes(*args: str, cwd: Path | None = None, timeout: float | None = None) -> bytes:
+    """`git` giving the output's bytes as they are (a file's content)."""
     if cwd is None:
         with tempfile.TemporaryDirectory(prefix="repo-index-git-") as empty:  # mode 0700: nobody else's
-            return git(*args, cwd=Path(empty), timeout=timeout)
+            return git_bytes(*args, cwd=Path(empty), timeout=timeout)
     timeout = GIT_TIMEOUT_S if timeout is None else timeout
     cmd = ["git", *(arg for k, v in _GIT_CONFIG.items() for arg in ("-c", f"{k}={v}")), *args]
     # Its own process group, so a timeout kills ssh or git-remote-https too: killing git
     # alone would leave them running, connected, for as long as the remote keeps them.
     proc = subprocess.Popen(cmd, cwd=cwd, env=_git_env(cwd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -105,8 +111,8 @@ def git(*args: str, cwd: Path | None = None, timeout: float | None = None) -> st
         _kill_group(proc)
         raise
     if proc.returncode != 0:
-        raise SourceError(f"git {args[0]} failed: {err.strip()[-500:]}")
-    return out.strip()
+        raise SourceError(f"git {args[0]} failed: {err.decode('utf-8', 'replace').strip()[-500:]}")
+    return out
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
