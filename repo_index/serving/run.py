@@ -5,6 +5,7 @@ handling of Ctrl-C and SIGTERM (it stops accepting, finishes what is in flight, 
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -47,8 +48,24 @@ def serve_http(service: IndexService, host: str, port: int, echo: Callable[[str]
     echo(f"repo-index serving on {url}  (JSON API: {url}/search, /repositories, /code; MCP streamable HTTP: "
          f"{url}/mcp); Ctrl-C stops it")
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10, lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+    # uvicorn shuts down gracefully on SIGINT and SIGTERM, then raises the signal again for
+    # the handler it found: ours, so a stop asked for ends with status 0, not "killed".
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except (KeyboardInterrupt, _Stop):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     echo("repo-index serve stopped")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stopped(signum, frame) -> None:
+    raise _Stop()
 
 
 def serve_stdio(service: IndexService) -> None:

@@ -154,9 +154,10 @@ class Searcher:
                     found.append(Indexed(repo, coll.name, dict(coll.metadata or {})))
                 return found
             prefix = self.chroma.collection_prefix
-            return [Indexed(c.name[len(prefix):], c.name, dict(c.metadata or {}))
-                    for c in client.list_collections()
-                    if c.name.startswith(prefix) and not c.name.endswith(REBUILD_SUFFIX)]
+            return sorted((Indexed(c.name[len(prefix):], c.name, dict(c.metadata or {}))
+                           for c in client.list_collections()
+                           if c.name.startswith(prefix) and not c.name.endswith(REBUILD_SUFFIX)),
+                          key=lambda t: t.repo)
 
     def model_of(self, target: Indexed) -> EmbeddingModel:
         """The model `target` was built with, ready to embed queries (a SearchError saying
