@@ -275,7 +275,7 @@ def _print_hits(answer: dict, as_json: bool) -> None:
                     f"{hit['score']:.3f}{stale}", bold=True)
         snippet = hit["snippet"]
         width = len(str(snippet["end_line"]))
-        for number, line in enumerate(snippet["text"].splitlines(), snippet["start_line"]):
+        for number, line in enumerate(snippet["text"].split("\n"), snippet["start_line"]):  # the file's lines
             click.echo(f"  {number:>{width}}  {line[:100]}")
         click.echo()
 

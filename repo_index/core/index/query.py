@@ -28,6 +28,7 @@ class Hit:
     score: float  # cosine similarity (1 is identical); in hybrid and lexical modes the fused rank score
     text: str
     chunk_id: str = ""
+    defines: str = ""  # the definitions whose first line the chunk holds, joined by ", " (records.py)
 
 
 @names_the_server
@@ -74,4 +75,4 @@ def hits_from_records(collection, repo: str, ids: list[str], where: dict | None 
 
 def _hit(repo: str, cid: str, meta: dict, doc: str, score: float) -> Hit:
     return Hit(repo, meta["path"], int(meta["start_line"]), int(meta["end_line"]), meta.get("symbol", ""),
-               meta.get("language", ""), score, doc, cid)
+               meta.get("language", ""), score, doc, cid, meta.get("defines") or "")

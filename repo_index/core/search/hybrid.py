@@ -3,10 +3,11 @@
 Hybrid ranking is reciprocal-rank fusion (each list gives 1/(60 + rank)): it needs no
 calibration between cosine similarities and BM25 scores, which live on unrelated scales,
 and its scores mean the same in every repository, so results of several repositories
-merge by fused score. Then one hit stands for each place in the code: hits that overlap
-the same lines, or are pieces of the same definition, fold into the best-ranked one. And
-a query naming an identifier the repository defines (`parse_headers`, `formatTime`, or a
-one-word query) gets that definition first, whatever the fused order says.
+merge by fused score. Then, in every mode, one hit stands for each place in the code: hits
+that overlap the same lines, or are pieces of the same definition, fold into the
+best-ranked one. And a query naming an identifier the repository defines (`parse_headers`,
+`formatTime`, or a one-word query) gets that definition first, whatever the fused order
+says.
 """
 
 from __future__ import annotations
@@ -56,11 +57,11 @@ def repository_hits(collection, repo: str, query: str, vector: np.ndarray | None
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
     if mode == "vector":
-        return query_collection(collection, repo, vector, k, where, path_glob, spans_file)
+        return _vector_hits(collection, repo, vector, k, where, path_glob, spans_file)
     if lexical_file is None or not lexical_file.exists():
         if notice:
             notice(f"{repo}: no lexical index yet (re-run `repo-index index {repo}`); searched by vectors only")
-        return [] if mode == "lexical" else query_collection(collection, repo, vector, k, where, path_glob, spans_file)
+        return [] if mode == "lexical" else _vector_hits(collection, repo, vector, k, where, path_glob, spans_file)
     n = max(CANDIDATES, k)
     with LexicalIndex(lexical_file, create=False) as index:
         words = index.search(query, n, language, path_glob)
@@ -79,6 +80,15 @@ def repository_hits(collection, repo: str, query: str, vector: np.ndarray | None
     # (at most 2/61), here and when repositories are merged.
     ranked = [_scored(known[cid], fused.get(cid, 0.0) + (cid in first)) for cid in dict.fromkeys([*first, *ordered])]
     return _one_per_place(ranked)[:k]
+
+
+def _vector_hits(collection, repo: str, vector: np.ndarray, k: int, where: dict | None, path_glob: str | None,
+                 spans_file: Path | None) -> list[Hit]:
+    """The top `k` places by vectors alone. Pieces of one long definition are near the same
+    queries, so more candidates are asked for than kept: folded, they would otherwise leave
+    fewer than `k` places."""
+    hits = query_collection(collection, repo, vector, max(k * 3, k + 10), where, path_glob, spans_file)
+    return _one_per_place(hits)[:k]
 
 
 def _scored(hit: Hit, score: float) -> Hit:
