@@ -190,6 +190,27 @@ def test_a_slow_repository_is_named_and_the_others_answered_by_the_deadline(proj
     assert get(project, "/search", query="evict least recently used", repo="beta").json()["hits"]
 
 
+def test_a_search_that_cannot_be_served_says_why_in_each_protocol(project):
+    """The embedding model's provider not configured (no API key), then the Chroma server
+    down: 503 with the reason over HTTP, an error result over MCP; never a traceback."""
+    no_key = {k: v for k, v in project.env.items() if k != "OPENAI_API_KEY"}
+    chroma_down = {**project.env, "REPO_INDEX_CHROMA_MODE": "server", "REPO_INDEX_CHROMA_PORT": "9"}
+    for env, words in [(no_key, "set OPENAI_API_KEY"), (chroma_down, "127.0.0.1:9")]:
+        server = ServeProcess(env)
+        try:
+            answer = httpx.get(server.url + "/search", params={"query": "retry"}, timeout=60)
+            assert answer.status_code == 503 and words in answer.json()["error"]["message"], answer.text
+
+            async def call():
+                async with Client(server.url + "/mcp") as client:
+                    return await client.call_tool("search_code", {"query": "retry"})
+            result = anyio.run(call)
+            assert result.is_error and words in result.content[0].text
+        finally:
+            assert server.stop() == 0
+        assert "Traceback" not in "".join(server.lines)
+
+
 def _mcp_session(target):
     """list_tools, a search, a read and an error through the SDK's client."""
     async def session():

@@ -124,7 +124,8 @@ class IndexService:
 def hit_record(hit, query: str, commit: str, fresh: Freshness, with_text: bool = True) -> dict:
     """A hit as every interface gives it: where it is, what it is, how it scored, what the
     index held it at and whether that is behind, and the lines that matched best."""
-    snippet = best_lines(hit.text, hit.start_line, query, tuple(filter(None, getattr(hit, "defines", "").split(", "))))
+    names = tuple(filter(None, hit.defines.split(", ")))
+    snippet = best_lines(hit.text, hit.start_line, query, names, language=hit.language)
     record = {"repository": hit.repo, "path": hit.path, "start_line": hit.start_line, "end_line": hit.end_line,
               "symbol": hit.symbol, "language": hit.language, "score": hit.score, "indexed_commit": commit,
               "stale": fresh.stale, "stale_reason": fresh.reason,

@@ -315,15 +315,16 @@ class Searcher:
                 raise _Unreadable(unreadable_note(target.repo, reason, chroma)) from None
 
 
-def _none_searched(unavailable: dict[str, str]) -> SearchError:
+def _none_searched(unavailable: dict[str, str]) -> ServiceUnavailable:
     """One message for a search that reached no repository: each reason once, with the
-    repositories it holds for."""
+    repositories it holds for. Unavailable, not a bad query: the same query can be answered
+    once the model is configured, the collection repaired or the slow part done."""
     if len(unavailable) == 1:
-        return SearchError(next(iter(unavailable.values())))
+        return ServiceUnavailable(next(iter(unavailable.values())))
     by_reason: dict[str, list[str]] = {}
     for repo, reason in unavailable.items():
         by_reason.setdefault(reason, []).append(repo)
-    return SearchError("no repository could be searched: " + "; ".join(
+    return ServiceUnavailable("no repository could be searched: " + "; ".join(
         f"{', '.join(repos)}: {reason}" for reason, repos in by_reason.items()))
 
 
