@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 DEMO_REPO := stdlib-logging
 DEMO_QUERY ?= rotate the log file when it grows too large
 
-.PHONY: install demo test test-fast dev validate bench clean
+.PHONY: install demo test test-fast dev serve validate bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test-fast: install
 # Webserver and one daemon on 127.0.0.1:3000, sharing the project's instance.
 dev: install
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The search server (JSON API and MCP) on http://127.0.0.1:8765; next to `make dev` in a second terminal.
+serve: install
+	$(BIN)/repo-index serve
 
 validate: install
 	$(BIN)/dagster definitions validate -w workspace.yaml
