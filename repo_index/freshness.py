@@ -19,7 +19,7 @@ import dagster as dg
 
 from .core.source.git import SourceError
 from .core.source.registry import RepoSpec
-from .status import source_version
+from .status import failed_after_index, source_version
 
 FRESHNESS_TTL_S = 30.0
 
@@ -32,21 +32,6 @@ class Freshness:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def failed_after_index(instance: dg.DagsterInstance, repo: str) -> str | None:
-    """The newest failed run of `repo` that ended after its collection was last synced, as
-    a short note; None when there is none."""
-    failed = instance.get_run_records(
-        filters=dg.RunsFilter(tags={"dagster/partition": repo}, statuses=[dg.DagsterRunStatus.FAILURE]), limit=1)
-    if not failed or failed[0].end_time is None:
-        return None
-    synced = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("vector_collection"), asset_partitions=[repo]), limit=1).records
-    if synced and synced[0].timestamp >= failed[0].end_time:
-        return None
-    ended = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(failed[0].end_time))
-    return f"run {failed[0].dagster_run.run_id[:8]} failed at {ended}, after the index was built"
 
 
 def repository_freshness(instance: dg.DagsterInstance, spec: RepoSpec | None, registry_file: Path,

@@ -3,6 +3,7 @@ lease: its indexed commit, whether a run has ended, and each repository's state.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -48,6 +49,21 @@ def indexed_commit(instance: dg.DagsterInstance, repo: str) -> str | None:
     return latest_metadata(instance, "vector_collection", repo).get("commit") or None
 
 
+def failed_after_index(instance: dg.DagsterInstance, repo: str) -> str | None:
+    """The newest failed run of `repo` that ended after its collection was last synced, as
+    a short note; None when there is none."""
+    failed = instance.get_run_records(
+        filters=dg.RunsFilter(tags={"dagster/partition": repo}, statuses=[dg.DagsterRunStatus.FAILURE]), limit=1)
+    if not failed or failed[0].end_time is None:
+        return None
+    synced = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("vector_collection"), asset_partitions=[repo]), limit=1).records
+    if synced and synced[0].timestamp >= failed[0].end_time:
+        return None
+    ended = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(failed[0].end_time))
+    return f"run {failed[0].dagster_run.run_id[:8]} failed at {ended}, after the index was built"
+
+
 def repository_status(instance: dg.DagsterInstance, specs: list[RepoSpec], registry_file: Path,
                       chroma: ChromaSettings) -> list[dict]:
     # What the collections hold is read under the embedded Chroma's shared lock; the heads
@@ -83,6 +99,8 @@ def repository_status(instance: dg.DagsterInstance, specs: list[RepoSpec], regis
             state = f"out of step: {records} records, {chunks} chunks"
         elif head and indexed and not indexed.startswith(head) and not head.startswith(indexed):
             state = "stale: source has moved"
+        elif failure := failed_after_index(instance, spec.name):
+            state = f"stale: {failure}"
         else:
             state = "in step" if head else "in step (no commit to compare)"
         rows.append({"name": spec.name, "source": spec.source, "indexed_commit": indexed, "head": head,

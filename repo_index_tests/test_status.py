@@ -67,3 +67,32 @@ def test_status_run_inside_an_untrusted_folder_reports_the_real_head_and_runs_no
     heads = {row["name"]: row["head"] for row in json.loads(done.stdout)}
     expected = {"svc": git(real, "rev-parse", "HEAD"), "local": git(local, "rev-parse", "HEAD")}
     assert (heads, marker.exists()) == (expected, False)
+
+
+def test_a_run_that_failed_after_the_index_was_built_makes_it_stale(tmp_path: Path, monkeypatch):
+    """The source has not moved, but the last run failed: what it was to bring in (a new
+    chunk size, a model change, anything of the run's own) is not in the index."""
+    from dagster._core.test_utils import create_run_for_test
+
+    monkeypatch.setenv("REPO_INDEX_DATA_DIR", str(tmp_path / "data"))
+    src = make_repo(tmp_path / "svc", {"a.py": "def a():\n    return 1\n"})
+    registry = tmp_path / "repositories.yaml"
+    spec = RepoSpec("svc", str(src))
+    save_registry(registry, [spec])
+    head = git(src, "rev-parse", "HEAD")
+    chroma = ChromaSettings(mode="embedded", path=str(tmp_path / "chroma"))
+    with dg.instance_for_test() as instance:
+        indexed_at(instance, chroma, "svc", head, 1)
+        other = create_run_for_test(instance, job_name="index_repository", tags={"dagster/partition": "other"})
+        instance.report_run_failed(other)  # another repository's failure says nothing of this one
+        [row] = repository_status(instance, [spec], registry, chroma)
+        assert row["state"] == "in step"
+
+        failed = create_run_for_test(instance, job_name="index_repository", tags={"dagster/partition": "svc"})
+        instance.report_run_failed(failed)
+        [row] = repository_status(instance, [spec], registry, chroma)
+        assert row["state"].startswith(f"stale: run {failed.run_id[:8]} failed at ") and row["head"] == head
+
+        indexed_at(instance, chroma, "svc", head, 1)  # a run that succeeded since
+        [row] = repository_status(instance, [spec], registry, chroma)
+        assert row["state"] == "in step"
