@@ -48,7 +48,8 @@ serve: install
 validate: install
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
-# The quick benchmarks (a few minutes each; retrieval 3-6 with the local model); the
+# The quick benchmarks (a few minutes each; retrieval 3-6 with the local model, serving
+# about 5, most of it indexing its ten repositories); the
 # large pipeline corpus is `$(BIN)/python bench/pipeline.py` (about 25 minutes here) and the
 # 100,000-chunk query times `bench/retrieval.py --latency`. Figures in bench/results/.
 bench: install
@@ -58,6 +59,7 @@ bench: install
 	$(BIN)/python bench/redaction.py
 	$(BIN)/python bench/pipeline.py --corpus stdlib
 	$(BIN)/python bench/retrieval.py
+	$(BIN)/python bench/serving.py
 
 clean:
 	rm -rf .data

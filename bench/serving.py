@@ -1,7 +1,7 @@
 """Search server benchmark (issue 18): latency and load of a warm `repo-index serve`, and
 what `repo-index search` costs with and without it.
 
-    .venv/bin/python bench/serving.py                     # about 6 minutes here, most of it indexing
+    .venv/bin/python bench/serving.py                     # about 5 minutes here, 3 of them indexing
     .venv/bin/python bench/serving.py --work /tmp/sv      # keep the indexed project; the next run reuses it
     .venv/bin/python bench/serving.py --baseline /work/main   # also time the in-process search of another tree
 
