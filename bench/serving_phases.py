@@ -15,6 +15,7 @@ saves the query vector, so two versions of the code can be checked to give the s
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import time
 
@@ -39,8 +40,8 @@ def main() -> None:
     from repo_index.core.settings import get_settings
     from repo_index.serving.service import IndexService
     lap("import_search_and_service")
-    import sentence_transformers  # noqa: F401
-    import torch  # noqa: F401
+    for name in ("torch", "sentence_transformers"):
+        importlib.import_module(name)
     lap("import_torch_sentence_transformers")
     service = IndexService(get_settings())
     [target] = service.searcher.indexed([args.repo])
