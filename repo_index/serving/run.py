@@ -26,6 +26,7 @@ def _warm(service: IndexService, echo: Callable[[str], None]) -> None:
 def _quiet_sdk() -> None:
     # The SDK logs each session start and stop at INFO: not what a user of `serve` reads.
     logging.getLogger("mcp").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # each Dagster instance opened says its migrations
 
 
 def serve_http(service: IndexService, host: str, port: int, echo: Callable[[str], None]) -> None:
@@ -45,13 +46,14 @@ def serve_http(service: IndexService, host: str, port: int, echo: Callable[[str]
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{bound}"
     app = build_server(service).streamable_http_app(host=host)
-    echo(f"repo-index serving on {url}  (JSON API: {url}/search, /repositories, /code; MCP streamable HTTP: "
-         f"{url}/mcp); Ctrl-C stops it")
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10, lifespan="on")
     # uvicorn shuts down gracefully on SIGINT and SIGTERM, then raises the signal again for
-    # the handler it found: ours, so a stop asked for ends with status 0, not "killed".
+    # the handler it found: ours, so a stop asked for ends with status 0, not "killed". Set
+    # before the line below: a SIGTERM as soon as a caller reads it stops us the same way.
     previous = signal.signal(signal.SIGTERM, _stopped)
     try:
+        echo(f"repo-index serving on {url}  (JSON API: {url}/search, /repositories, /code; MCP streamable HTTP: "
+             f"{url}/mcp); Ctrl-C stops it")
         uvicorn.Server(config).run(sockets=[sock])
     except (KeyboardInterrupt, _Stop):
         pass
