@@ -142,14 +142,29 @@ def missing_texts(table, data_dir: Path) -> set[str]:
     return {t for t in table["embedding_text"] if text_key(t) not in have}
 
 
+def stored_texts(collection) -> dict[str, str]:
+    """Each record's text as search reads it: the Chroma document, else (a collection the
+    pipeline synced, which stores none) the lexical index beside the embedded folder."""
+    from repo_index.core.index.lexical import LexicalIndex, lexical_path
+
+    got = collection.get(include=["documents"])
+    texts = {cid: doc for cid, doc in zip(got["ids"], got["documents"]) if doc is not None}
+    if len(texts) < len(got["ids"]):
+        folder = Path(collection._client.get_settings().persist_directory).parent / "lexical"
+        with LexicalIndex(lexical_path(folder, collection.name), create=False) as index:
+            texts = {**index.texts([cid for cid in got["ids"] if cid not in texts]), **texts}
+    return texts
+
+
 def assert_collection_exact(collection, table, commit_prefix: str = "") -> None:
     """Exactly the chunks of `table`: ids, text, line metadata and the right vector each."""
-    got = collection.get(include=["documents", "metadatas", "embeddings"])
+    got = collection.get(include=["metadatas", "embeddings"])
     assert sorted(got["ids"]) == sorted(table["chunk_id"]), "ids differ from a clean run's"
     rows = {r.chunk_id: r for r in table.itertuples(index=False)}
-    for cid, doc, meta, vector in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
+    texts = stored_texts(collection)
+    for cid, meta, vector in zip(got["ids"], got["metadatas"], got["embeddings"]):
         row = rows[cid]
-        assert doc == row.text
+        assert texts.get(cid) == row.text
         assert (meta["path"], meta["start_line"], meta["end_line"], meta["symbol"], meta["defines"]) == (
             row.path, row.start_line, row.end_line, row.symbol, row.defines)
         assert meta["commit"].startswith(commit_prefix)

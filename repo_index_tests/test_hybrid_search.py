@@ -94,8 +94,8 @@ def test_the_lexical_index_follows_every_change_of_the_collection(tmp_path, open
     # A lexical index left behind by an interrupted or older run converges on the next run.
     with LexicalIndex(index_file) as index:  # two entries lost, one stale, a row without its entry
         index.db.execute("DELETE FROM chunks WHERE rowid IN (SELECT rowid FROM chunks LIMIT 2)")
-        index.db.execute("INSERT INTO chunks (chunk_id, path, start_line, end_line, language, names) "
-                         "VALUES ('stale', 'gone.py', 1, 2, 'python', '')")
+        index.db.execute("INSERT INTO chunks (chunk_id, path, start_line, end_line, language, names, text) "
+                         "VALUES ('stale', 'gone.py', 1, 2, 'python', '', 'x = 1')")
     materialize(env, "svc")
     assert assert_lexical_in_step(env, "svc") == after
 

@@ -139,6 +139,7 @@ def vector_collection(
             client, name, chunks, chunk_ids,
             lambda rows: cache.matrix(model.name, model.dimensions, [keys[i] for i in rows]),
             model, commit, context.partition_key, spans_file=spans_file,
+            store_text=False,  # the lexical index synced below holds each chunk's text for search
         )
         if stats.repaired:
             context.log.warning(f"{name} could not be read ({stats.repaired}): rebuilt from the chunks and the "

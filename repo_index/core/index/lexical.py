@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: each chunk's text, which the collection no longer stores
 # bm25() weights, in column order (path, symbols, body): a name in the symbols outweighs
 # the same word in a body ten times over.
 WEIGHTS = (3.0, 10.0, 1.0)
@@ -138,7 +138,7 @@ class LexicalIndex:
             DROP TABLE IF EXISTS fts;
             CREATE TABLE chunks (rowid INTEGER PRIMARY KEY, chunk_id TEXT UNIQUE NOT NULL, path TEXT NOT NULL,
                                  start_line INTEGER NOT NULL, end_line INTEGER NOT NULL, language TEXT NOT NULL,
-                                 names TEXT NOT NULL);
+                                 names TEXT NOT NULL, text TEXT NOT NULL);
             CREATE VIRTUAL TABLE fts USING fts5(path, symbols, body, tokenize = "unicode61 tokenchars '_'");
             COMMIT;""")
         self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -174,8 +174,10 @@ class LexicalIndex:
             for i in new:
                 names = definition_names(symbols[i], defines[i])
                 rowid = self.db.execute(
-                    "INSERT INTO chunks (chunk_id, path, start_line, end_line, language, names) VALUES (?,?,?,?,?,?)",
-                    (chunk_ids[i], paths[i], int(starts[i]), int(ends[i]), languages[i], " ".join(sorted(names)))
+                    "INSERT INTO chunks (chunk_id, path, start_line, end_line, language, names, text) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    (chunk_ids[i], paths[i], int(starts[i]), int(ends[i]), languages[i], " ".join(sorted(names)),
+                     texts[i])
                 ).lastrowid
                 # OR REPLACE: a row of the full-text table left without its chunk row (an
                 # index damaged by hand) never blocks the sync.
@@ -187,6 +189,14 @@ class LexicalIndex:
             self.db.execute("ROLLBACK")
             raise
         return stats
+
+    def texts(self, chunk_ids: list[str]) -> dict[str, str]:
+        """chunk id -> its text, for those of `chunk_ids` the index holds."""
+        found: dict[str, str] = {}
+        for batch in _batches(list(dict.fromkeys(chunk_ids)), 500):
+            marks = ",".join("?" * len(batch))
+            found.update(self.db.execute(f"SELECT chunk_id, text FROM chunks WHERE chunk_id IN ({marks})", batch))
+        return found
 
     def search(self, query: str, n: int, language: str | None = None,
                path_glob: str | None = None) -> list[LexicalHit]:

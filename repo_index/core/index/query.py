@@ -73,6 +73,7 @@ def hits_from_records(collection, repo: str, ids: list[str], where: dict | None 
     return [_hit(repo, cid, meta, doc, 0.0) for cid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"])]
 
 
-def _hit(repo: str, cid: str, meta: dict, doc: str, score: float) -> Hit:
+def _hit(repo: str, cid: str, meta: dict, doc: str | None, score: float) -> Hit:
+    # No document: the record's text is kept in the lexical index (hybrid.with_texts).
     return Hit(repo, meta["path"], int(meta["start_line"]), int(meta["end_line"]), meta.get("symbol", ""),
-               meta.get("language", ""), score, doc, cid, meta.get("defines") or "")
+               meta.get("language", ""), score, doc or "", cid, meta.get("defines") or "")

@@ -69,11 +69,15 @@ def sync_collection(
     commit: str,
     repo: str,
     spans_file: Path | None = None,
+    store_text: bool = True,
 ) -> SyncStats:
     """Make collection `name` hold exactly `chunks`. `vectors` is the float32 matrix (row i
     for chunk_ids[i]) or `rows(indexes)` returning those rows: it is asked, one write batch
     at a time, only for the rows added, so an unchanged re-sync reads no vector. With
-    `spans_file` (see spans.py) the next sync need not read every record's metadata."""
+    `spans_file` (see spans.py) the next sync need not read every record's metadata. Not
+    `store_text`: records are added without their text as Chroma documents, for a caller
+    that keeps it beside the collection (the lexical index): storing it cost a quarter of
+    the write (Chroma indexes every document for full-text search too)."""
     fetch = vectors if callable(vectors) else vectors.__getitem__
     stats = SyncStats()
     if list(chunks["chunk_id"]) != list(chunk_ids):
@@ -125,7 +129,7 @@ def sync_collection(
         collection.add(
             ids=[chunk_ids[j] for j in part],
             embeddings=fetch(part),
-            documents=[rows[j].text for j in part],
+            documents=[rows[j].text for j in part] if store_text else None,
             metadatas=[_record_metadata(rows[j], commit) for j in part],
         )
     for i in range(0, len(moved_rows), WRITE_BATCH):

@@ -56,9 +56,11 @@ def repository_hits(collection, repo: str, query: str, vector: np.ndarray | None
     query_collection)."""
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
+    has_lexical = lexical_file is not None and lexical_file.exists()
     if mode == "vector":
-        return _vector_hits(collection, repo, vector, k, where, path_glob, spans_file)
-    if lexical_file is None or not lexical_file.exists():
+        hits = _vector_hits(collection, repo, vector, k, where, path_glob, spans_file)
+        return with_texts(hits, lexical_file) if has_lexical else hits
+    if not has_lexical:
         if notice:
             notice(f"{repo}: no lexical index yet (re-run `repo-index index {repo}`); searched by vectors only")
         return [] if mode == "lexical" else _vector_hits(collection, repo, vector, k, where, path_glob, spans_file)
@@ -79,7 +81,19 @@ def repository_hits(collection, repo: str, query: str, vector: np.ndarray | None
     # A definition of a named identifier scores 1 + its fused score: above any fused score
     # (at most 2/61), here and when repositories are merged.
     ranked = [_scored(known[cid], fused.get(cid, 0.0) + (cid in first)) for cid in dict.fromkeys([*first, *ordered])]
-    return _one_per_place(ranked)[:k]
+    return with_texts(_one_per_place(ranked)[:k], lexical_file)
+
+
+def with_texts(hits: list[Hit], lexical_file: Path) -> list[Hit]:
+    """`hits` with their chunk's text: a collection synced since the lexical index holds
+    the text keeps none itself (writing it there cost a quarter of the sync), older
+    records still do."""
+    wanted = [h.chunk_id for h in hits if not h.text]
+    if not wanted:
+        return hits
+    with LexicalIndex(lexical_file, create=False) as index:
+        texts = index.texts(wanted)
+    return [h if h.text else replace(h, text=texts.get(h.chunk_id, "")) for h in hits]
 
 
 def _vector_hits(collection, repo: str, vector: np.ndarray, k: int, where: dict | None, path_glob: str | None,
