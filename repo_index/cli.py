@@ -192,6 +192,7 @@ def index(settings: Settings, names, all_, max_tokens, max_concurrent, estimate_
     # An estimate stops before the collection: there are no vectors to store.
     stop_at = "chunk_embeddings" if estimate_only else None
     failures = run_index(instance, list(names), {"ops": ops} if ops else None, echo=click.echo, stop_at=stop_at,
+                         specs={s.name: s for s in specs}, registry_file=registry_file,
                          allow_failed_checks=allow_failed_checks, in_process=in_process, verbose=verbose)
     if failures:
         _fail(f"{len(failures)} of {len(names)} repositories failed (a run or one of its checks): {', '.join(failures)}")

@@ -14,13 +14,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
 from .core.run_lease import process_gone
 from .launch import HOST_TAG, PID_TAG, Launch, launch_index_run, queue_daemon_alive
+from .core.source.registry import RepoSpec
 from .run_errors import full_trace, headline
+from .run_size import execution_for
 
 INVOCATION_TAG = "repo_index/invocation"
 STAGES = ("repo_files", "code_chunks", "chunk_embeddings", "vector_collection")
@@ -185,12 +188,14 @@ def reap_dead_runs(instance: dg.DagsterInstance, echo: Callable[[str], None]) ->
 
 def run_index(instance: dg.DagsterInstance, repos: list[str], run_config: dict | None,
               echo: Callable[[str], None] = print, stop_at: str | None = None,
-              allow_failed_checks: bool = False, in_process: bool = False, verbose: bool = False) -> list[str]:
+              allow_failed_checks: bool = False, in_process: bool = False, verbose: bool = False,
+              specs: dict[str, RepoSpec] | None = None, registry_file: Path | None = None) -> list[str]:
     """One run of the indexing job per repository; returns the names that failed (a run,
     or unless `allow_failed_checks`, one of its asset checks).
 
     With a daemon running (and not `in_process`) every run is queued at once and the daemon
-    runs them under the queue's limits; otherwise they run here, in turn."""
+    runs them under the queue's limits; otherwise they run here, in turn. With `specs`, a
+    repository whose run has little to do runs its steps in one process (run_size.py)."""
     from .partitions import initialize_pools
 
     initialize_pools(instance)
@@ -214,8 +219,13 @@ def run_index(instance: dg.DagsterInstance, repos: list[str], run_config: dict |
         watcher = RunWatcher(instance, invocation, repo, echo, verbose)
         watcher.start()
         began = time.perf_counter()
+        config, little = run_config, None
+        if specs and repo in specs and registry_file is not None:
+            config, little = execution_for(instance, specs[repo], registry_file, run_config)
+        if little:
+            echo(f"[{repo}] little to do ({little}): its steps run in one process")
         try:
-            launch = launch_index_run(instance, run_config, {"dagster/partition": repo, INVOCATION_TAG: invocation},
+            launch = launch_index_run(instance, config, {"dagster/partition": repo, INVOCATION_TAG: invocation},
                                       assets, in_process=not queued)
         except BaseException:
             watcher.stop_event.set()

@@ -131,6 +131,14 @@ def test_http_search_names_each_hits_source_and_freshness(project):
     assert "source has moved" in beta["stale_reason"] and "failed" in beta["stale_reason"]
 
 
+def test_the_collection_keeps_no_text_and_a_hit_reads_it_from_the_lexical_index(project):
+    coll = open_client(project.chroma).get_collection(project.chroma.collection_name("alpha"))
+    assert set(coll.get(include=["documents"])["documents"]) == {None}
+    [hit] = get(project, "/search", query="retry a failed upload with backoff", repo="alpha", k=1).json()["hits"]
+    lines = file_at(project.sources["alpha"], hit["indexed_commit"], hit["path"])
+    assert hit["text"].splitlines() == lines[hit["start_line"] - 1:hit["end_line"]]
+
+
 def test_http_errors_are_json_with_the_status_that_fits(project):
     missing = get(project, "/search", query="gamma tool", repo="gamma")
     assert missing.status_code == 404
