@@ -238,7 +238,8 @@ def assert_mcp_session(project, tools, found, read, unknown, listed) -> None:
     schema = tools["search_code"].input_schema
     assert schema["required"] == ["query"] and {"repositories", "k", "language", "path_glob", "mode"} <= set(
         schema["properties"])
-    assert all(t.description and len(t.description) > 60 for t in tools.values())
+    assert all(len(t.description) > 60 and "\n" not in t.description and "  " not in t.description
+               for t in tools.values())
     assert not found.is_error
     hits = found.structured_content["hits"]
     assert hits[0]["repository"] == "alpha" and "text" not in hits[0]  # the snippet, not the whole chunk

@@ -56,13 +56,17 @@ def build_server(service: IndexService) -> MCPServer:
     """The MCP server with its tools, and the JSON API as routes of its HTTP app."""
     mcp = MCPServer("repo-index", instructions=INSTRUCTIONS)
 
+    def tool(fn):
+        # The docstring as one paragraph: the SDK would hand an agent its indentation too.
+        return mcp.tool(description=" ".join(fn.__doc__.split()), annotations={"readOnlyHint": True})(fn)
+
     def answer(fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except Exception as exc:  # what the agent can act on, as the tool's error
             raise ToolError(_message(exc)) from None
 
-    @mcp.tool(annotations={"readOnlyHint": True})
+    @tool
     def search_code(
         query: Annotated[str, Field(description="What to find: a description of behaviour ('retry failed uploads "
                                                 "with backoff') or an identifier ('parse_headers').")],
@@ -82,13 +86,13 @@ def build_server(service: IndexService) -> MCPServer:
         are listed under 'unavailable' with the reason. Read more around a hit with read_code."""
         return answer(service.search, query, repositories, k, language, path_glob, mode, with_text=False)
 
-    @mcp.tool(annotations={"readOnlyHint": True})
+    @tool
     def list_repositories() -> dict[str, Any]:
         """The repositories that can be searched: name, source, the commit indexed, the embedding model,
         and whether the index is stale (its source has moved since, or a run failed after it)."""
         return {"repositories": answer(service.repositories)}
 
-    @mcp.tool(annotations={"readOnlyHint": True})
+    @tool
     def read_code(
         repository: Annotated[str, Field(description="Repository name, as a hit or list_repositories gives it.")],
         path: Annotated[str, Field(description="File path inside the repository, as a hit gives it.")],
