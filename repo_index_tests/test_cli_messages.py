@@ -57,7 +57,10 @@ def test_the_headline_names_what_our_error_leaves_unsaid_and_a_dagster_failure_i
         raise dg.Failure("the registry names no such repository")
 
     def step_error(asset):
-        result = dg.materialize([asset], raise_on_error=False)
+        # An instance of its own, entered: Dagster's current definitions-state storage is a
+        # context variable an earlier test's instance may have left pointing at itself.
+        with dg.instance_for_test() as instance:
+            result = dg.materialize([asset], instance=instance, raise_on_error=False)
         [event] = [e for e in result.all_events if e.is_step_failure]
         return event.step_failure_data.error
 
