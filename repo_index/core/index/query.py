@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,18 @@ def query_collection(collection, repo: str, vector: np.ndarray, k: int, where: d
     """The `k` nearest records matching `where` and, if given, whose path matches
     `path_glob` (resolved against the collection's paths, `spans_file` being the last
     sync's list of them: see paths.py)."""
+    nearest = nearest_ids(collection, vector, k, where, path_glob, spans_file)
+    records = hits_from_records(collection, repo, [cid for cid, _ in nearest])
+    found = {h.chunk_id: h for h in records}
+    return [replace(found[cid], score=score) for cid, score in nearest if cid in found]
+
+
+@names_the_server
+def nearest_ids(collection, vector: np.ndarray, k: int, where: dict | None = None, path_glob: str | None = None,
+                spans_file: Path | None = None) -> list[tuple[str, float]]:
+    """(id, cosine similarity) of the `k` nearest records, as `query_collection` picks
+    them, without reading their metadata: a caller that keeps only some of them reads
+    only theirs (reading them costs more than the search itself)."""
     if path_glob:
         matched = matching_paths(collection, path_glob, spans_file)
         if matched == []:
@@ -46,22 +58,21 @@ def query_collection(collection, repo: str, vector: np.ndarray, k: int, where: d
             where = {"$and": [where, by_path]} if where else by_path
             ids = collection.get(where=where, include=[])["ids"]
             if len(ids) <= EXACT_SCAN_RECORDS:
-                return _ranked(collection, repo, vector, k, ids)
+                return _ranked(collection, vector, k, ids)
     result = collection.query(query_embeddings=vector.reshape(1, -1), n_results=k, where=where or None,
-                              include=["metadatas", "documents", "distances"])
-    return [_hit(repo, cid, meta, doc, 1.0 - float(dist)) for cid, meta, doc, dist in
-            zip(result["ids"][0], result["metadatas"][0], result["documents"][0], result["distances"][0])]
+                              include=["distances"])
+    return [(cid, 1.0 - float(dist)) for cid, dist in zip(result["ids"][0], result["distances"][0])]
 
 
-def _ranked(collection, repo: str, vector: np.ndarray, k: int, ids: list[str]) -> list[Hit]:
-    """The `k` records of `ids` nearest to `vector` by cosine similarity, every one compared."""
+def _ranked(collection, vector: np.ndarray, k: int, ids: list[str]) -> list[tuple[str, float]]:
+    """The `k` of `ids` nearest to `vector` by cosine similarity, every one compared."""
     if not ids:
         return []
-    got = collection.get(ids=ids, include=["embeddings", "metadatas", "documents"])
+    got = collection.get(ids=ids, include=["embeddings"])
     matrix = np.asarray(got["embeddings"], dtype=np.float32)
     scores = matrix @ vector / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(vector) + 1e-12)
     best = np.argsort(-scores, kind="stable")[:k]
-    return [_hit(repo, got["ids"][i], got["metadatas"][i], got["documents"][i], float(scores[i])) for i in best]
+    return [(got["ids"][i], float(scores[i])) for i in best]
 
 
 @names_the_server

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..index.lexical import LexicalIndex
-from ..index.query import Hit, hits_from_records, query_collection
+from ..index.query import Hit, hits_from_records, nearest_ids
 
 MODES = ("hybrid", "vector", "lexical")
 CANDIDATES = 50  # from each side, for fusion
@@ -69,19 +69,33 @@ def repository_hits(collection, repo: str, query: str, vector: np.ndarray | None
         words = index.search(query, n, language, path_glob)
         named = named_identifiers(query)
         defining = [h for h in index.search(" ".join(named), n, language, path_glob) if h.names & named] if named else []
-    by_vector = query_collection(collection, repo, vector, n, where, path_glob, spans_file) if mode == "hybrid" else []
-    fused = rrf([h.chunk_id for h in by_vector], [h.chunk_id for h in words])
-    known = {h.chunk_id: h for h in by_vector}
-    missing = [cid for cid in [*fused, *(h.chunk_id for h in defining)] if cid not in known]
-    # Hits only the lexical side found: their text and lines from the collection (which
-    # also applies `where` to them).
-    known.update({h.chunk_id: h for h in hits_from_records(collection, repo, list(dict.fromkeys(missing)), where)})
-    ordered = sorted((cid for cid in fused if cid in known), key=lambda cid: -fused[cid])
-    first = [cid for cid in dict.fromkeys(h.chunk_id for h in defining) if cid in known]
+    by_vector = nearest_ids(collection, vector, n, where, path_glob, spans_file) if mode == "hybrid" else []
+    fused = rrf([cid for cid, _ in by_vector], [h.chunk_id for h in words])
+    first = list(dict.fromkeys(h.chunk_id for h in defining))
     # A definition of a named identifier scores 1 + its fused score: above any fused score
     # (at most 2/61), here and when repositories are merged.
-    ranked = [_scored(known[cid], fused.get(cid, 0.0) + (cid in first)) for cid in dict.fromkeys([*first, *ordered])]
-    return with_texts(_one_per_place(ranked)[:k], lexical_file)
+    ranked = [(cid, fused.get(cid, 0.0) + 1) for cid in first]
+    named_first = set(first)
+    ranked += sorted(((cid, score) for cid, score in fused.items() if cid not in named_first), key=lambda r: -r[1])
+    return with_texts(_places(collection, repo, ranked, k, where), lexical_file)
+
+
+def _places(collection, repo: str, ranked: list[tuple[str, float]], k: int, where: dict | None) -> list[Hit]:
+    """The first `k` places of `ranked` (id, score), best first, folded (`_one_per_place`).
+    Records are read a few at a time, as far down the ranking as folding needs: reading
+    every candidate's metadata cost more than ranking them. `where` applies to each (a
+    candidate only the lexical side found has not met it yet)."""
+    hits: list[Hit] = []
+    start, step = 0, max(2 * k, 10)
+    while start < len(ranked):
+        part = ranked[start:start + step]
+        start += step
+        found = {h.chunk_id: h for h in hits_from_records(collection, repo, [cid for cid, _ in part], where)}
+        hits += [_scored(found[cid], score) for cid, score in part if cid in found]
+        places = _one_per_place(hits)
+        if len(places) >= k:
+            return places[:k]
+    return _one_per_place(hits)
 
 
 def with_texts(hits: list[Hit], lexical_file: Path) -> list[Hit]:
@@ -101,8 +115,8 @@ def _vector_hits(collection, repo: str, vector: np.ndarray, k: int, where: dict 
     """The top `k` places by vectors alone. Pieces of one long definition are near the same
     queries, so more candidates are asked for than kept: folded, they would otherwise leave
     fewer than `k` places."""
-    hits = query_collection(collection, repo, vector, max(k * 3, k + 10), where, path_glob, spans_file)
-    return _one_per_place(hits)[:k]
+    nearest = nearest_ids(collection, vector, max(k * 3, k + 10), where, path_glob, spans_file)
+    return _places(collection, repo, nearest, k, None)
 
 
 def _scored(hit: Hit, score: float) -> Hit:
