@@ -14,13 +14,14 @@ from pathlib import Path
 import pandas as pd
 
 from repo_index.core.index.client import ChromaSettings, get_collection, open_client, pages, read_lock
-from repo_index.core.index.lexical import LexicalIndex
+from repo_index.core.index.lexical import LexicalIndex, lexical_path
 
 COLUMNS = ("path", "start_line", "end_line", "symbol", "defines", "language", "content_hash")
 
 
 def collection_chunks(settings, repo: str) -> pd.DataFrame:
-    """The chunk table as the collection of `repo` holds it: ids, text and metadata."""
+    """The chunk table as the index of `repo` holds it: ids and metadata from the
+    collection, each text from the lexical index beside it (the collection keeps none)."""
     chroma = ChromaSettings.from_settings(settings)
     rows = []
     with read_lock(chroma):
@@ -28,6 +29,10 @@ def collection_chunks(settings, repo: str) -> pd.DataFrame:
         for page in pages(coll, ["documents", "metadatas"]):
             for cid, text, meta in zip(page["ids"], page["documents"], page["metadatas"]):
                 rows.append({"chunk_id": cid, "text": text, **{c: meta.get(c, "") for c in COLUMNS}})
+        with LexicalIndex(lexical_path(chroma.lexical_dir(), coll.name), create=False) as index:
+            texts = index.texts([r["chunk_id"] for r in rows if r["text"] is None])
+    for row in rows:
+        row["text"] = row["text"] if row["text"] is not None else texts[row["chunk_id"]]
     return pd.DataFrame(rows)
 
 
