@@ -90,9 +90,9 @@ def test_the_spans_file_is_ignored_when_the_collection_changed_behind_it(client,
     sync(client, chunks, spans_file=tmp_path / "other.pkl")  # another machine syncs: its own file and token
     assert sync(client, chunks, spans_file=spans).spans_from == "chroma"
 
-    # A sync that dies midway (b deleted, n added, a's move not written: the record count
-    # is as before) leaves the collection without a valid token.
-    changed = table([("a", "x.py", 2, 6, "f"), ("n", "z.py", 1, 2, "")])
+    # A sync that dies midway (a's move written, n's add not: the record count is as
+    # before) leaves the collection without a valid token.
+    changed = table([("a", "x.py", 2, 6, "f"), ("b", "x.py", 6, 9, "g"), ("n", "z.py", 1, 2, "")])
     real_get = store.get_collection
 
     def dying_collection(client_, name):
@@ -106,7 +106,7 @@ def test_the_spans_file_is_ignored_when_the_collection_changed_behind_it(client,
             def __getattr__(self, attr):
                 return getattr(coll, attr)
 
-            def update(self, **kwargs):
+            def add(self, **kwargs):
                 raise RuntimeError("killed")
         return Dying()
 
@@ -115,8 +115,8 @@ def test_the_spans_file_is_ignored_when_the_collection_changed_behind_it(client,
         sync(client, changed, spans_file=spans)
     monkeypatch.setattr(store, "get_collection", real_get)
     stats = sync(client, changed, spans_file=spans)
-    assert (stats.spans_from, stats.added, stats.deleted, stats.moved) == ("chroma", 0, 0, 1)
-    assert lines(client) == {"a": (2, 6), "n": (1, 2)}
+    assert (stats.spans_from, stats.added, stats.deleted, stats.moved) == ("chroma", 1, 0, 0)
+    assert lines(client) == {"a": (2, 6), "b": (6, 9), "n": (1, 2)}
 
 
 def test_sync_adds_deletes_and_moves(client):
@@ -169,7 +169,7 @@ def test_a_row_fetcher_is_asked_only_for_the_rows_added(client, monkeypatch):
         return sync_collection(client, "repo_index-svc", chunks, ids, rows, space(), "c1", "svc")
 
     first = table([(c, "x.py", i, i, "") for i, c in enumerate("abcde")])
-    assert sync_fetching(first).added == 5 and asked == [[0, 1], [2, 3], [4]]  # one call per write batch
+    assert sync_fetching(first).added == 5 and asked == [[0], [1, 2], [3, 4]]  # one call per write batch, short first
     asked.clear()
     assert sync_fetching(first).unchanged == 5 and asked == []  # an unchanged re-sync reads no vector
 

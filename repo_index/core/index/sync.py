@@ -14,7 +14,7 @@ and so is one that Chroma can no longer read.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,8 @@ from .client import get_collection, names_the_server, pages, unreadable
 from .spans import SYNC_TOKEN, read_spans, save_spans, saved_spans
 
 WRITE_BATCH = 1000
+# The HNSW index of a new collection (Chroma reads it at creation only).
+HNSW_CONFIGURATION = {"space": "cosine"}
 # A collection for another model is built under this name beside the live one, then swapped
 # in. Upper case: no repository name (a lowercase slug) can end with it.
 REBUILD_SUFFIX = "-REBUILD"
@@ -104,7 +106,7 @@ def sync_collection(
     coll_meta = {**model.collection_metadata(), "repository": repo, "commit": commit}
     if collection is None:
         collection = client.create_collection(
-            target, metadata=coll_meta, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
+            target, metadata=coll_meta, configuration={"hnsw": dict(HNSW_CONFIGURATION)}, embedding_function=None)
 
     token = (collection.metadata or {}).get(SYNC_TOKEN)
     current = saved_spans(spans_file, token, collection.count())
@@ -120,22 +122,20 @@ def sync_collection(
     if token and (stale or new_rows or moved_rows):
         collection.modify(metadata={**coll_meta, SYNC_TOKEN: ""})  # the spans file is stale from here on
 
-    for i in range(0, len(stale), WRITE_BATCH):
-        collection.delete(ids=stale[i:i + WRITE_BATCH])
+    # Deletes and moves first, the adds last and their short batch first: see write_batches.
+    for part in write_batches(stale):
+        collection.delete(ids=part)
     stats.deleted = len(stale)
-
-    for i in range(0, len(new_rows), WRITE_BATCH):
-        part = new_rows[i:i + WRITE_BATCH]
+    for part in write_batches(moved_rows):
+        collection.update(ids=[chunk_ids[j] for j in part],
+                          metadatas=[_record_metadata(rows[j], commit) for j in part])
+    for part in write_batches(new_rows):
         collection.add(
             ids=[chunk_ids[j] for j in part],
             embeddings=fetch(part),
             documents=[rows[j].text for j in part] if store_text else None,
             metadatas=[_record_metadata(rows[j], commit) for j in part],
         )
-    for i in range(0, len(moved_rows), WRITE_BATCH):
-        part = moved_rows[i:i + WRITE_BATCH]
-        collection.update(ids=[chunk_ids[j] for j in part],
-                          metadatas=[_record_metadata(rows[j], commit) for j in part])
     stats.added, stats.moved = len(new_rows), len(moved_rows)
     stats.unchanged = len(chunk_ids) - stats.added - stats.moved
     if spans_file is not None:  # the file first: a crash before the token leaves them disagreeing
@@ -149,6 +149,20 @@ def sync_collection(
         collection.modify(name=name)
     stats.total = collection.count()
     return stats
+
+
+def write_batches(items: list) -> Iterator[list]:
+    """`items` in batches of WRITE_BATCH, the short batch first. Embedded Chroma saves a
+    collection's HNSW index whenever `sync_threshold` records have reached it since the last
+    save, and not when the process ends: with the short batch last, its records stayed
+    unsaved, and every process opening the collection next (each search) inserted them into
+    its copy of the index again from the log. Short batch first, a sync that ends with a full
+    batch (any sync of WRITE_BATCH records or more) leaves the index saved."""
+    first = len(items) % WRITE_BATCH
+    if first:
+        yield items[:first]
+    for i in range(first, len(items), WRITE_BATCH):
+        yield items[i:i + WRITE_BATCH]
 
 
 def _same_space(collection, model: EmbeddingModel) -> bool:
