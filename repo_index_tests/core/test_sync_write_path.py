@@ -1,5 +1,4 @@
-"""How sync_collection writes to a real embedded Chroma: the HNSW index left saved, the
-configuration new collections get, and collections made before it."""
+"""How sync_collection writes to a real embedded Chroma: the HNSW index left saved."""
 
 import sqlite3
 from pathlib import Path
