@@ -49,7 +49,7 @@ validate: install
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 # The quick benchmarks (a few minutes each; retrieval 3-6 with the local model, serving
-# about 5, most of it indexing its ten repositories; ingest 2, plus 4 the first time to
+# about 5, most of it indexing its ten repositories; ingest under 1, plus 4 the first time to
 # embed its 5,000 chunks); the
 # large pipeline corpus is `$(BIN)/python bench/pipeline.py` (about 25 minutes here), the
 # 100,000-chunk query times `bench/retrieval.py --latency` and the full ingest table
