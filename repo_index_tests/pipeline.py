@@ -142,26 +142,29 @@ def missing_texts(table, data_dir: Path) -> set[str]:
     return {t for t in table["embedding_text"] if text_key(t) not in have}
 
 
-def stored_texts(collection) -> dict[str, str]:
+def stored_texts(collection, data_dir: Path | None = None) -> dict[str, str]:
     """Each record's text as search reads it: the Chroma document, else (a collection the
-    pipeline synced, which stores none) the lexical index beside the embedded folder."""
+    pipeline synced, which stores none) the lexical index in the data folder (`data_dir`;
+    by default the one holding the embedded Chroma folder)."""
     from repo_index.core.index.lexical import LexicalIndex, lexical_path
 
     got = collection.get(include=["documents"])
     texts = {cid: doc for cid, doc in zip(got["ids"], got["documents"]) if doc is not None}
     if len(texts) < len(got["ids"]):
-        folder = Path(collection._client.get_settings().persist_directory).parent / "lexical"
+        data_dir = data_dir or Path(collection._client.get_settings().persist_directory).parent
+        folder = data_dir / "lexical"
         with LexicalIndex(lexical_path(folder, collection.name), create=False) as index:
             texts = {**index.texts([cid for cid in got["ids"] if cid not in texts]), **texts}
     return texts
 
 
-def assert_collection_exact(collection, table, commit_prefix: str = "") -> None:
-    """Exactly the chunks of `table`: ids, text, line metadata and the right vector each."""
+def assert_collection_exact(collection, table, commit_prefix: str = "", data_dir: Path | None = None) -> None:
+    """Exactly the chunks of `table`: ids, text, line metadata and the right vector each
+    (`data_dir`: see stored_texts; needed for a Chroma server's collection)."""
     got = collection.get(include=["metadatas", "embeddings"])
     assert sorted(got["ids"]) == sorted(table["chunk_id"]), "ids differ from a clean run's"
     rows = {r.chunk_id: r for r in table.itertuples(index=False)}
-    texts = stored_texts(collection)
+    texts = stored_texts(collection, data_dir)
     for cid, meta, vector in zip(got["ids"], got["metadatas"], got["embeddings"]):
         row = rows[cid]
         assert texts.get(cid) == row.text

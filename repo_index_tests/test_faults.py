@@ -196,7 +196,8 @@ def test_chroma_server_down_is_a_clear_error_and_after_a_restart_a_rerun_converg
         materialize(env, "svc")
         assert chunk_counts(openai_server, table) == {}  # nothing embedded again
         client = chromadb.HttpClient(host="127.0.0.1", port=port)
-        assert_collection_exact(client.get_collection("repo_index-svc"), table)
+        assert_collection_exact(client.get_collection("repo_index-svc"), table,
+                                data_dir=Path(env["REPO_INDEX_DATA_DIR"]))
     assert files_containing([API_KEY], [Path(env["DAGSTER_HOME"]), Path(env["REPO_INDEX_DATA_DIR"])],
                             [down.stdout, down.stderr]) == []
 
