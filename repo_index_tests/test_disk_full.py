@@ -80,7 +80,7 @@ def test_disk_full_mid_sync_is_said_the_others_keep_working_and_freeing_space_co
     assert "Traceback" not in found.stderr
     assert "warning: svc not searched: its collection cannot be read" in found.stderr
     hits = json.loads(found.stdout)
-    assert hits and {h["repo"] for h in hits} == {"other"}
+    assert hits and {h["repository"] for h in hits} == {"other"}
 
     openai_server.reset_counters()
     repaired = materialize(env, "svc")
@@ -91,5 +91,6 @@ def test_disk_full_mid_sync_is_said_the_others_keep_working_and_freeing_space_co
     client = chromadb.PersistentClient(path=str(small_disk / "chroma"))
     assert [c.name for c in client.list_collections()] != [] and {c.name for c in client.list_collections()} == {
         "repo_index-svc", "repo_index-other"}
-    assert_collection_exact(client.get_collection("repo_index-svc"), expected_chunks(svc))
-    assert_collection_exact(client.get_collection("repo_index-other"), expected_chunks(other))
+    data = Path(env["REPO_INDEX_DATA_DIR"])  # the lexical indexes: not beside the Chroma folder here
+    assert_collection_exact(client.get_collection("repo_index-svc"), expected_chunks(svc), data_dir=data)
+    assert_collection_exact(client.get_collection("repo_index-other"), expected_chunks(other), data_dir=data)
