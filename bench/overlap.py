@@ -1,6 +1,6 @@
 """Would writing vectors to Chroma while they arrive shorten a full index? (issue 20)
 
-    .venv/bin/python bench/overlap.py                 # ~8,000 stdlib chunks, 50 ms per request
+    .venv/bin/python bench/overlap.py                 # stdlib packages, 50 ms per request
     .venv/bin/python bench/overlap.py --packages json logging --latency 0.2
 
 A full index runs chunk -> embed -> write in turn. With a remote provider the embedding
@@ -8,9 +8,9 @@ step mostly waits on the network, so its wall time could hide under the write's 
 This measures, on the same chunks and in the same run (alternating, medians):
 
 - `sequential`: embed everything (the project's embed loop, 10 requests in flight, the
-  loopback OpenAI-compatible server answering each request after `--latency` seconds,
-  no cache), then sync the collection (the project's `sync_collection`, as the asset
-  calls it);
+  loopback OpenAI-compatible server, in a process of its own, answering each request after
+  `--latency` seconds, no cache), then sync the collection (the project's
+  `sync_collection`, as the asset calls it);
 - `overlapped`: the same two calls on slices of the chunks, the slice i+1 being embedded
   in one thread while slice i is written in another (streaming at slice granularity);
 
@@ -27,12 +27,14 @@ import platform
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,10 +47,10 @@ from repo_index.core.chunk.repository import chunk_repository  # noqa: E402
 from repo_index.core.embed.loop import embed_chunks  # noqa: E402
 from repo_index.core.embed.providers import OpenAIEmbedder  # noqa: E402
 from repo_index.core.index.client import ChromaSettings, open_client, write_lock  # noqa: E402
-from repo_index.core.index.sync import sync_collection  # noqa: E402
-from repo_index_tests.fakes.openai_server import FakeOpenAIServer  # noqa: E402
+from repo_index.core.index.sync import WRITE_BATCH, _record_metadata, sync_collection  # noqa: E402
 
-DEFAULT_PACKAGES = ("email", "http", "json", "logging", "asyncio", "xml", "unittest", "importlib")
+DEFAULT_PACKAGES = ("email", "http", "json", "logging", "asyncio", "xml", "unittest", "importlib", "multiprocessing",
+                    "tkinter", "idlelib", "lib2to3", "ctypes", "concurrent", "urllib", "xmlrpc", "sqlite3", "encodings")
 
 
 def cpu_s() -> float:
@@ -88,12 +90,10 @@ def sequential(table, base_url, chroma, name, model) -> dict:
 
 
 def overlapped(table, base_url, chroma, name, model, slices: int) -> dict:
-    """Slice i+1 embedded while slice i is written. Each write syncs the collection to the
-    chunks written so far (the sync's contract), so the last write leaves it complete."""
+    """Slice i+1 embedded while slice i is written: the first slice by the sync (which
+    creates the collection), each later one added as a streaming writer would."""
     bounds = np.linspace(0, len(table), slices + 1).astype(int)
     parts = [table.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds, bounds[1:])]
-    done_ids: list[str] = []
-    done_vectors: list[np.ndarray] = []
     t0, c0 = time.perf_counter(), cpu_s()
     ready: list = [None] * len(parts)
 
@@ -108,10 +108,15 @@ def overlapped(table, base_url, chroma, name, model, slices: int) -> dict:
     for i, part in enumerate(parts):
         events[i].wait()
         ids, vectors = ready[i]
-        done_ids.extend(ids)
-        done_vectors.append(vectors)
-        so_far = pd.concat(parts[:i + 1], ignore_index=True)
-        write(chroma, name, so_far, list(done_ids), np.concatenate(done_vectors), model)
+        if i == 0:  # the sync creates the collection...
+            write(chroma, name, part, ids, vectors, model)
+            continue
+        with write_lock(chroma):  # ...then each slice's records are added as they come
+            coll = open_client(chroma).get_collection(name)
+            for a in range(0, len(ids), WRITE_BATCH):
+                rows = list(part.iloc[a:a + WRITE_BATCH].itertuples(index=False))
+                coll.add(ids=ids[a:a + WRITE_BATCH], embeddings=vectors[a:a + WRITE_BATCH],
+                         metadatas=[_record_metadata(r, "bench") for r in rows])
     producer.join()
     return {"wall_s": time.perf_counter() - t0, "cpu_s": cpu_s() - c0}
 
@@ -128,7 +133,12 @@ def main() -> None:
         table = corpus(tuple(args.packages), work / "src")
         print(f"{len(table)} chunks from {table['path'].nunique()} files")
         runs: dict[str, list[dict]] = {"sequential": [], "overlapped": []}
-        with FakeOpenAIServer(latency=args.latency) as server:
+        # The server in its own process: its work is not this process's CPU, as a remote
+        # provider's is not (it still shares this machine's cores).
+        fake = subprocess.Popen([sys.executable, "-m", "repo_index_tests.fakes.openai_server", "--port", "0",
+                                 "--latency", str(args.latency)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        server = SimpleNamespace(base_url=fake.stdout.readline().strip())
+        try:
             model = OpenAIEmbedder(model="text-embedding-3-small", api_key="sk-bench", base_url=server.base_url).info
             warm = ChromaSettings(path=str(work / "chroma-warm"), state_dir=str(work / "spans-warm"))
             sequential(table, server.base_url, warm, "bench", model)  # imports and first connections: not timed
@@ -144,6 +154,9 @@ def main() -> None:
                     assert count == len(table), f"{kind} left {count} records of {len(table)}"
                     runs[kind].append(result)
                     print(f"  {kind:10} wall {result['wall_s']:6.1f} s  cpu {result['cpu_s']:6.1f} s")
+        finally:
+            fake.terminate()
+            fake.wait()
         med = {kind: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for kind, rs in runs.items()}
         seq, ovl = med["sequential"], med["overlapped"]
         report = {
