@@ -56,7 +56,7 @@ class IndexService:
 
     def repositories(self) -> list[dict]:
         """Every registered or indexed repository: its source, what its collection holds
-        (commit, records, model) and its freshness."""
+        (commit, model) and its freshness."""
         specs = self._specs()
         held = {t.repo: t for t in self.searcher.indexed()}
         rows = []
