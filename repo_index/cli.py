@@ -246,7 +246,7 @@ def search(settings: Settings, query, repos, k, language, path_glob, mode, as_js
         from .core.source.at_commit import CodeUnavailable
         from .serving.service import IndexService
 
-        service = IndexService(settings)
+        service = IndexService(settings, deadline_s=None)  # a command waits: for a sync writing, too
         try:
             answer = service.search(**args, notice=lambda message: click.echo(message, err=True))
         except (SearchError, CodeUnavailable) as exc:

@@ -24,8 +24,10 @@ DEFAULT_DEADLINE_S = 10.0  # a search over many repositories answers with what f
 
 
 class IndexService:
-    def __init__(self, settings: Settings | None = None, instance=None, deadline_s: float = DEFAULT_DEADLINE_S,
+    def __init__(self, settings: Settings | None = None, instance=None, deadline_s: float | None = DEFAULT_DEADLINE_S,
                  freshness_ttl_s: float = FRESHNESS_TTL_S):
+        """`deadline_s`: how long a search waits for its repositories (None: as long as
+        they take, e.g. for a writer of the embedded Chroma to finish, as the CLI does)."""
         self.settings = settings or get_settings()
         self.registry_file = self.settings.registry_path()
         self.deadline_s = deadline_s

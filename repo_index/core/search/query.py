@@ -216,7 +216,8 @@ class Searcher:
         for future, target in futures.items():
             if future in late:
                 future.cancel()
-                unavailable[target.repo] = f"no answer within the deadline of {deadline_s:g} s"
+                unavailable[target.repo] = (f"no answer within the deadline of {deadline_s:g} s (a slow "
+                                            "repository, or an index run writing the embedded Chroma)")
                 continue
             exc = future.exception()
             if exc is None:
