@@ -43,7 +43,9 @@ WRITER = textwrap.dedent(f"""
 
 @pytest.mark.slow
 def test_searches_during_a_sync_wait_for_it_and_leave_the_collection_whole(tmp_path, openai_server):
-    env = {**os.environ, "REPO_INDEX_DATA_DIR": str(tmp_path / "data"), "OPENAI_API_KEY": "k",
+    home = tmp_path / "home"  # a new instance, which the searches started together create
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "REPO_INDEX_DATA_DIR": str(tmp_path / "data"), "OPENAI_API_KEY": "k",
            "OPENAI_BASE_URL": openai_server.base_url, "REPO_INDEX_REGISTRY": str(tmp_path / "repositories.yaml")}
     seed = subprocess.run([sys.executable, "-c", WRITER.replace(str(BATCHES * BATCH), str(BATCH))], env=env,
                           capture_output=True, text=True)
@@ -73,3 +75,26 @@ def test_searches_during_a_sync_wait_for_it_and_leave_the_collection_whole(tmp_p
     assert used < 200 * 2**20, f"{used / 2**30:.1f} GB on disk for {BATCHES * BATCH} vectors"
     final = subprocess.run(search, env=env, capture_output=True, text=True)
     assert final.returncode == 0 and final.stdout.count(".py:") == 3, final.stderr
+
+
+def test_searches_started_together_on_a_new_project_leave_its_instance_usable(tmp_path, openai_server):
+    """Each in-process search opens the Dagster instance (for freshness): started together
+    on a new project, they created its SQLite storage at once and left it with two schema
+    heads, refused by every later command."""
+    import dagster as dg
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "REPO_INDEX_DATA_DIR": str(tmp_path / "data"), "OPENAI_API_KEY": "k",
+           "OPENAI_BASE_URL": openai_server.base_url, "REPO_INDEX_REGISTRY": str(tmp_path / "repositories.yaml")}
+    seed = subprocess.run([sys.executable, "-c", WRITER.replace(str(BATCHES * BATCH), str(BATCH))], env=env,
+                          capture_output=True, text=True)
+    assert seed.returncode == 0, seed.stderr
+    search = [BIN / "repo-index", "search", "handler", "--repo", "svc", "-k", "3"]
+    searches = [subprocess.Popen(search, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(6)]
+    for proc in searches:
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0 and stdout.count(".py:") == 3, stderr
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_runs(limit=1) == [] and instance.all_instigator_state() == []

@@ -118,8 +118,13 @@ class IndexService:
     def _freshness(self, repo: str, indexed: str) -> Freshness:
         if self._instance is None:
             import dagster as dg
+            from filelock import FileLock
 
-            self._instance = dg.DagsterInstance.get()
+            # One process at a time: searches started together on a new project each created
+            # the instance's SQLite storage, racing, and left it with two schema heads that
+            # every later command refused ("alembic_version has more than one head").
+            with FileLock(str(self.settings.data_dir() / "dagster-instance.lock")):
+                self._instance = dg.DagsterInstance.get()
         return repository_freshness(self._instance, self._specs().get(repo), self.registry_file, indexed)
 
 
