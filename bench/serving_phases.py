@@ -48,7 +48,7 @@ def main() -> None:
     lap("chroma_open")
     service.searcher.warm()
     lap("model_load")
-    vector = service.searcher.query_vector(service.searcher.model_of(target), args.query)
+    vector = service.searcher.vectors.get(service.searcher.model_of(target), args.query)
     lap("query_vector")
     hits = service.searcher.search(args.query, [args.repo], k=10)
     lap("search_vector_ready")

@@ -15,7 +15,7 @@ from ..core.index.client import get_collection, write_lock
 from ..core.index.lexical import LexicalIndex, lexical_path
 from ..core.index.spans import spans_path
 from ..core.index.sync import sync_collection
-from ..core.search.query import embed_query
+from ..core.search.query_vectors import embed_query
 from ..partitions import CHROMA_POOL, repositories
 from ..resources import ChromaResource, EmbedderResource, RunLeaseResource, VectorCacheResource
 

@@ -18,7 +18,7 @@ from ..core.embed.loop import embed_chunks
 from ..core.embed.model import EmbeddingModel
 from ..core.embed.results import EmbedResult, EmbedStats
 from ..core.index.checks import pick_smoke_target
-from ..core.search.query import embed_query
+from ..core.search.query_vectors import embed_query
 from ..core.settings import get_settings
 from ..partitions import EMBEDDING_POOL, repositories
 from ..resources import EmbedderResource, RunLeaseResource, VectorCacheResource

@@ -11,43 +11,27 @@ per command, the search server one for its life.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..chunk.tokens import count_tokens, get_encoding
-from ..embed.cache import VectorCache, text_key
-from ..embed.model import EmbeddingModel, ModelError, from_collection_metadata
-from ..embed.providers import Embedder, make_embedder
-from ..embed.results import mask_secrets
+from ..embed.model import EmbeddingModel
 from ..index.client import (ChromaSettings, ChromaUnavailable, get_collection, open_client, read_lock, unreadable,
                             unreadable_note)
 from ..index.lexical import lexical_path
 from ..index.query import Hit
 from ..index.spans import spans_path
 from ..index.sync import REBUILD_SUFFIX
-from ..settings import OPENAI_KEY_ENV, Settings, get_settings
-from .hybrid import MODES, repository_hits
+from ..settings import Settings, get_settings
+from .errors import SearchError, ServiceUnavailable, UnknownRepository, check_query, none_searched
+from .hybrid import repository_hits
+from .query_vectors import QueryVectors, collection_model, embed_query
 
-QUERY_VECTORS_KEPT = 1024  # per Searcher: an agent repeats and rephrases queries
-
-
-class SearchError(RuntimeError):
-    """A query that cannot be answered; the message says why and what to do."""
-
-
-class UnknownRepository(SearchError):
-    """A repository asked for by name that is not registered, or has no index yet."""
-
-
-class ServiceUnavailable(SearchError):
-    """What search needs is down (the Chroma server); asking again later may work."""
+__all__ = ["Hits", "Indexed", "Searcher", "SearchError", "ServiceUnavailable", "UnknownRepository", "embed_query",
+           "search"]
 
 
 class Hits(list):
@@ -76,45 +60,6 @@ class Indexed:
         return str(self.metadata.get("commit") or "")
 
 
-def embed_query(embedder: Embedder, query: str, cache: VectorCache | None = None) -> np.ndarray:
-    """One query vector, embedded on the model's query side (its query prefix before it);
-    with a cache, a query asked before costs no request."""
-    limit = embedder.info.window_tokens
-    read = embedder.info.prefixed("query", query)
-    # A token holds at least one byte: a query of no more bytes than the window fits, known
-    # without loading the encoding (~0.13 s, paid by every in-process CLI search).
-    if len(read.encode("utf-8", "surrogatepass")) > limit and \
-            count_tokens(read, get_encoding(embedder.info.encoding)) > limit:
-        raise SearchError(f"query is longer than {embedder.model} reads ({limit} tokens)")
-    key = text_key(read)
-    if cache is not None:
-        hit = cache.get_many(embedder.model, embedder.dimensions, [key]).get(key)
-        if hit is not None:
-            return hit
-
-    async def one():
-        try:
-            return await embedder.embed([query], "query")
-        finally:
-            await embedder.aclose()
-
-    # A local model encodes here and now: an event loop per query cost more than the encoding.
-    encode = getattr(embedder, "encode", None)
-    vector = (encode([query], "query") if encode is not None else asyncio.run(one()))[0]
-    if cache is not None:
-        cache.put_many(embedder.model, embedder.dimensions, [(key, vector)])
-    return vector
-
-
-def check_query(query: str, mode: str = "hybrid") -> None:
-    """A SearchError for a query no search can answer, before anything is loaded."""
-    if not query.strip():
-        raise SearchError("empty query")
-    _check_text(query)
-    if mode not in MODES:
-        raise SearchError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
-
-
 class Searcher:
     """Search across repositories, keeping what it loads. `registered`, if given, lists the
     registry's names, so a repository asked for that is not registered is told apart from
@@ -126,10 +71,7 @@ class Searcher:
         self.chroma = chroma or ChromaSettings.from_settings(self.settings)
         self._registered = registered
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="search")
-        self._vectors: OrderedDict[tuple[EmbeddingModel, str], np.ndarray] = OrderedDict()
-        self._vectors_lock = threading.Lock()
-        # The local model's tokenizer is not safe to share between threads ("Already borrowed").
-        self._encode_lock = threading.Lock()
+        self.vectors = QueryVectors(self.settings)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -165,14 +107,14 @@ class Searcher:
     def model_of(self, target: Indexed) -> EmbeddingModel:
         """The model `target` was built with, ready to embed queries (a SearchError saying
         what to configure otherwise)."""
-        return _collection_model(target.repo, target.metadata, self.settings)
+        return collection_model(target.repo, target.metadata, self.settings)
 
     def warm(self, notice: Callable[[str], None] | None = None) -> list[str]:
         """Load each indexed repository's query model now, so the first search does not pay
         for it; the models loaded, by name."""
         loaded = []
         for model in dict.fromkeys(self._models_of(self.indexed(notice=notice))[0].values()):
-            self.query_vector(model, "warm up")
+            self.vectors.get(model, "warm up")
             loaded.append(model.name)
         return loaded
 
@@ -200,7 +142,7 @@ class Searcher:
             for repo, model in models.items():
                 if model not in vectors and repo not in unavailable:
                     try:
-                        vectors[model] = self._embed_for(repo, model, query)
+                        vectors[model] = self.vectors.for_repository(repo, model, query)
                     except SearchError as exc:
                         for other, m in models.items():
                             if m == model:
@@ -229,28 +171,9 @@ class Searcher:
             else:
                 raise exc
         if unavailable and len(unavailable) == len(targets):
-            raise _none_searched(unavailable)
+            raise none_searched(unavailable)
         hits.sort(key=lambda h: h.score, reverse=True)
         return Hits(hits[:k], unavailable, [t.repo for t in targets], {t.repo: t.commit for t in targets})
-
-    def query_vector(self, model: EmbeddingModel, query: str) -> np.ndarray:
-        """`query`'s vector in `model`'s space; computed once per Searcher."""
-        key = (model, query)
-        with self._vectors_lock:
-            if key in self._vectors:
-                self._vectors.move_to_end(key)
-                return self._vectors[key]
-        embedder = make_embedder(model, api_key=self.settings.api_key())
-        if getattr(embedder, "encode", None) is not None:
-            with self._encode_lock:
-                vector = embed_query(embedder, query)
-        else:
-            vector = embed_query(embedder, query)
-        with self._vectors_lock:
-            self._vectors[key] = vector
-            while len(self._vectors) > QUERY_VECTORS_KEPT:
-                self._vectors.popitem(last=False)
-        return vector
 
     # -- parts --------------------------------------------------------------------------
 
@@ -278,22 +201,6 @@ class Searcher:
                 unavailable[target.repo] = str(exc)
         return models, unavailable
 
-    def _embed_for(self, repo: str, model: EmbeddingModel, query: str) -> np.ndarray:
-        """The query's vector in `model`'s space, or a SearchError naming the provider to set up."""
-        try:
-            vector = self.query_vector(model, query)
-        except SearchError:
-            raise
-        except Exception as exc:  # provider unavailable: say which model is needed
-            raise SearchError(mask_secrets(
-                f"cannot embed the query with {model.name} ({model.dimensions} dims), the model {repo!r} was "
-                f"indexed with: {type(exc).__name__}: {exc}. Configure that provider (e.g. {OPENAI_KEY_ENV}) "
-                f"or rebuild the index with the current one: `repo-index index {repo}`", self.settings.api_key())
-            ) from None
-        if vector.shape[0] != model.dimensions:
-            raise SearchError(f"query vector has {vector.shape[0]} dims but {repo!r} holds {model.dimensions}")
-        return vector
-
     def _repository_hits(self, target: Indexed, query: str, vector: np.ndarray | None, k: int, mode: str,
                          where: dict | None, language: str | None, path_glob: str | None,
                          notice: Callable[[str], None] | None) -> list[Hit]:
@@ -319,19 +226,6 @@ class Searcher:
                 raise _Unreadable(unreadable_note(target.repo, reason, chroma)) from None
 
 
-def _none_searched(unavailable: dict[str, str]) -> ServiceUnavailable:
-    """One message for a search that reached no repository: each reason once, with the
-    repositories it holds for. Unavailable, not a bad query: the same query can be answered
-    once the model is configured, the collection repaired or the slow part done."""
-    if len(unavailable) == 1:
-        return ServiceUnavailable(next(iter(unavailable.values())))
-    by_reason: dict[str, list[str]] = {}
-    for repo, reason in unavailable.items():
-        by_reason.setdefault(reason, []).append(repo)
-    return ServiceUnavailable("no repository could be searched: " + "; ".join(
-        f"{', '.join(repos)}: {reason}" for reason, repos in by_reason.items()))
-
-
 class _Unreadable(Exception):
     """This repository's collection cannot be read now; the message says why."""
 
@@ -343,36 +237,6 @@ def search(query: str, repos: list[str] | None = None, k: int = 5, where: dict |
     """One search with a Searcher of its own (see Searcher.search)."""
     with Searcher(settings, chroma) as searcher:
         return searcher.search(query, repos, k, where, language, path_glob, notice, mode)
-
-
-def _collection_model(repo: str, meta: dict, settings: Settings) -> EmbeddingModel:
-    try:
-        model = from_collection_metadata(meta, settings.openai_base_url)
-    except ModelError as exc:  # a local model no longer on this machine
-        raise SearchError(f"{repo!r} was indexed with the local model {meta.get('embedding_model')!r}, which "
-                          f"cannot be loaded: {exc}. Restore it, or rebuild the index: `repo-index index {repo}`"
-                          ) from None
-    if model is None:
-        raise SearchError(f"collection for {repo!r} does not record its embedding model: re-run `repo-index index {repo}`")
-    if model.provider == "openai" and settings.api_key() is None:
-        raise SearchError(
-            f"{repo!r} was indexed with {model.name}; set {OPENAI_KEY_ENV} (and OPENAI_BASE_URL for a compatible "
-            f"server) to query it, or rebuild the index with the current embedder: `repo-index index {repo}`")
-    return model
-
-
-def _check_text(query: str) -> None:
-    """A SearchError when `query` holds what UTF-8 cannot encode: a byte the command line
-    passed that is not UTF-8 (Python keeps it as a lone surrogate, U+DC80-U+DCFF) or a lone
-    surrogate from a caller. Left alone it failed inside the embedding request, reported as
-    a provider that needs configuring."""
-    try:
-        query.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        bad = ", ".join(f"byte 0x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"U+{ord(c):04X}"
-                        for c in query[exc.start:exc.end])
-        raise SearchError(f"the query is not valid UTF-8 text ({bad} at character {exc.start + 1}): "
-                          "pass it as UTF-8") from None
 
 
 def _spans_file(chroma: ChromaSettings, collection: str):
