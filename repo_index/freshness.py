@@ -19,7 +19,7 @@ import dagster as dg
 
 from .core.source.git import SourceError
 from .core.source.registry import RepoSpec
-from .status import failed_after_index, source_version
+from .status import failed_after_index, source_moved, source_version
 
 FRESHNESS_TTL_S = 30.0
 
@@ -44,7 +44,7 @@ def repository_freshness(instance: dg.DagsterInstance, spec: RepoSpec | None, re
     except SourceError as exc:
         return Freshness(None, f"source unreachable: {exc}", None)
     reasons = []
-    if head and indexed and not indexed.startswith(head) and not head.startswith(indexed):
+    if source_moved(indexed, head):
         reasons.append(f"source has moved: indexed {indexed[:12]}, source now at {head[:12]}")
     failure = failed_after_index(instance, spec.name)
     if failure:

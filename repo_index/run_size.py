@@ -17,7 +17,7 @@ import dagster as dg
 
 from .core.source.git import SourceError
 from .core.source.registry import RepoSpec
-from .status import indexed_commit, latest_metadata, source_version
+from .status import indexed_commit, latest_metadata, source_moved, source_version
 
 # Files of a repository its run takes in one process whatever changed: chunking that many
 # is about a second of work, less than the processes would cost.
@@ -37,7 +37,7 @@ def little_to_do(instance: dg.DagsterInstance, spec: RepoSpec, registry_file: Pa
         head = source_version(instance, spec, registry_file)
     except SourceError:
         return None  # the run will say what is wrong with the source
-    return "unchanged" if head and (indexed.startswith(head) or head.startswith(indexed)) else None
+    return "unchanged" if head and not source_moved(indexed, head) else None
 
 
 def execution_for(instance: dg.DagsterInstance, spec: RepoSpec, registry_file: Path,

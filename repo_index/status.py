@@ -42,6 +42,13 @@ def source_version(instance: dg.DagsterInstance, spec: RepoSpec, registry_file: 
     return current_version(spec, registry_file, bound, stats_path(get_settings().source_stats_dir(), spec.name))
 
 
+def source_moved(indexed: str | None, head: str | None) -> bool:
+    """Whether the source's version now (`head`) is not the one indexed; either may be a
+    prefix of the other (a pinned commit the remote does not advertise is compared by its
+    prefix). Unknown on either side: not moved."""
+    return bool(head and indexed and not indexed.startswith(head) and not head.startswith(indexed))
+
+
 def indexed_commit(instance: dg.DagsterInstance, repo: str) -> str | None:
     """The commit (or `tree:` fingerprint) of `repo` that its collection holds: recorded by
     vector_collection once the sync succeeded, so a run that failed earlier leaves the
@@ -97,7 +104,7 @@ def repository_status(instance: dg.DagsterInstance, specs: list[RepoSpec], regis
             state = f"source unreachable: {error}"
         elif chunks is not None and records != chunks:
             state = f"out of step: {records} records, {chunks} chunks"
-        elif head and indexed and not indexed.startswith(head) and not head.startswith(indexed):
+        elif source_moved(indexed, head):
             state = "stale: source has moved"
         elif failure := failed_after_index(instance, spec.name):
             state = f"stale: {failure}"
