@@ -59,25 +59,28 @@ def repository_hits(collection, repo: str, query: str, vector: np.ndarray | None
     has_lexical = lexical_file is not None and lexical_file.exists()
     if mode == "vector":
         hits = _vector_hits(collection, repo, vector, k, where, path_glob, spans_file)
-        return with_texts(hits, lexical_file) if has_lexical else hits
+        if not has_lexical:
+            return hits
+        with LexicalIndex(lexical_file, create=False) as index:
+            return with_texts(hits, index)
     if not has_lexical:
         if notice:
             notice(f"{repo}: no lexical index yet (re-run `repo-index index {repo}`); searched by vectors only")
         return [] if mode == "lexical" else _vector_hits(collection, repo, vector, k, where, path_glob, spans_file)
     n = max(CANDIDATES, k)
-    with LexicalIndex(lexical_file, create=False) as index:
+    with LexicalIndex(lexical_file, create=False) as index:  # open once: ranking, then the texts
         words = index.search(query, n, language, path_glob)
         named = named_identifiers(query)
         defining = [h for h in index.search(" ".join(named), n, language, path_glob) if h.names & named] if named else []
-    by_vector = nearest_ids(collection, vector, n, where, path_glob, spans_file) if mode == "hybrid" else []
-    fused = rrf([cid for cid, _ in by_vector], [h.chunk_id for h in words])
-    first = list(dict.fromkeys(h.chunk_id for h in defining))
-    # A definition of a named identifier scores 1 + its fused score: above any fused score
-    # (at most 2/61), here and when repositories are merged.
-    ranked = [(cid, fused.get(cid, 0.0) + 1) for cid in first]
-    named_first = set(first)
-    ranked += sorted(((cid, score) for cid, score in fused.items() if cid not in named_first), key=lambda r: -r[1])
-    return with_texts(_places(collection, repo, ranked, k, where), lexical_file)
+        by_vector = nearest_ids(collection, vector, n, where, path_glob, spans_file) if mode == "hybrid" else []
+        fused = rrf([cid for cid, _ in by_vector], [h.chunk_id for h in words])
+        first = list(dict.fromkeys(h.chunk_id for h in defining))
+        # A definition of a named identifier scores 1 + its fused score: above any fused score
+        # (at most 2/61), here and when repositories are merged.
+        ranked = [(cid, fused.get(cid, 0.0) + 1) for cid in first]
+        named_first = set(first)
+        ranked += sorted(((cid, score) for cid, score in fused.items() if cid not in named_first), key=lambda r: -r[1])
+        return with_texts(_places(collection, repo, ranked, k, where), index)
 
 
 def _places(collection, repo: str, ranked: list[tuple[str, float]], k: int, where: dict | None) -> list[Hit]:
@@ -98,15 +101,14 @@ def _places(collection, repo: str, ranked: list[tuple[str, float]], k: int, wher
     return _one_per_place(hits)
 
 
-def with_texts(hits: list[Hit], lexical_file: Path) -> list[Hit]:
+def with_texts(hits: list[Hit], index: LexicalIndex) -> list[Hit]:
     """`hits` with their chunk's text: a collection synced since the lexical index holds
     the text keeps none itself (writing it there cost a quarter of the sync), older
     records still do."""
     wanted = [h.chunk_id for h in hits if not h.text]
     if not wanted:
         return hits
-    with LexicalIndex(lexical_file, create=False) as index:
-        texts = index.texts(wanted)
+    texts = index.texts(wanted)
     return [h if h.text else replace(h, text=texts.get(h.chunk_id, "")) for h in hits]
 
 
