@@ -41,23 +41,32 @@ WRITER = textwrap.dedent(f"""
 """)
 
 
-@pytest.mark.slow
-def test_searches_during_a_sync_wait_for_it_and_leave_the_collection_whole(tmp_path, openai_server):
-    home = tmp_path / "home"  # a new instance, which the searches started together create
+SEARCH = [BIN / "repo-index", "search", "handler", "--repo", "svc", "-k", "3"]
+
+
+def seeded_project(tmp_path, openai_server) -> dict:
+    """The environment of a new project (its own, new Dagster instance) whose collection
+    `svc` holds one batch; the searches of SEARCH answer from it."""
+    home = tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "DAGSTER_HOME": str(home), "REPO_INDEX_DATA_DIR": str(tmp_path / "data"), "OPENAI_API_KEY": "k",
            "OPENAI_BASE_URL": openai_server.base_url, "REPO_INDEX_REGISTRY": str(tmp_path / "repositories.yaml")}
     seed = subprocess.run([sys.executable, "-c", WRITER.replace(str(BATCHES * BATCH), str(BATCH))], env=env,
                           capture_output=True, text=True)
     assert seed.returncode == 0, seed.stderr
-    search = [BIN / "repo-index", "search", "handler", "--repo", "svc", "-k", "3"]
+    return env
+
+
+@pytest.mark.slow
+def test_searches_during_a_sync_wait_for_it_and_leave_the_collection_whole(tmp_path, openai_server):
+    env = seeded_project(tmp_path, openai_server)
 
     writer = subprocess.Popen([sys.executable, "-c", WRITER], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     # Searches started one after another while the sync runs, each in its own process.
     searches = []
     while writer.poll() is None and len(searches) < 6:
-        searches.append(subprocess.Popen(search, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        searches.append(subprocess.Popen(SEARCH, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         time.sleep(1.5)
     out, err = writer.communicate()
     assert writer.returncode == 0 and f"synced {BATCHES * BATCH}" in out, err
@@ -73,7 +82,7 @@ def test_searches_during_a_sync_wait_for_it_and_leave_the_collection_whole(tmp_p
     assert len(coll.get(ids=[f"c{i}" for i in range(0, BATCHES * BATCH, 997)])["ids"]) == len(range(0, BATCHES * BATCH, 997))
     used = sum(p.stat().st_blocks * 512 for p in (tmp_path / "data" / "chroma").rglob("*") if p.is_file())
     assert used < 200 * 2**20, f"{used / 2**30:.1f} GB on disk for {BATCHES * BATCH} vectors"
-    final = subprocess.run(search, env=env, capture_output=True, text=True)
+    final = subprocess.run(SEARCH, env=env, capture_output=True, text=True)
     assert final.returncode == 0 and final.stdout.count(".py:") == 3, final.stderr
 
 
@@ -83,18 +92,11 @@ def test_searches_started_together_on_a_new_project_leave_its_instance_usable(tm
     heads, refused by every later command."""
     import dagster as dg
 
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "REPO_INDEX_DATA_DIR": str(tmp_path / "data"), "OPENAI_API_KEY": "k",
-           "OPENAI_BASE_URL": openai_server.base_url, "REPO_INDEX_REGISTRY": str(tmp_path / "repositories.yaml")}
-    seed = subprocess.run([sys.executable, "-c", WRITER.replace(str(BATCHES * BATCH), str(BATCH))], env=env,
-                          capture_output=True, text=True)
-    assert seed.returncode == 0, seed.stderr
-    search = [BIN / "repo-index", "search", "handler", "--repo", "svc", "-k", "3"]
-    searches = [subprocess.Popen(search, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = seeded_project(tmp_path, openai_server)
+    searches = [subprocess.Popen(SEARCH, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for _ in range(6)]
     for proc in searches:
         stdout, stderr = proc.communicate(timeout=600)
         assert proc.returncode == 0 and stdout.count(".py:") == 3, stderr
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         assert instance.get_runs(limit=1) == [] and instance.all_instigator_state() == []
