@@ -20,6 +20,7 @@ from dagster_graphql import DagsterGraphQLClient
 from repo_index.jobs import USAGE_PREFIX
 from repo_index_tests.chroma_server import free_port
 from repo_index_tests.gitutil import make_repo
+from repo_index_tests.services import postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -233,31 +234,10 @@ def _finished(client, run_id):
     return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
 
 
-def _postgres_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    return found[-1].parent if found else None
-
-
 @pytest.fixture
-def postgres(tmp_path):
-    bindir = _postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries not installed (Debian package 'postgresql'; .ci/run installs it)")
-    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    data = Path(f"/tmp/repo-index-pg-{os.getpid()}-{free_port()}")
-    data.mkdir(mode=0o700)
-    if run_as:
-        shutil.chown(data, "postgres", "postgres")
-    port = free_port()
-    sh([*run_as, bindir / "initdb", "-D", data / "db", "-U", "dagster", "--auth=trust"])
-    sh([*run_as, bindir / "pg_ctl", "-D", data / "db", "-l", data / "log", "-w", "start",
-        "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1"])
-    try:
-        sh([*run_as, bindir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "dagster"])
+def postgres():
+    with postgres_server() as port:
         yield port
-    finally:
-        subprocess.run([*run_as, bindir / "pg_ctl", "-D", data / "db", "-m", "fast", "-w", "stop"], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.mark.slow
