@@ -74,6 +74,19 @@ class Settings(BaseSettings):
     chroma_token: SecretStr | None = Field(None, alias=CHROMA_TOKEN_ENV)
     collection_prefix: str = Field("repo_index-", alias="REPO_INDEX_COLLECTION_PREFIX")
 
+    # The cluster profile (README "Scaling out"). A PostgreSQL URL (it may hold a password:
+    # a secret, never put into Dagster config) for what every worker shares: the embedding
+    # cache and the requests/tokens-per-minute budget. Unset: the SQLite cache in the data
+    # folder, a budget per process.
+    cache_url: SecretStr | None = Field(None, alias="REPO_INDEX_CACHE_URL")
+    # The folder every machine reads and writes (a network mount): chunk tables, embedding
+    # keys, collection spans, lexical indexes, run leases and step outputs. Unset: the data folder.
+    shared_dir_override: Path | None = Field(None, alias="REPO_INDEX_SHARED_DIR")
+    # Where steps run: forked processes on this machine, or Celery workers (the broker and
+    # its settings in REPO_INDEX_CELERY_CONFIG, the file the workers start with).
+    executor: Literal["multiprocess", "celery"] = Field("multiprocess", alias="REPO_INDEX_EXECUTOR")
+    celery_config: Path | None = Field(None, alias="REPO_INDEX_CELERY_CONFIG")
+
     # A running `repo-index serve` for `repo-index search` to ask (unset: search in-process).
     server_url: str | None = Field(None, alias="REPO_INDEX_SERVER_URL")
 
@@ -127,8 +140,15 @@ class Settings(BaseSettings):
         return Path.cwd()
 
     def data_dir(self) -> Path:
-        """Git-ignored folder for Chroma, the embedding cache, chunk tables and clones."""
+        """Git-ignored folder for Chroma, the embedding cache, chunk tables and clones (on a
+        cluster: this machine's clones; what machines share is under shared_dir)."""
         path = self.data_dir_override or self.project_root() / ".data"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def shared_dir(self) -> Path:
+        """What every machine of a cluster shares (the data folder on one machine)."""
+        path = self.shared_dir_override or self.data_dir()
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -143,28 +163,32 @@ class Settings(BaseSettings):
         return self.data_dir() / "embeddings.sqlite"
 
     def chunk_tables_dir(self) -> Path:
-        return self.data_dir() / "code_chunks"
+        return self.shared_dir() / "code_chunks"
 
     def embedding_keys_dir(self) -> Path:
         """chunk_embeddings as stored by its IO manager: ids and cache keys, no vectors."""
-        return self.data_dir() / "chunk_embeddings"
+        return self.shared_dir() / "chunk_embeddings"
 
     def clones_dir(self) -> Path:
         return self.data_dir() / "sources"
 
     def collection_spans_dir(self) -> Path:
-        return self.data_dir() / "collection_spans"
+        return self.shared_dir() / "collection_spans"
 
     def source_stats_dir(self) -> Path:
         """What each local folder's files held when last checked (core/source/stat_cache.py)."""
         return self.data_dir() / "source_stats"
 
     def run_leases_dir(self) -> Path:
-        """Which run holds each repository (core/run_lease.py)."""
-        return self.data_dir() / "runs"
+        """Which run holds each repository (core/run_lease.py): shared, so one run per
+        repository holds across machines."""
+        return self.shared_dir() / "runs"
 
     def api_key(self) -> str | None:
         return self.openai_api_key.get_secret_value() if self.openai_api_key else None
+
+    def shared_store_url(self) -> str | None:
+        return self.cache_url.get_secret_value() if self.cache_url else None
 
     def chroma_auth_token(self) -> str | None:
         return self.chroma_token.get_secret_value() if self.chroma_token else None
