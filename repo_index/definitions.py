@@ -12,15 +12,20 @@ from .assets.files import repo_files
 from .automation import nightly_reindex, registry_sensor, source_change_sensor
 from .core.settings import Settings, get_settings
 from .io_managers import ChunkTableIOManager, EmbeddingsIOManager
-from .jobs import INDEX_JOB, index_job, project_executor, record_step_usage
+from .jobs import INDEX_JOB, executor_for, index_job, record_step_usage
 from .resources import default_resources
 
 
 def project_resources(settings: Settings) -> dict:
     """Every resource and IO manager the assets use, from one `Settings`."""
     resources = default_resources(settings)
+    # Step outputs (the files table, the shards) where every machine reads them when a
+    # shared folder is set; else Dagster's default, under the instance's storage folder.
+    shared = {"io_manager": dg.FilesystemIOManager(base_dir=str(settings.shared_dir() / "step_outputs"))} \
+        if settings.shared_dir_override else {}
     return {
         **resources,
+        **shared,
         "embeddings_io_manager": EmbeddingsIOManager(base_dir=str(settings.embedding_keys_dir()),
                                                      cache=resources["vector_cache"]),
         "chunks_io_manager": ChunkTableIOManager(store=resources["chunk_store"]),
@@ -31,7 +36,7 @@ defs = dg.Definitions(
     # The hook on the assets and the executor here, not on the job: the UI's Materialize
     # runs the implicit asset job, which must run the assets as `index_repository` does.
     assets=[a.with_hooks({record_step_usage}) for a in (repo_files, code_chunks, chunk_embeddings, vector_collection)],
-    executor=project_executor,
+    executor=executor_for(get_settings()),
     jobs=[index_job],
     sensors=[registry_sensor, source_change_sensor],
     schedules=[nightly_reindex],

@@ -2,16 +2,19 @@
 
 The UI's Materialize button runs Dagster's implicit asset job (`__ASSET_JOB`), backfills
 and the schedule run `index_repository`, and `dagster asset materialize` runs either: all
-of them take the executor from `Definitions(executor=...)` and the hook from the assets
-themselves (definitions.py), so no launcher runs the assets differently.
+of them take the executor from `Definitions(executor=...)` (`executor_for` the settings)
+and the hook from the assets themselves (definitions.py), so no launcher runs the assets
+differently.
 """
 
 import os
 import resource
+import warnings
 
 import dagster as dg
 from dagster._core.definitions.executor_definition import IN_PROC_CONFIG, MULTI_PROC_CONFIG
 
+from .core.settings import Settings, SettingsError
 from .partitions import repositories
 
 INDEX_JOB = "index_repository"
@@ -57,10 +60,34 @@ def project_executor(init_context: dg.InitExecutorContext):
     return dg.multi_or_in_process_executor.executor_creation_fn(init_context)
 
 
+def celery_executor_for(settings: Settings) -> dg.ExecutorDefinition:
+    """Steps as tasks for `dagster-celery` workers, configured by the file the workers start
+    with (`dagster-celery worker start -A dagster_celery.app -y FILE`): its
+    `execution.config` block names the broker, the result backend and Celery's settings, so
+    the orchestrator and the workers cannot disagree about them."""
+    if settings.celery_config is None or not settings.celery_config.is_file():
+        raise SettingsError("REPO_INDEX_EXECUTOR=celery needs REPO_INDEX_CELERY_CONFIG: the YAML file the workers "
+                            f"start with (`dagster-celery worker start -y FILE`); got {settings.celery_config}")
+    from dagster_celery import celery_executor
+    from dagster_celery.cli import get_config_value_from_yaml
+
+    # dagster-celery registers its task again for every step it submits; Celery warns each time.
+    warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
+
+    return celery_executor.configured(get_config_value_from_yaml(str(settings.celery_config)),
+                                      name="repo_index_celery_executor")
+
+
+def executor_for(settings: Settings) -> dg.ExecutorDefinition:
+    """The executor the settings choose (REPO_INDEX_EXECUTOR): this machine's processes by
+    default, Celery workers on a cluster."""
+    return celery_executor_for(settings) if settings.executor == "celery" else project_executor
+
+
+# No executor of its own: the Definitions' one (executor_for), as the implicit asset job.
 index_job = dg.define_asset_job(
     INDEX_JOB,
     selection=dg.AssetSelection.groups("indexing"),
     partitions_def=repositories,
-    executor_def=project_executor,
     description="Discover, chunk, embed and store one repository (one partition).",
 )

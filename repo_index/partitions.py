@@ -27,6 +27,20 @@ def sync_partitions(instance: dg.DagsterInstance, registered: list[str]) -> tupl
 
 def initialize_pools(instance: dg.DagsterInstance) -> None:
     """Create the pools at their default limit before runs start: two runs claiming a pool
-    that does not exist yet could both initialize it and both get a slot."""
+    that does not exist yet could both initialize it and both get a slot. Only pools not
+    made yet: on PostgreSQL, Dagster's initialization of an existing pool fails (its insert's
+    error aborts the transaction its update then needs). Two launchers at once race to make
+    the same pool: the loser finds it made on its next try."""
+    from sqlalchemy.exc import DBAPIError
+
+    storage = instance.event_log_storage
     for pool in (CHROMA_POOL, EMBEDDING_POOL):
-        instance.event_log_storage.initialize_concurrency_limit_to_default(pool)
+        for attempt in range(3):
+            if pool in storage.get_concurrency_keys():
+                break
+            try:
+                storage.initialize_concurrency_limit_to_default(pool)
+                break
+            except DBAPIError:
+                if attempt == 2:
+                    raise

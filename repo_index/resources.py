@@ -20,6 +20,7 @@ from .core.embed.providers import Embedder, make_embedder
 from .core.index.client import ChromaSettings, open_client
 from .core.run_lease import LeaseBusy, RepositoryLease
 from .core.settings import Settings, get_settings
+from .core.source.git import checkout_commit
 from .core.source.registry import RepoSpec, get_spec, load_registry
 
 
@@ -110,6 +111,15 @@ class RegistryResource(dg.ConfigurableResource):
 
     def spec(self, name: str) -> RepoSpec:
         return get_spec(self.specs(), name)
+
+    def root_at(self, name: str, commit: str, root: str) -> str:
+        """Where this process reads `name`'s files at `commit`, given where repo_files read
+        them (`root`): a git source's clone on this machine, checked out at the commit if it
+        is not (a cluster worker, or a clone another run moved); a folder in place."""
+        spec = self.spec(name)
+        if commit and (spec.is_git_url or spec.ref):
+            return str(checkout_commit(spec, self.file(), Path(self.clones_dir), commit))
+        return root
 
 
 class VectorCacheResource(dg.ConfigurableResource):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from .core.settings import get_settings
 from .core.source.git import SourceError
 from .core.source.registry import RepoSpec
 from .status import indexed_commit, latest_metadata, source_moved, source_version
@@ -43,8 +44,9 @@ def little_to_do(instance: dg.DagsterInstance, spec: RepoSpec, registry_file: Pa
 def execution_for(instance: dg.DagsterInstance, spec: RepoSpec, registry_file: Path,
                   run_config: dict) -> tuple[dict, str | None]:
     """`run_config` with the in-process executor when the run has little to do and the
-    caller chose no executor itself, and why (None: unchanged)."""
-    if "execution" in run_config:
+    caller chose no executor itself, and why (None: unchanged). On a cluster (Celery) the
+    steps always go to the workers: the launching machine holds no sources."""
+    if "execution" in run_config or get_settings().executor == "celery":
         return run_config, None
     reason = little_to_do(instance, spec, registry_file)
     return ({**run_config, **IN_PROCESS}, reason) if reason else (run_config, None)

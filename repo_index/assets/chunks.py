@@ -22,7 +22,7 @@ from ..core.chunk.repository import MIN_FILES_PER_SHARD, ShardResult, chunk_shar
 from ..core.chunk.table import ChunkTable, chunk_params, reusable_files
 from ..core.source.snapshot import SourceFiles
 from ..partitions import repositories
-from ..resources import ChunkStoreResource, EmbedderResource, RunLeaseResource
+from ..resources import ChunkStoreResource, EmbedderResource, RegistryResource, RunLeaseResource
 
 CHUNKS_IO_MANAGER = "chunks_io_manager"
 
@@ -35,7 +35,9 @@ class ChunkPlan:
 
 @dataclass(frozen=True)
 class Shard:
-    root: str  # where the files are read
+    root: str  # where repo_files read the files (on a cluster, maybe another machine's clone)
+    repo: str
+    commit: str  # what the files are read at: the step checks it out where its clone is not
     params: dict
     files: list[tuple[str, str]]  # (path, language)
     max_file_bytes: int  # discovery's bound: a file grown past it since is skipped, not read
@@ -73,14 +75,16 @@ def split_files(context: dg.OpExecutionContext, config: ChunkingConfig, embedder
                      f"({model.encoding}, for {model.name})")
     yield dg.Output(ChunkPlan(params, time.time()), "plan")
     for i, shard in enumerate(shards):
-        yield dg.DynamicOutput(Shard(repo_files.root, params, shard, repo_files.max_file_bytes),
+        yield dg.DynamicOutput(Shard(repo_files.root, repo_files.repo, repo_files.commit, params, shard,
+                                     repo_files.max_file_bytes),
                                mapping_key=f"shard_{i}", output_name="shards")
 
 
 @dg.op(description="Chunk the files of one shard.")
-def chunk_files_shard(context: dg.OpExecutionContext, shard: Shard) -> ShardChunks:
+def chunk_files_shard(context: dg.OpExecutionContext, registry: RegistryResource, shard: Shard) -> ShardChunks:
     started = time.perf_counter()
-    result = chunk_shard(shard.root, shard.files, shard.params["max_tokens"], shard.params["encoding"],
+    root = registry.root_at(shard.repo, shard.commit, shard.root)
+    result = chunk_shard(root, shard.files, shard.params["max_tokens"], shard.params["encoding"],
                          shard.max_file_bytes)
     context.log.info(f"{len(result.chunks)} chunks from {len(shard.files)} files in {time.perf_counter() - started:.1f}s")
     return ShardChunks([path for path, _ in shard.files], result)
@@ -88,8 +92,8 @@ def chunk_files_shard(context: dg.OpExecutionContext, shard: Shard) -> ShardChun
 
 @dg.op(out=dg.Out(io_manager_key=CHUNKS_IO_MANAGER), description="Concatenate the shards and the reused "
        "chunks of unchanged files into the chunk table.")
-def collect_chunks(context: dg.OpExecutionContext, chunk_store: ChunkStoreResource, run_lease: RunLeaseResource,
-                   repo_files: SourceFiles, plan: ChunkPlan, parts: list[ShardChunks]) -> dg.Output:
+def collect_chunks(context: dg.OpExecutionContext, chunk_store: ChunkStoreResource, registry: RegistryResource,
+                   run_lease: RunLeaseResource, repo_files: SourceFiles, plan: ChunkPlan, parts: list[ShardChunks]) -> dg.Output:
     run_lease.hold(context, repo_files.repo)
     params, files = plan.params, repo_files.files
     chunked = {path for part in parts for path in part.paths}
@@ -101,7 +105,8 @@ def collect_chunks(context: dg.OpExecutionContext, chunk_store: ChunkStoreResour
     have = set() if reused is None else set(reused["path"].unique())
     missing = unchanged[~unchanged["path"].isin(have)]
     if len(missing):
-        results.append(chunk_shard(repo_files.root, list(zip(missing["path"], missing["language"])),
+        root = registry.root_at(repo_files.repo, repo_files.commit, repo_files.root)
+        results.append(chunk_shard(root, list(zip(missing["path"], missing["language"])),
                                    params["max_tokens"], params["encoding"], repo_files.max_file_bytes))
     chunks, total = collect(results, reused)
     files_chunked = len(files) - len(have)

@@ -25,6 +25,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from ..settings import child_environment
 from .registry import RegistryError, RepoSpec, resolve_local_source, validate_name
 
@@ -158,7 +160,8 @@ def _git_url(spec: RepoSpec, registry_file: Path) -> str:
     return resolve_local_source(spec, registry_file).as_uri()
 
 
-def fetch_git(spec: RepoSpec, registry_file: Path, cache_dir: Path) -> SourceTree:
+def _clone_or_fetch(spec: RepoSpec, registry_file: Path, cache_dir: Path) -> Path:
+    """Our clone of `spec`, made or brought up to date with its remote."""
     url = _git_url(spec, registry_file)
     clone = clone_path(spec, cache_dir)
     if clone.exists():
@@ -178,10 +181,51 @@ def fetch_git(spec: RepoSpec, registry_file: Path, cache_dir: Path) -> SourceTre
     else:
         git("fetch", "--quiet", "--prune", "--tags", "--force", "origin", cwd=clone)
         git("remote", "set-head", "origin", "--auto", cwd=clone, timeout=60)
-    commit = _resolve_ref(clone, spec.ref)
+    return clone
+
+
+def _check_out(clone: Path, commit: str) -> None:
     git("checkout", "--quiet", "--force", "--detach", commit, cwd=clone)
     git("clean", "-q", "-ffdx", cwd=clone)
+
+
+def fetch_git(spec: RepoSpec, registry_file: Path, cache_dir: Path) -> SourceTree:
+    clone = _clone_or_fetch(spec, registry_file, cache_dir)
+    commit = _resolve_ref(clone, spec.ref)
+    _check_out(clone, commit)
     return SourceTree(root=clone, commit=commit, kind="git")
+
+
+def checkout_commit(spec: RepoSpec, registry_file: Path, cache_dir: Path, commit: str) -> Path:
+    """This machine's clone of `spec` at `commit`, the one a run recorded: what a step reads
+    when the run's first step may have run on another machine (a cluster worker), or this
+    clone was left at another commit. Fetches only when the commit is not here; one caller
+    at a time per clone (steps of one run may run side by side on a worker)."""
+    clone = clone_path(spec, cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(clone.with_name(clone.name + ".LOCK"))):  # upper case: no repository's name
+        url = _git_url(spec, registry_file)
+        with contextlib.suppress(SourceError):
+            if clone.exists() and git("remote", "get-url", "origin", cwd=clone, timeout=30) == url:
+                if git("rev-parse", "HEAD", cwd=clone, timeout=30) == commit:
+                    return clone
+                if _has_commit(clone, commit):
+                    _check_out(clone, commit)
+                    return clone
+        clone = _clone_or_fetch(spec, registry_file, cache_dir)
+        if not _has_commit(clone, commit):
+            raise SourceError(f"commit {commit} of {spec.name!r} is no longer at {spec.source} (history rewritten "
+                              "since the run began?); run the repository again")
+        _check_out(clone, commit)
+    return clone
+
+
+def _has_commit(clone: Path, commit: str) -> bool:
+    try:
+        git("cat-file", "-e", f"{commit}^{{commit}}", cwd=clone, timeout=30)
+        return True
+    except SourceError:
+        return False
 
 
 def resolve_source(spec: RepoSpec, registry_file: Path, cache_dir: Path) -> SourceTree:
