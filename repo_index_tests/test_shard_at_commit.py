@@ -49,3 +49,15 @@ def test_a_clone_left_at_another_commit_is_moved_to_the_shards(tmp_path):
     assert "newer_version" in _texts(later, registry)
     # ... and back: the older commit is in the clone already (no fetch needed).
     assert "recorded_version" in _texts(shard, registry)
+
+
+def test_code_is_read_at_the_indexed_commit_on_a_machine_that_never_indexed_it(tmp_path):
+    """A search server or worker of a cluster has no clone yet: `read_code` clones it."""
+    from repo_index.core.source.at_commit import indexed_lines
+
+    origin = make_repo(tmp_path / "origin", {"app.py": "def recorded_version():\n    return 1\n"})
+    recorded = git(origin, "rev-parse", "HEAD")
+    commit_files(origin, {"app.py": "def newer_version():\n    return 2\n"}, "newer")
+    shard, registry = _shard(tmp_path, recorded)
+    lines = indexed_lines(registry.spec("svc"), registry.file(), Path(registry.clones_dir), recorded, "app.py")
+    assert lines.exact and lines.commit == recorded and "recorded_version" in lines.text

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .git import SourceError, clone_path, git, git_bytes
+from .git import SourceError, clone_with, git, git_bytes
 from .reading import FileSkipped, read_beneath
 from .registry import RepoSpec, resolve_local_source
 
@@ -55,10 +55,15 @@ def indexed_lines(spec: RepoSpec, registry_file: Path, clones_dir: Path, commit:
     if start_line < 1 or (end_line is not None and end_line < start_line):
         raise CodeUnavailable(f"bad line range {start_line}-{end_line}: lines are numbered from 1")
     if commit and not commit.startswith("tree:"):
-        where = clone_path(spec, clones_dir) if spec.is_git_url or spec.ref else resolve_local_source(spec, registry_file)
+        if spec.is_git_url or spec.ref:  # a machine that never indexed it (a server, a cluster) clones it now
+            try:
+                where = clone_with(spec, registry_file, clones_dir, commit)
+            except SourceError as exc:
+                raise CodeUnavailable(f"the source of {spec.name!r} at {commit[:12]} cannot be fetched: {exc}") from None
+        else:
+            where = resolve_local_source(spec, registry_file)
         if not where.is_dir():
-            raise CodeUnavailable(f"the source of {spec.name!r} is not on this machine ({where}); re-run "
-                                  f"`repo-index index {spec.name}` to fetch it")
+            raise CodeUnavailable(f"the source of {spec.name!r} is not on this machine ({where})")
         data = _blob(where, commit, path)
         exact, note, at = True, "", commit
     else:

@@ -196,28 +196,48 @@ def fetch_git(spec: RepoSpec, registry_file: Path, cache_dir: Path) -> SourceTre
     return SourceTree(root=clone, commit=commit, kind="git")
 
 
-def checkout_commit(spec: RepoSpec, registry_file: Path, cache_dir: Path, commit: str) -> Path:
-    """This machine's clone of `spec` at `commit`, the one a run recorded: what a step reads
-    when the run's first step may have run on another machine (a cluster worker), or this
-    clone was left at another commit. Fetches only when the commit is not here; one caller
-    at a time per clone (steps of one run may run side by side on a worker)."""
+def clone_with(spec: RepoSpec, registry_file: Path, cache_dir: Path, commit: str) -> Path:
+    """This machine's clone of `spec`, holding `commit` (fetched only when it does not), its
+    checkout untouched: what reads a file at a commit (`git cat-file`) needs, on a machine
+    that has not indexed the repository (a search server, a cluster worker). One caller at
+    a time per clone."""
     clone = clone_path(spec, cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(clone.with_name(clone.name + ".LOCK"))):  # upper case: no repository's name
-        url = _git_url(spec, registry_file)
-        with contextlib.suppress(SourceError):
-            if clone.exists() and git("remote", "get-url", "origin", cwd=clone, timeout=30) == url:
-                if git("rev-parse", "HEAD", cwd=clone, timeout=30) == commit:
-                    return clone
-                if _has_commit(clone, commit):
-                    _check_out(clone, commit)
-                    return clone
-        clone = _clone_or_fetch(spec, registry_file, cache_dir)
-        if not _has_commit(clone, commit):
-            raise SourceError(f"commit {commit} of {spec.name!r} is no longer at {spec.source} (history rewritten "
-                              "since the run began?); run the repository again")
-        _check_out(clone, commit)
+    with _clone_lock(clone):
+        return _clone_with(spec, registry_file, cache_dir, commit)[0]
+
+
+def _clone_with(spec: RepoSpec, registry_file: Path, cache_dir: Path, commit: str) -> tuple[Path, bool]:
+    """The clone holding `commit`, and whether it was just made or fetched."""
+    clone = clone_path(spec, cache_dir)
+    with contextlib.suppress(SourceError):
+        if clone.exists() and git("remote", "get-url", "origin", cwd=clone, timeout=30) == _git_url(spec, registry_file) \
+                and _has_commit(clone, commit):
+            return clone, False
+    clone = _clone_or_fetch(spec, registry_file, cache_dir)
+    if not _has_commit(clone, commit):
+        raise SourceError(f"commit {commit} of {spec.name!r} is no longer at {spec.source} (history rewritten "
+                          "since it was indexed?); run the repository again")
+    return clone, True
+
+
+def checkout_commit(spec: RepoSpec, registry_file: Path, cache_dir: Path, commit: str) -> Path:
+    """This machine's clone of `spec` checked out at `commit`, the one a run recorded: what
+    a step reads when the run's first step may have run on another machine (a cluster
+    worker), or this clone was left at another commit. Fetches only when the commit is not
+    here; one caller at a time per clone (steps of one run may run side by side)."""
+    clone = clone_path(spec, cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with _clone_lock(clone):
+        clone, fetched = _clone_with(spec, registry_file, cache_dir, commit)
+        # A new clone has no checkout (`--no-checkout`), whatever its HEAD.
+        if fetched or git("rev-parse", "HEAD", cwd=clone, timeout=30) != commit:
+            _check_out(clone, commit)
     return clone
+
+
+def _clone_lock(clone: Path) -> FileLock:
+    return FileLock(str(clone.with_name(clone.name + ".LOCK")))  # upper case: no repository's name
 
 
 def _has_commit(clone: Path, commit: str) -> bool:
