@@ -52,12 +52,13 @@ class EmbeddingConfig(dg.Config):
     requests_per_minute: Optional[int] = Field(
         default=None, ge=1, le=10_000_000,
         description="Requests-per-minute budget shared by every request of the step's process (parallel "
-        "partitions each have their own: cap those with the 'embedding' pool); default: none, 429s still "
-        "slow the step down.",
+        "partitions each have their own: cap those with the 'embedding' pool), or by every worker when "
+        "REPO_INDEX_CACHE_URL is set; default: none, 429s still slow the step down.",
     )
     tokens_per_minute: Optional[int] = Field(
         default=None, ge=1, le=1_000_000_000,
-        description="Tokens-per-minute budget shared by every request of the step's process; default: none.",
+        description="Tokens-per-minute budget shared by every request of the step's process, or by every "
+        "worker when REPO_INDEX_CACHE_URL is set; default: none.",
     )
     estimate_only: bool = Field(
         default=False,

@@ -37,6 +37,7 @@ import math
 import re
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -338,6 +339,9 @@ class FakeOpenAIServer:
     def reset_counters(self) -> None:
         with self._lock:
             self.requests_total = 0  # embeddings requests received (any outcome)
+            # time.monotonic() at each embeddings request's arrival (any outcome): the server's
+            # own clock, for tests of a rate budget that count requests per window.
+            self._arrivals: list[float] = []
             self.requests_ok = 0  # answered 200 with a correct result
             self._status_counts: collections.Counter[int] = collections.Counter()
             self.dropped = 0  # connections closed by drop / drop_mid_response faults
@@ -360,6 +364,12 @@ class FakeOpenAIServer:
         """Every input embedded by a correct response, in order (token-id inputs as "1 2 3")."""
         with self._lock:
             return list(self._embedded_texts)
+
+    @property
+    def arrival_times(self) -> list[float]:
+        """time.monotonic() at the arrival of every embeddings request, in order."""
+        with self._lock:
+            return list(self._arrivals)
 
     @property
     def embedded_counts(self) -> collections.Counter[str]:
@@ -385,8 +395,10 @@ class FakeOpenAIServer:
             self._path_counts[key] += 1
 
     def _embeddings_arrived(self) -> None:
+        arrived = time.monotonic()
         with self._lock:
             self.requests_total += 1
+            self._arrivals.append(arrived)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
 

@@ -1,5 +1,6 @@
 """How many requests may be in flight (AIMD, as TCP) and how fast they may be sent
-(requests- and tokens-per-minute budgets shared by the whole process)."""
+(requests- and tokens-per-minute budgets shared by the whole process, or by every worker
+through the shared store: `shared_budget`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import asyncio
 import collections
 import threading
 import time
+from typing import Protocol
+
+from ..settings import get_settings
 
 
 class AdaptiveLimit:
@@ -115,15 +119,32 @@ class RateLimiter:
             return start - now
 
 
-_shared_limiters: dict[tuple, RateLimiter] = {}
+class Budget(Protocol):
+    def reserve(self, tokens: int) -> float:
+        """Book a request of `tokens` tokens; the seconds to wait before sending it."""
+
+
+_shared_limiters: dict[tuple, Budget] = {}
 _shared_lock = threading.Lock()
 
 
 def shared_rate_limiter(scope: str, requests_per_minute: float | None,
-                        tokens_per_minute: float | None) -> RateLimiter | None:
-    """The process's one limiter for `scope` (a provider account and model) and budgets."""
+                        tokens_per_minute: float | None) -> Budget | None:
+    """The one limiter for `scope` (a provider account and model) and budgets: with
+    REPO_INDEX_CACHE_URL set, kept in that database for every worker of the cluster (the
+    store unreachable fails here: see `shared_budget`), else the process's own."""
     if not requests_per_minute and not tokens_per_minute:
         return None
+    url = get_settings().shared_store_url()
     with _shared_lock:
-        return _shared_limiters.setdefault((scope, requests_per_minute, tokens_per_minute),
-                                           RateLimiter(requests_per_minute, tokens_per_minute))
+        key = (url, scope, requests_per_minute, tokens_per_minute)
+        limiter = _shared_limiters.get(key)
+        if limiter is None:
+            if url:
+                from .shared_budget import SharedRateLimiter, store_for  # psycopg2 only on a cluster
+
+                limiter = SharedRateLimiter(store_for(url), scope, requests_per_minute, tokens_per_minute)
+            else:
+                limiter = RateLimiter(requests_per_minute, tokens_per_minute)
+            _shared_limiters[key] = limiter
+        return limiter

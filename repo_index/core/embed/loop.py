@@ -12,7 +12,7 @@
   which 429s outnumber successes halve the number allowed in flight; every other round
   adds one back, up to `max_concurrent`. Sporadic 429s cost a retry, not the throughput.
 - Optional requests- and tokens-per-minute budgets are shared by every request of the
-  process (`limits.shared_rate_limiter`).
+  process, or of every worker with REPO_INDEX_CACHE_URL set (`limits.shared_rate_limiter`).
 - Responses with the wrong number of vectors or the wrong dimensions are errors.
 - Vectors are reused by (model, dimensions, sha256 of the embedded text with the model's
   document prefix), and every response is written to the cache as it arrives, so a crash
@@ -34,7 +34,7 @@ from .providers import Embedder
 from .cache.keys import text_key
 from .cache.store import VectorCache
 from .cache.writer import BackgroundWriter
-from .limits import AdaptiveLimit, RateLimiter, shared_rate_limiter
+from .limits import AdaptiveLimit, Budget, shared_rate_limiter
 from .refused import RefusedChunks
 from ..settings import DEFAULT_MAX_REFUSED_SHARE
 from .results import EmbeddingFailed, EmbedResult, EmbedStats, mask_secrets
@@ -80,7 +80,7 @@ async def _embed_all(
     batch_size: int,
     max_retries: int,
     progress: ProgressFn | None,
-    rate: RateLimiter | None,
+    rate: Budget | None,
 ) -> None:
     limit = AdaptiveLimit(max_concurrent)
     max_inputs = min(batch_size, embedder.max_inputs_per_request)
@@ -89,14 +89,25 @@ async def _embed_all(
 
     async def send(indexes: list[int], tokens: int) -> tuple[np.ndarray | None, Exception | None, int]:
         """One request through a slot: (vectors, None, epoch) or (None, error, epoch)."""
+        nonlocal failed
         epoch = await limit.acquire()
         if failed:
             limit.release()
             raise asyncio.CancelledError
+        if rate is not None:
+            # Inside the slot: when the budget binds, it is the bottleneck, not the slots. In a
+            # thread: the shared budget is a database round trip. Its failure (the shared store
+            # unreachable) ends the run with its own message: no request goes out without it.
+            try:
+                await asyncio.sleep(await asyncio.to_thread(rate.reserve, tokens))
+            except asyncio.CancelledError:
+                limit.release()
+                raise
+            except Exception:
+                failed = True
+                limit.release()
+                raise
         try:
-            if rate is not None:
-                # Inside the slot: when the budget binds, it is the bottleneck, not the slots.
-                await asyncio.sleep(rate.reserve(tokens))
             stats.requests += 1
             return await embedder.embed([texts[i] for i in indexes], "document"), None, epoch
         except Exception as exc:  # classified by the caller; the rest re-raised as EmbeddingFailed
