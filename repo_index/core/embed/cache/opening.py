@@ -1,0 +1,29 @@
+"""Which cache a process opens: the one place that decides (from the settings).
+
+`REPO_INDEX_CACHE_URL` set: the PostgreSQL cache every worker of a cluster shares. Unset:
+the SQLite file in the data folder (one machine). The URL is read here, in the process
+that opens the cache, never passed through Dagster's config (stored in run storage).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .vectors import CacheStore
+
+if TYPE_CHECKING:
+    from ...settings import Settings
+
+
+def open_vector_cache(settings: Settings, path: Path | str | None = None) -> CacheStore:
+    """The embedding cache of these settings; `path` is the SQLite file when no URL is set
+    (default: the settings' own)."""
+    url = settings.shared_store_url()
+    if url:
+        from .postgres import PostgresVectorCache  # psycopg2: the cluster extra, only needed here
+
+        return PostgresVectorCache(url)
+    from .store import VectorCache
+
+    return VectorCache(path if path is not None else settings.embedding_cache_path())
