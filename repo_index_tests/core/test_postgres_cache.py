@@ -61,3 +61,20 @@ def test_an_unreachable_server_is_named_with_the_variable_and_without_the_passwo
     assert message.startswith("cannot open the embedding cache postgresql://dagster:***@127.0.0.1:")
     assert "REPO_INDEX_CACHE_URL" in message and "Connection refused" in message
     assert PASSWORD not in message and failed.value.__cause__ is None and failed.value.__suppress_context__
+
+
+def test_a_cache_url_without_psycopg2_says_what_to_install(monkeypatch, tmp_path):
+    import sys
+
+    from repo_index.core.embed.cache import open_vector_cache
+    from repo_index.core.settings import Settings
+
+    for name in [m for m in sys.modules if m == "psycopg2" or m.startswith(("psycopg2.", "repo_index.core.embed.cache.postgres"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "psycopg2", None)  # as if the cluster extra were not installed
+    monkeypatch.setenv("REPO_INDEX_CACHE_URL", f"postgresql://dagster:{PASSWORD}@127.0.0.1:5432/dagster")
+    monkeypatch.setenv("REPO_INDEX_DATA_DIR", str(tmp_path))
+    with pytest.raises(ImportError, match=r"REPO_INDEX_CACHE_URL is set but psycopg2 is not installed \(psycopg2[.a-z]*\): "
+                                          r"pip install 'repo_index\[cluster\]'") as failed:
+        open_vector_cache(Settings.from_env())
+    assert PASSWORD not in str(failed.value) and list(tmp_path.iterdir()) == []

@@ -21,8 +21,11 @@ def open_vector_cache(settings: Settings, path: Path | str | None = None) -> Cac
     (default: the settings' own)."""
     url = settings.shared_store_url()
     if url:
-        from .postgres import PostgresVectorCache  # psycopg2: the cluster extra, only needed here
-
+        try:
+            from .postgres import PostgresVectorCache  # psycopg2: the cluster extra, only needed here
+        except ImportError as exc:
+            raise ImportError(f"REPO_INDEX_CACHE_URL is set but psycopg2 is not installed ({exc.name}): "
+                              "pip install 'repo_index[cluster]' (or unset it for the SQLite cache)") from None
         return PostgresVectorCache(url)
     from .store import VectorCache
 
