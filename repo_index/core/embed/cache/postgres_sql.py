@@ -14,11 +14,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import psycopg2.extensions
 
+from ..shared_budget import masked_url
 from .sql import split_keys
 
 SCHEMA = "repo_index_cache"
@@ -43,35 +43,24 @@ class CacheUnavailable(RuntimeError):
     """The PostgreSQL server of the cache cannot be reached or refused the connection."""
 
 
-def masked_url(url: str) -> str:
-    """`url` with its password (if any) replaced by `***`: what messages may show."""
+def _parameters(url: str) -> dict[str, str]:
     try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-    except ValueError:  # not a URL we can take apart: show nothing of it
-        return "<the REPO_INDEX_CACHE_URL>"
-
-
-def _password(url: str) -> str | None:
-    try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
+        return psycopg2.extensions.parse_dsn(url)
+    except psycopg2.Error:  # not a URL or "key=value" string: connect() says so
+        return {}
 
 
 def connect(url: str, connect_timeout_s: int = 10) -> psycopg2.extensions.connection:
     """A connection in autocommit (transactions are explicit: `PostgresSql.write`), its
     search path on the cache's schema, the tables created if missing."""
+    given = _parameters(url)
+    defaults = {"connect_timeout": connect_timeout_s, "application_name": "repo_index cache"}
     try:
-        db = psycopg2.connect(url, connect_timeout=connect_timeout_s, application_name="repo_index cache")
+        db = psycopg2.connect(url, **{k: v for k, v in defaults.items() if k not in given})
     except psycopg2.Error as exc:
         # The driver's message may quote the URL it could not parse; never its password.
-        detail = str(exc).strip()
-        if (password := _password(url)):
+        detail = " ".join(str(exc).split())
+        if (password := given.get("password")):
             detail = detail.replace(password, "***")
         raise CacheUnavailable(f"cannot open the embedding cache {masked_url(url)} (REPO_INDEX_CACHE_URL): "
                                f"{detail}") from None
