@@ -14,7 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from .core.chunk.table import ChunkStore
-from .core.embed.cache import VectorCache
+from .core.embed.cache import CacheStore, open_vector_cache
 from .core.embed.model import EmbeddingModel, resolve_model
 from .core.embed.providers import Embedder, make_embedder
 from .core.index.client import ChromaSettings, open_client
@@ -123,12 +123,14 @@ class RegistryResource(dg.ConfigurableResource):
 
 
 class VectorCacheResource(dg.ConfigurableResource):
-    """The embedding cache every step shares (vectors by model, dimensions and text hash)."""
+    """The embedding cache every step shares (vectors by model, dimensions and text hash):
+    the SQLite file at `path`, or with REPO_INDEX_CACHE_URL set the PostgreSQL cache every
+    worker shares, its URL read in the step's process (never in config: run storage keeps it)."""
 
-    path: str = Field(description="SQLite file of the embedding cache.")
+    path: str = Field(description="SQLite file of the embedding cache (unless REPO_INDEX_CACHE_URL is set).")
 
-    def open(self) -> VectorCache:
-        return VectorCache(self.path)
+    def open(self) -> CacheStore:
+        return open_vector_cache(get_settings(), self.path)
 
 
 class ChunkStoreResource(dg.ConfigurableResource):

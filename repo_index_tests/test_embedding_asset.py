@@ -13,11 +13,13 @@ import pytest
 from repo_index.assets.embeddings import chunk_embeddings
 from repo_index.core.chunk.records import embedding_text
 from repo_index.core.chunk.table import ChunkTable
-from repo_index.core.embed.cache import VectorCache
+from repo_index.core.embed.cache import VectorCache, open_vector_cache
 from repo_index.core.embed.stored import load_result
+from repo_index.core.settings import get_settings
 from repo_index.io_managers import EmbeddingsIOManager
 from repo_index.partitions import REPOSITORIES, repositories
 from repo_index.resources import EmbedderResource, RunLeaseResource, VectorCacheResource
+from repo_index_tests import cache_backends
 from repo_index_tests.fakes.openai_server import Fault, fake_embedding
 
 REPO = "demo"
@@ -185,3 +187,30 @@ def test_loading_without_the_vectors_fails_with_what_to_do(project, tmp_path):
     text = str(failure.step_failure_data.error)
     assert "Re-materialize chunk_embeddings for partition 'demo'" in text
     assert "5 of the vectors it references are not in the embedding cache" in text
+
+
+postgres_port, postgres_url = cache_backends.postgres_port, cache_backends.postgres_url
+CACHE_PASSWORD = "pw-3b8e1a90c7"
+
+
+def test_with_a_cache_url_runs_share_postgresql_and_write_no_sqlite_file(project, openai_server, postgres_url,
+                                                                          monkeypatch, tmp_path):
+    # The test server trusts local connections: the password is accepted and ignored.
+    monkeypatch.setenv("REPO_INDEX_CACHE_URL", postgres_url.replace("dagster@", f"dagster:{CACHE_PASSWORD}@"))
+    project.chunks = chunk_table(50)
+    first = project.materialize()
+    assert first.success
+    assert sorted(p.name for p in tmp_path.rglob("embeddings.sqlite*")) == []  # the resource's path is not used
+    assert project.metadata(first)["embedded"] == 50
+
+    openai_server.reset_counters()
+    again = project.materialize()  # the downstream step loads every vector from PostgreSQL too
+    assert again.success and openai_server.requests_total == 0
+    assert (project.metadata(again)["embedded"], project.metadata(again)["reused"]) == (0, 50)
+    with open_vector_cache(get_settings()) as cache:
+        assert cache.count() == 50 and cache.owners() == {REPO: 50}
+        stored = load_result(project.keys_dir / "chunk_embeddings" / f"{REPO}.npz", cache, with_vectors=True)
+    np.testing.assert_allclose(stored.vectors, expected(project.chunks), atol=1e-6)
+    # The URL is read in the step's process, never put into Dagster's config or run storage.
+    stored_bytes = b"".join(f.read_bytes() for f in (tmp_path / "dagster").rglob("*") if f.is_file())
+    assert CACHE_PASSWORD.encode() not in stored_bytes and postgres_url.rsplit("/", 1)[1].encode() not in stored_bytes

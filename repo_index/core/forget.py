@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 
 from .chunk.table import ChunkStore
-from .embed.cache import VectorCache
+from .embed.cache import open_vector_cache
 from .embed.stored import keys_path
 from .index.client import ChromaSettings, get_collection, open_client, write_lock
 from .index.lexical import delete_index, lexical_path
@@ -64,7 +64,7 @@ def _forget(settings: Settings, name: str) -> list[str]:
             forgotten.append(what)
     if delete_index(lexical_path(chroma.lexical_dir(), collection)):
         forgotten.append("lexical index")
-    with VectorCache(settings.embedding_cache_path()) as cache:
+    with open_vector_cache(settings) as cache:
         if name in cache.owners():  # its references go; vectors no other repository uses are pruned
             forgotten.append(f"cache references ({cache.drop_owner(name)} vectors pruned)")
     return forgotten

@@ -1,15 +1,22 @@
-"""The SQLite vector cache: references, pruning, garbage collection, concurrent writers."""
+"""The vector cache: references, pruning, garbage collection, concurrent writers; each test
+that holds for both databases runs on the SQLite file and on PostgreSQL (`cache_at`)."""
 
 import multiprocessing
 import sqlite3
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from repo_index.core.embed.cache import VectorCache, text_key
+from repo_index.core.embed.cache.keys import key_array
+from repo_index_tests import cache_backends
+from repo_index_tests.cache_backends import open_at
 
 M, D = "model", 4
+cache_at = cache_backends.cache_at
+postgres_port = cache_backends.postgres_port
 
 
 def vec(i: int) -> np.ndarray:
@@ -29,8 +36,8 @@ def present(cache: VectorCache, *names: str) -> set[str]:
     return {n for n, k in zip(names, keys(*names)) if k in found}
 
 
-def test_vectors_round_trip_as_float32(tmp_path: Path):
-    with VectorCache(tmp_path / "c.sqlite") as cache:
+def test_vectors_round_trip_as_float32(cache_at: str):
+    with open_at(cache_at) as cache:
         put(cache, "a", "b")
         got = cache.get_many(M, D, keys("a", "b", "c"))
         assert set(got) == set(keys("a", "b"))
@@ -38,8 +45,8 @@ def test_vectors_round_trip_as_float32(tmp_path: Path):
         assert cache.get_many(M, D + 1, keys("a")) == {}  # dimensions are part of the key
 
 
-def test_present_answers_by_key_and_matrix_gives_rows_in_order(tmp_path: Path):
-    with VectorCache(tmp_path / "c.sqlite") as cache:
+def test_present_answers_by_key_and_matrix_gives_rows_in_order(cache_at: str):
+    with open_at(cache_at) as cache:
         put(cache, "a", "b", "c")  # vectors full of 0, 1, 2
         assert cache.present(M, D, keys("c", "a", "x", "a")) == set(keys("a", "c"))
         assert cache.present(M, D + 1, keys("a")) == set()
@@ -51,18 +58,18 @@ def test_present_answers_by_key_and_matrix_gives_rows_in_order(tmp_path: Path):
             cache.matrix(M, D, keys("a", "x", "y", "x"))
 
 
-def test_present_and_matrix_span_several_queries(tmp_path: Path):
+def test_present_and_matrix_span_several_queries(cache_at: str):
     n = 25_000  # more keys than one `IN (...)` takes
     names = [f"v{i}" for i in range(n)]
-    with VectorCache(tmp_path / "c.sqlite") as cache:
+    with open_at(cache_at) as cache:
         cache.put_many(M, D, [(k, vec(i)) for i, k in enumerate(keys(*names))])
         wanted = keys(*names[::-1])
         assert cache.present(M, D, wanted) == set(wanted)
         assert cache.matrix(M, D, wanted)[:, 0].tolist() == list(range(n - 1, -1, -1))
 
 
-def test_a_vector_is_pruned_only_when_no_repository_uses_it(tmp_path: Path):
-    with VectorCache(tmp_path / "c.sqlite") as cache:
+def test_a_vector_is_pruned_only_when_no_repository_uses_it(cache_at: str):
+    with open_at(cache_at) as cache:
         put(cache, "shared", "only-a", "only-b")
         cache.set_refs("a", M, D, set(keys("shared", "only-a")))
         cache.set_refs("b", M, D, set(keys("shared", "only-b")))
@@ -72,8 +79,8 @@ def test_a_vector_is_pruned_only_when_no_repository_uses_it(tmp_path: Path):
         assert cache.count() == 0
 
 
-def test_switching_model_releases_the_old_models_vectors(tmp_path: Path):
-    with VectorCache(tmp_path / "c.sqlite") as cache:
+def test_switching_model_releases_the_old_models_vectors(cache_at: str):
+    with open_at(cache_at) as cache:
         put(cache, "x")
         cache.set_refs("a", M, D, set(keys("x")))
         cache.put_many("other-model", D, [(text_key("x"), vec(7))])
@@ -81,8 +88,8 @@ def test_switching_model_releases_the_old_models_vectors(tmp_path: Path):
         assert cache.count(M) == 0 and cache.count("other-model") == 1
 
 
-def test_a_reservation_protects_vectors_from_another_runs_pruning(tmp_path: Path):
-    with VectorCache(tmp_path / "c.sqlite") as cache:
+def test_a_reservation_protects_vectors_from_another_runs_pruning(cache_at: str):
+    with open_at(cache_at) as cache:
         put(cache, "k")
         cache.set_refs("a", M, D, set(keys("k")))
         # Run b starts and will reuse k; meanwhile a's new version no longer uses k.
@@ -91,8 +98,26 @@ def test_a_reservation_protects_vectors_from_another_runs_pruning(tmp_path: Path
         assert present(cache, "k") == {"k"}
 
 
-def test_vectors_written_before_a_crash_stay_referenced_until_the_next_run(tmp_path: Path):
-    with VectorCache(tmp_path / "c.sqlite", grace_days=0) as cache:
+def test_a_reservation_committed_during_another_owners_prune_is_kept(cache_at: str):
+    with open_at(cache_at) as a, open_at(cache_at) as b:
+        put(a, "k")
+        a.set_refs("a", M, D, set(keys("k")))
+        pruned: list[int] = []
+        # Run b's reservation of k is written but not yet committed when a's prune starts:
+        # the prune must wait for it, not read the references without it and delete k.
+        with b._sql.write():
+            b._refs._store_keys("b", M, D, key_array(keys("k")))
+            pruning = threading.Thread(target=lambda: pruned.append(a.set_refs("a", M, D, set())))
+            pruning.start()
+            pruning.join(0.5)
+            assert pruning.is_alive()  # waiting for b's transaction
+        pruning.join(60)
+        assert pruned == [0]
+        assert present(a, "k") == {"k"}
+
+
+def test_vectors_written_before_a_crash_stay_referenced_until_the_next_run(cache_at: str):
+    with open_at(cache_at, grace_days=0) as cache:
         # A run reserves, receives two vectors, then dies before set_refs.
         cache.reserve("a", M, D, keys("v1", "v2", "v3"))
         put(cache, "v1", "v2")
@@ -104,11 +129,11 @@ def test_vectors_written_before_a_crash_stay_referenced_until_the_next_run(tmp_p
         assert present(cache, "v1", "v2") == {"v1"}
 
 
-def test_unreferenced_vectors_are_collected_after_the_grace_period(tmp_path: Path):
-    with VectorCache(tmp_path / "c.sqlite", grace_days=1) as cache:
+def test_unreferenced_vectors_are_collected_after_the_grace_period(cache_at: str):
+    with open_at(cache_at, grace_days=1) as cache:
         put(cache, "fresh", "owned")
         cache.set_refs("a", M, D, set(keys("owned")))
-        cache._db.execute("UPDATE vectors SET added = added - 2 * 86400")  # two days pass
+        cache._sql.execute("UPDATE vectors SET added = added - 2 * 86400")  # two days pass
         put(cache, "young")
         assert cache.collect_unreferenced() == 1
         assert present(cache, "fresh", "owned", "young") == {"owned", "young"}
@@ -163,10 +188,10 @@ def test_a_version_1_cache_keeps_every_reference(tmp_path: Path):
         assert present(cache, *names) == {"shared", "only-b"}
 
 
-def test_keys_with_trailing_zero_bytes_are_told_apart(tmp_path: Path):
+def test_keys_with_trailing_zero_bytes_are_told_apart(cache_at: str):
     # numpy's fixed-width bytes drop trailing NULs when converted back: pruning must not.
     ka, kb = b"\x07" * 31 + b"\x00", b"\x07" * 30 + b"\x00\x00"
-    with VectorCache(tmp_path / "c.sqlite") as cache:
+    with open_at(cache_at) as cache:
         cache.put_many(M, D, [(ka, vec(1)), (kb, vec(2))])
         cache.set_refs("a", M, D, {ka, kb})
         cache.set_refs("b", M, D, {kb})
@@ -176,30 +201,34 @@ def test_keys_with_trailing_zero_bytes_are_told_apart(tmp_path: Path):
             cache.reserve("a", M, D, [b"short"])
 
 
-def _writer(path: str, owner: str, n: int, together) -> None:
+def _writer(where: str, owner: str, n: int, together) -> None:
     together.wait()  # both processes are up: start writing at the same moment
-    with VectorCache(Path(path)) as cache:
+    with open_at(where) as cache:
         names = [f"{owner}-{i}" for i in range(n)]
-        cache.reserve(owner, M, D, keys(*names))
-        for i in range(0, n, 5):  # many small transactions, as responses arrive
-            cache.put_many(M, D, [(text_key(name), vec(i)) for name in names[i:i + 5]])
+        # Texts both repositories hold, arriving in each in another order: on PostgreSQL
+        # two transactions inserting the same keys in opposite orders wait on each other.
+        common = [f"common-{i}" for i in range(n)]
+        cache.reserve(owner, M, D, keys(*names, *common, "shared"))
+        for i in range(0, n, 50):  # many transactions, as responses arrive
+            batch = common[i:i + 50] if owner == "a" else common[i:i + 50][::-1]
+            cache.put_many(M, D, [(text_key(name), vec(0)) for name in names[i:i + 50] + batch])
             cache.put_many(M, D, [(text_key("shared"), vec(0))])
-        cache.set_refs(owner, M, D, set(keys(*names, "shared")))
+        cache.set_refs(owner, M, D, set(keys(*names, *common, "shared")))
 
 
-def test_two_processes_write_at_once(tmp_path: Path):
-    path = tmp_path / "c.sqlite"
+def test_two_processes_write_at_once(cache_at: str):
+    n = 1000
     ctx = multiprocessing.get_context("spawn")
     together = ctx.Barrier(2)
-    procs = [ctx.Process(target=_writer, args=(str(path), owner, 1000, together)) for owner in ("a", "b")]
+    procs = [ctx.Process(target=_writer, args=(cache_at, owner, n, together)) for owner in ("a", "b")]
     for p in procs:
         p.start()
     for p in procs:
         p.join(120)
-    assert [p.exitcode for p in procs] == [0, 0]  # no "database is locked"
-    with VectorCache(path) as cache:
-        assert cache.count() == 2001
-        assert cache.owners() == {"a": 1001, "b": 1001}
+    assert [p.exitcode for p in procs] == [0, 0]  # no "database is locked", no deadlock
+    with open_at(cache_at) as cache:
+        assert cache.count() == 3 * n + 1  # each key once
+        assert cache.owners() == {"a": 2 * n + 1, "b": 2 * n + 1}
 
 
 def test_concurrent_reader_sees_committed_vectors_while_a_writer_holds_the_lock(tmp_path: Path):
@@ -213,18 +242,18 @@ def test_concurrent_reader_sees_committed_vectors_while_a_writer_holds_the_lock(
 
 
 @pytest.mark.parametrize("dims", [384, 1536])
-def test_put_many_accepts_rows_of_a_response_matrix(tmp_path: Path, dims: int):
+def test_put_many_accepts_rows_of_a_response_matrix(cache_at: str, dims: int):
     matrix = np.random.default_rng(0).standard_normal((3, dims)).astype(np.float32)
-    with VectorCache(tmp_path / "c.sqlite") as cache:
+    with open_at(cache_at) as cache:
         cache.put_many(M, dims, zip(keys("a", "b", "c"), matrix))
         got = cache.get_many(M, dims, keys("a", "b", "c"))
         np.testing.assert_array_equal(np.vstack([got[k] for k in keys("a", "b", "c")]), matrix)
 
 
-def test_background_writer_puts_everything_queued_before_close(tmp_path: Path):
+def test_background_writer_puts_everything_queued_before_close(cache_at: str):
     from repo_index.core.embed.cache import BackgroundWriter
 
-    with VectorCache(tmp_path / "c.sqlite") as cache:
+    with open_at(cache_at) as cache:
         writer = BackgroundWriter(cache, M, D)
         for i in range(0, 1000, 10):  # answers arriving faster than single commits: coalesced
             writer.put([(text_key(f"v{j}"), vec(j)) for j in range(i, i + 10)])

@@ -32,7 +32,7 @@ import pandas as pd
 from ..chunk.records import embedding_text
 from .providers import Embedder
 from .cache.keys import text_key
-from .cache.store import VectorCache
+from .cache.vectors import CacheStore
 from .cache.writer import BackgroundWriter
 from .limits import AdaptiveLimit, Budget, shared_rate_limiter
 from .refused import RefusedChunks
@@ -211,7 +211,7 @@ def _dedupe(keys: list[bytes]) -> tuple[list[bytes], list[int], np.ndarray]:
 async def embed_chunks_async(
     chunks: pd.DataFrame,
     embedder: Embedder,
-    cache: VectorCache | None = None,
+    cache: CacheStore | None = None,
     max_concurrent: int = 10,
     batch_size: int = 100,
     max_retries: int = DEFAULT_MAX_RETRIES,
@@ -293,7 +293,7 @@ async def embed_chunks_async(
 
 
 async def _embed_missing(texts: list[str], token_counts: list[int], keys: list[bytes], slots: np.ndarray,
-                         vectors: np.ndarray | None, embedder: Embedder, cache: VectorCache | None,
+                         vectors: np.ndarray | None, embedder: Embedder, cache: CacheStore | None,
                          stats: EmbedStats, max_concurrent: int, batch_size: int, max_retries: int,
                          progress: ProgressFn | None, requests_per_minute: float | None,
                          tokens_per_minute: float | None, on_refused: Callable[[int, str], None]) -> None:
@@ -322,7 +322,7 @@ async def _embed_missing(texts: list[str], token_counts: list[int], keys: list[b
         writer.close()
 
 
-def embed_chunks(chunks: pd.DataFrame, embedder: Embedder, cache: VectorCache | None = None,
+def embed_chunks(chunks: pd.DataFrame, embedder: Embedder, cache: CacheStore | None = None,
                  max_concurrent: int = 10, batch_size: int = 100, max_retries: int = DEFAULT_MAX_RETRIES,
                  estimate_only: bool = False, owner: str | None = None, progress: ProgressFn | None = None,
                  requests_per_minute: float | None = None, tokens_per_minute: float | None = None,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic_files import atomic_writer
-from .cache import KEY_BYTES, VectorCache
+from .cache import KEY_BYTES, CacheStore
 from .results import EmbedResult, EmbedStats, Refusal
 
 
@@ -39,7 +39,7 @@ def save_keys(path: Path, result: EmbedResult) -> None:
         fh.write(buffer.getvalue())
 
 
-def load_result(path: Path, cache: VectorCache, with_vectors: bool = False) -> EmbedResult:
+def load_result(path: Path, cache: CacheStore, with_vectors: bool = False) -> EmbedResult:
     """The `EmbedResult` saved at `path`, `vectors` None once every vector it references is
     found in `cache` (by key, reading no vector); with `with_vectors` the float32 matrix.
 
@@ -61,7 +61,7 @@ def load_result(path: Path, cache: VectorCache, with_vectors: bool = False) -> E
     unique = {keys[i] for i in result.embedded_rows()}
     missing = len(unique) - len(cache.present(model, dims, unique))
     if missing:
-        raise LookupError(f"{missing} of the vectors it references are not in the embedding cache {cache.path}")
+        raise LookupError(f"{missing} of the vectors it references are not in the embedding cache {cache.location}")
     if with_vectors and not refused:
         result.vectors = cache.matrix(model, dims, keys)
     elif with_vectors:

@@ -11,7 +11,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..chunk.tokens import count_tokens, get_encoding
-from ..embed.cache import VectorCache, text_key
+from ..embed.cache import CacheStore, text_key
 from ..embed.model import EmbeddingModel, ModelError, from_collection_metadata
 from ..embed.providers import Embedder, make_embedder
 from ..embed.results import mask_secrets
@@ -21,7 +21,7 @@ from .errors import SearchError
 QUERY_VECTORS_KEPT = 1024
 
 
-def embed_query(embedder: Embedder, query: str, cache: VectorCache | None = None) -> np.ndarray:
+def embed_query(embedder: Embedder, query: str, cache: CacheStore | None = None) -> np.ndarray:
     """One query vector, embedded on the model's query side (its query prefix before it);
     with a cache, a query asked before costs no request."""
     limit = embedder.info.window_tokens

@@ -20,25 +20,24 @@ them in batches):
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterable
 
 import numpy as np
 
 from .keys import KEY_BYTES, blob_keys, contains, key_array
-from .schema import WriteTransaction
+from .sql import META_UPSERT, OWNER_KEYS_UPSERT, CacheSql
 
 DEFAULT_GRACE_DAYS = 7.0
 _GC_EVERY_S = 3600.0  # the unreferenced sweep scans the old end of the table: at most hourly
 
 
 class OwnerRefs:
-    """The owners' references to the vectors of one cache file (its connection), and the
-    deletion of vectors no owner references: at once when an owner drops them, after
-    `grace_s` seconds for vectors never referenced."""
+    """The owners' references to the vectors of one cache (its connection, SQLite or
+    PostgreSQL), and the deletion of vectors no owner references: at once when an owner
+    drops them, after `grace_s` seconds for vectors never referenced."""
 
-    def __init__(self, db: sqlite3.Connection, grace_s: float):
+    def __init__(self, db: CacheSql, grace_s: float):
         self._db = db
         self.grace_s = grace_s
 
@@ -49,8 +48,7 @@ class OwnerRefs:
 
     def _store_keys(self, owner: str, model: str, dims: int, keys: np.ndarray) -> None:
         if len(keys):
-            self._db.execute("INSERT OR REPLACE INTO owner_keys VALUES (?, ?, ?, ?)",
-                             (owner, model, dims, keys.tobytes()))
+            self._db.execute(OWNER_KEYS_UPSERT, (owner, model, dims, keys.tobytes()))
         else:
             self._db.execute("DELETE FROM owner_keys WHERE owner=? AND model=? AND dims=?", (owner, model, dims))
 
@@ -60,7 +58,7 @@ class OwnerRefs:
         wanted = key_array(keys)
         if contains(self._owner_keys(owner, model, dims), wanted).all():
             return  # an unchanged reindex takes no write lock here
-        with WriteTransaction(self._db):
+        with self._db.write():
             self._store_keys(owner, model, dims, np.union1d(self._owner_keys(owner, model, dims), wanted))
 
     def set_refs(self, owner: str, model: str, dims: int, keys: Iterable[bytes]) -> int:
@@ -69,7 +67,7 @@ class OwnerRefs:
         current = key_array(keys)
         if not self._refs_change(owner, model, dims, current) and not self._gc_due():
             return 0  # nothing to write: no write lock taken
-        with WriteTransaction(self._db):
+        with self._db.write():
             gone: list[tuple[str, int, np.ndarray]] = []
             for m, d, blob in self._db.execute("SELECT model, dims, keys FROM owner_keys WHERE owner=?",
                                                (owner,)).fetchall():
@@ -96,10 +94,7 @@ class OwnerRefs:
             keys = keys[~contains(blob_keys(blob), keys)]
             if not len(keys):
                 return 0
-        raw = keys.tobytes()  # bytes of each key exactly (numpy's bytes_ would drop trailing NULs)
-        cursor = self._db.executemany("DELETE FROM vectors WHERE model=? AND dims=? AND key=?",
-                                      [(model, dims, raw[i:i + KEY_BYTES]) for i in range(0, len(raw), KEY_BYTES)])
-        return cursor.rowcount
+        return self._db.delete_keys(model, dims, keys.tobytes())
 
     def drop_owner(self, owner: str) -> int:
         """Forget a repository (it was removed): its vectors nobody else uses are deleted."""
@@ -107,7 +102,7 @@ class OwnerRefs:
 
     def owners(self) -> dict[str, int]:
         """How many keys each owner references."""
-        return dict(self._db.execute(f"SELECT owner, SUM(LENGTH(keys)) / {KEY_BYTES} FROM owner_keys GROUP BY owner"))
+        return dict(self._db.execute(f"SELECT owner, SUM(LENGTH(keys) / {KEY_BYTES}) FROM owner_keys GROUP BY owner"))
 
     def _gc_due(self) -> bool:
         last = self._db.execute("SELECT value FROM meta WHERE name='last_gc'").fetchone()
@@ -117,7 +112,7 @@ class OwnerRefs:
         if not force and not self._gc_due():
             return 0
         now = time.time()
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('last_gc', ?)", (now,))
+        self._db.execute(META_UPSERT, ("last_gc", now))
         old: dict[tuple[str, int], list[bytes]] = {}
         for model, dims, key in self._db.execute("SELECT model, dims, key FROM vectors WHERE added < ?",
                                                  (now - self.grace_s,)):
@@ -126,5 +121,5 @@ class OwnerRefs:
 
     def collect_unreferenced(self) -> int:
         """Delete unreferenced vectors older than the grace period now; returns how many."""
-        with WriteTransaction(self._db):
+        with self._db.write():
             return self._collect_unreferenced(force=True)

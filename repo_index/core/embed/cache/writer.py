@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 
-from .store import VectorCache
+from .vectors import CacheStore
 
 
 class BackgroundWriter:
@@ -23,7 +23,7 @@ class BackgroundWriter:
 
     _DONE = object()
 
-    def __init__(self, cache: VectorCache, model: str, dims: int, max_bytes: int = 64 << 20):
+    def __init__(self, cache: CacheStore, model: str, dims: int, max_bytes: int = 64 << 20):
         # The cap is in bytes, not rows: small vectors (48-d) arrive ~30x more rows per
         # second than 1536-d ones, and a cap of a few thousand rows made the writer commit
         # so often that it fell behind the network.
