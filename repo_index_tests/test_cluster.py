@@ -129,7 +129,10 @@ def test_two_workers_index_as_one_machine_would_and_survive_a_killed_worker(tmp_
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
             (run,) = _runs(instance, "gamma")
             assert run.is_success, out
-            embedders = [w for step, w in steps_by_worker(instance, run.run_id) if step == "chunk_embeddings"]
+            gamma = steps_by_worker(instance, run.run_id)
+            embedders = [w for step, w in gamma if step == "chunk_embeddings"]
+        print(f"gamma, {victim} SIGKILLed during chunk_embeddings; {len(twice)} of {len(counts)} texts sent twice:\n"
+              + "\n".join(f"gamma: {step} on {worker}" for step, worker in gamma))
         assert embedders[0] == victim and embedders[-1] != victim, embedders
         assert_collection_exact(client.get_collection("repo_index-gamma"), expected_chunks(origins["gamma"]),
                                 data_dir=c.shared)
