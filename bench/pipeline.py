@@ -36,7 +36,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 from repo_index.core.source.discovery import DEFAULT_EXCLUDED_DIRS  # noqa: E402
-from repo_index_tests.chroma_server import chroma_server, free_port  # noqa: E402
+from repo_index_tests.services import chroma_server, free_port  # noqa: E402
 
 USAGE = re.compile(r"\] (\S+)\s+step usage: cpu_s=([\d.]+) peak_rss_mb=(\d+)")
 DONE = re.compile(r"\] (\S+)\s+done in ([\d.]+)s")

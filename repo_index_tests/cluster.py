@@ -16,9 +16,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repo_index_tests.chroma_server import chroma_server
+from repo_index_tests.services import chroma_server, postgres_server, redis_server
 from repo_index_tests.pipeline import API_KEY
-from repo_index_tests.services import postgres_server, redis_server
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]

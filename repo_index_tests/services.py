@@ -1,20 +1,70 @@
-"""Real PostgreSQL and Redis servers on free loopback ports, started and stopped by the
-tests that need them (`.ci/run` installs Debian's `postgresql` and `redis-server`). A
-missing server binary skips the test with that reason."""
+"""Real servers on free loopback ports, started and stopped by the tests that need them:
+Chroma (`chroma run`), PostgreSQL and Redis (`.ci/run` installs Debian's `postgresql` and
+`redis-server`; a missing server binary skips the test with that reason)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from repo_index_tests.chroma_server import free_port
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(cmd: list, ready: Callable[[], bool], what: str, log: Path, timeout_s: float = 60):
+    """`cmd` started with its output in `log`, once `ready()` says it serves; stopped after."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while not ready():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{what} did not start; see {log}")
+                time.sleep(0.1)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _answers(probe: Callable[[], object], errors: tuple[type[BaseException], ...]) -> Callable[[], bool]:
+    def ready() -> bool:
+        try:
+            probe()
+            return True
+        except errors:
+            return False
+    return ready
+
+
+@contextmanager
+def chroma_server(path: Path, port: int | None = None):
+    """`chroma run` on `path`; yields its port."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}/api/v2/heartbeat"
+    with running([Path(sys.executable).parent / "chroma", "run", "--path", path, "--host", "127.0.0.1",
+                  "--port", port], _answers(lambda: urllib.request.urlopen(url, timeout=1), (OSError,)),
+                 "chroma server", path.parent / f"chroma-{port}.log"):
+        yield port
 
 
 def _sh(cmd) -> None:
@@ -60,30 +110,14 @@ def redis_server(folder: Path):
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server not installed (Debian package 'redis-server'; .ci/run installs it)")
-    port = free_port()
-    log = folder / f"redis-{port}.log"
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(folder), "--logfile", str(log)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        import redis
+    import redis
 
-        client = redis.Redis(host="127.0.0.1", port=port)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start; see {log}") from None
-                time.sleep(0.1)
-        client.close()
-        yield port
+    port = free_port()
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        with running([binary, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                      "--dir", folder], _answers(client.ping, (redis.ConnectionError,)), "redis-server",
+                     folder / f"redis-{port}.log", timeout_s=30):
+            yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        client.close()

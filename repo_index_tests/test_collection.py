@@ -12,7 +12,7 @@ from repo_index.core.embed.cache import VectorCache
 from repo_index.core.index.client import ChromaSettings, open_client
 from repo_index.core.index.sync import existing_records, sync_collection
 from repo_index.core.settings import Settings
-from repo_index_tests.chroma_server import chroma_server
+from repo_index_tests.services import chroma_server
 
 FILES = {
     "billing/invoice.py": "def compute_invoice_total(lines):\n    return sum(l.amount for l in lines)\n\n\n"

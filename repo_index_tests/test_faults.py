@@ -16,7 +16,7 @@ import pytest
 from repo_index.core.embed.model import EmbeddingModel
 from repo_index.core.index.client import ChromaSettings, ChromaUnavailable, open_client
 from repo_index.core.index.sync import sync_collection
-from repo_index_tests.chroma_server import chroma_server, free_port
+from repo_index_tests.services import chroma_server, free_port
 from repo_index_tests.fakes.openai_server import Fault
 from repo_index_tests.pipeline import (
     API_KEY, assert_collection_exact, expected_chunks, files_containing, index_job_args, materialize, missing_texts,

@@ -18,9 +18,8 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient
 
 from repo_index.jobs import USAGE_PREFIX
-from repo_index_tests.chroma_server import free_port
+from repo_index_tests.services import free_port, postgres_server
 from repo_index_tests.gitutil import make_repo
-from repo_index_tests.services import postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -7,7 +7,7 @@ import pytest
 
 from repo_index.core.embed.cache import text_key
 from repo_index_tests import cache_backends
-from repo_index_tests.chroma_server import free_port
+from repo_index_tests.services import free_port
 
 postgres_port = cache_backends.postgres_port
 postgres_url = cache_backends.postgres_url

@@ -12,9 +12,8 @@ import pytest
 from repo_index.core.embed.loop import embed_chunks
 from repo_index.core.embed.results import EmbeddingFailed
 from repo_index.core.embed.shared_budget import TABLE, SharedBudgetStore, SharedRateLimiter
-from repo_index_tests.chroma_server import free_port
+from repo_index_tests.services import free_port, postgres_server
 from repo_index_tests.core.test_batching import chunk_table, embedder_for
-from repo_index_tests.services import postgres_server
 
 RPM = 600  # 10 requests per second, and the limiter's 1-second burst: 10 more at once
 BURST_S = 1.0
