@@ -26,6 +26,22 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def _say_celery_workers(settings: Settings) -> None:
+    """Which workers will run the steps; none is not an error (steps wait in the queue until
+    one starts) but should not look like a hang. An unreachable broker stops here."""
+    from .jobs import celery_workers
+
+    try:
+        workers = celery_workers(settings)
+    except ConnectionError as exc:
+        _fail(str(exc))
+    if workers:
+        click.echo(f"steps run on {len(workers)} Celery worker(s): {', '.join(workers)}")
+    else:
+        click.secho("no Celery worker answers: the steps wait in the queue until one starts "
+                    f"(dagster-celery worker start -A dagster_celery.app -y {settings.celery_config})", fg="yellow")
+
+
 def _load_specs(registry_file: Path):
     """The registry's entries, or exit with the message naming the bad entry."""
     from .core.source.registry import RegistryError, load_registry
@@ -181,6 +197,8 @@ def index(settings: Settings, names, all_, max_tokens, max_concurrent, estimate_
         _fail(str(exc))
     if not names:
         _fail("name one or more repositories, or pass --all")
+    if settings.executor == "celery":
+        _say_celery_workers(settings)
     instance = _instance()
     sync_partitions(instance, [s.name for s in specs])
     ops: dict = {}

@@ -78,6 +78,21 @@ def celery_executor_for(settings: Settings) -> dg.ExecutorDefinition:
                                       name="repo_index_celery_executor")
 
 
+def celery_workers(settings: Settings, timeout_s: float = 1.0) -> list[str]:
+    """The Celery workers answering on the broker of REPO_INDEX_CELERY_CONFIG now, by name.
+    Raises ConnectionError when the broker cannot be reached (its URL, which may hold a
+    password, is not in the message)."""
+    from dagster_celery.cli import get_app
+
+    app = get_app(str(settings.celery_config))
+    try:
+        replies = app.control.ping(timeout=timeout_s) or []
+    except Exception as exc:  # kombu's and redis' errors, whatever the transport
+        raise ConnectionError(f"the Celery broker of {settings.celery_config} cannot be reached "
+                              f"({type(exc).__name__})") from None
+    return sorted(name for reply in replies for name in reply)
+
+
 def executor_for(settings: Settings) -> dg.ExecutorDefinition:
     """The executor the settings choose (REPO_INDEX_EXECUTOR): this machine's processes by
     default, Celery workers on a cluster."""

@@ -77,11 +77,13 @@ def test_two_workers_index_as_one_machine_would_and_survive_a_killed_worker(tmp_
         launcher = c.machine_env("launcher")
         for name, origin in origins.items():
             register(launcher, name, origin.as_uri())
+        # Phase 1: two launchers at once (two machines' CLIs), one repository each, launched
+        # before any worker runs: they say so, and their steps wait in the queue.
+        first = [_index(launcher, tmp_path / "cluster" / f"cli-{n}", n) for n in ("alpha", "beta")]
+        said = [p.stdout.readline() for p in first]
+        assert all("no Celery worker answers" in line for line in said), said
         c.start_worker("w1")
         c.start_worker("w2")
-
-        # Phase 1: two launchers at once (two machines' CLIs), one repository each.
-        first = [_index(launcher, tmp_path / "cluster" / f"cli-{n}", n) for n in ("alpha", "beta")]
         outputs = [_finish(p) for p in first]
         assert openai_server.embedded_counts and max(openai_server.embedded_counts.values()) == 1, \
             "a text was embedded twice"
@@ -122,6 +124,7 @@ def test_two_workers_index_as_one_machine_would_and_survive_a_killed_worker(tmp_
         victim = _wait_for_embedding_worker(home, openai_server)
         c.kill_worker(victim)
         out = _finish(proc)
+        assert "steps run on 2 Celery worker(s): w1@" in out, out
         counts = openai_server.embedded_counts
         twice = [t for t, n in counts.items() if n > 1]
         # Only what was in flight when the worker died is embedded again (at most 2 requests of 8).
