@@ -150,7 +150,7 @@ def vector_collection(
         # The lexical side from the same chunks; a model change rebuilds only the vectors.
         with LexicalIndex(lexical_path(settings.lexical_dir(), name)) as lexical:
             words = lexical.sync(chunks, chunk_ids)
-            lexical_ids = set(lexical.spans())
+            lexical_ids = lexical.ids()
         context.log.info(f"{name} lexical index: +{words.added} -{words.deleted} moved {words.moved}, "
                          f"{words.total} chunks")
         checks = _checks(get_collection(client, name), chunks, chunk_ids, chunk_embeddings, model, embedder,

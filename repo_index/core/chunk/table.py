@@ -76,6 +76,35 @@ class ChunkTable:
         return version_of(self.commit, self.tree)
 
 
+class _LastLoaded:
+    """The table this process last wrote or read, by its file's identity (inode, size,
+    modification time): a run whose steps share a process (the in-process executor) reads a
+    large repository's table once, not in each of three steps (~0.3 s each at 116 k chunks).
+    Callers never modify the frame they get; a rewritten file is read afresh."""
+
+    def __init__(self) -> None:
+        self._stamp: tuple | None = None
+        self._objects: list | None = None
+
+    @staticmethod
+    def _stamp_of(path: Path) -> tuple | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return str(path), st.st_ino, st.st_size, st.st_mtime_ns
+
+    def get(self, path: Path) -> list | None:
+        stamp = self._stamp_of(path)
+        return self._objects if stamp is not None and stamp == self._stamp else None
+
+    def keep(self, path: Path, objects: list | None) -> None:
+        self._stamp, self._objects = (self._stamp_of(path), objects) if objects else (None, None)
+
+
+_LAST_LOADED = _LastLoaded()
+
+
 class ChunkStore:
     """The stored chunk table of each repository: one file per repository under `folder`,
     written atomically, a small pickled header (parameters, the reusable files' sha256 and
@@ -98,11 +127,20 @@ class ChunkStore:
         with atomic_writer(path) as fh:
             pickle.dump(header, fh, protocol=pickle.HIGHEST_PROTOCOL)
             pickle.dump(chunks, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        _LAST_LOADED.keep(path, [header, chunks])  # the later steps of a run in this process read it from here
         return path
+
+    def _load(self, repo: str) -> list | None:
+        path = self.path(repo)
+        loaded = _LAST_LOADED.get(path)
+        if loaded is None:
+            loaded = load_pickles(path, 2)
+            _LAST_LOADED.keep(path, loaded)
+        return loaded
 
     def load(self, repo: str) -> ChunkTable:
         """The stored table; raises LookupError when there is none (or it is unreadable)."""
-        loaded = load_pickles(self.path(repo), 2)
+        loaded = self._load(repo)
         if not loaded or not isinstance(loaded[0], dict) or not isinstance(loaded[1], pd.DataFrame):
             raise LookupError(f"no stored code_chunks for {repo!r} at {self.path(repo)}")
         header, chunks = loaded
@@ -111,7 +149,7 @@ class ChunkStore:
 
     def header(self, repo: str) -> dict | None:
         """The stored header, or None when there is no readable table (nothing to reuse)."""
-        loaded = load_pickles(self.path(repo))
+        loaded = _LAST_LOADED.get(self.path(repo)) or load_pickles(self.path(repo))
         return loaded[0] if loaded and isinstance(loaded[0], dict) else None
 
     def remove(self, repo: str) -> None:
@@ -120,7 +158,7 @@ class ChunkStore:
     def reused_rows(self, repo: str, files: pd.DataFrame, params: dict) -> pd.DataFrame | None:
         """The stored rows of `files` (path, sha256) whose content and parameters are unchanged,
         or None when nothing usable is stored."""
-        loaded = load_pickles(self.path(repo), 2)
+        loaded = self._load(repo)
         if not loaded or not isinstance(loaded[0], dict):
             return None
         header, table = loaded

@@ -148,6 +148,10 @@ class LexicalIndex:
         return {cid: (path, start, end) for cid, path, start, end in
                 self.db.execute("SELECT chunk_id, path, start_line, end_line FROM chunks")}
 
+    def ids(self) -> set[str]:
+        """The ids of every chunk the index holds (what the checks compare)."""
+        return {cid for (cid,) in self.db.execute("SELECT chunk_id FROM chunks")}
+
     def sync(self, chunks: pd.DataFrame, chunk_ids: list[str]) -> LexicalStats:
         """Make the index hold exactly `chunks` (rows for `chunk_ids`), in one transaction."""
         held = self.spans()
