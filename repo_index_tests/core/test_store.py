@@ -186,7 +186,7 @@ def test_a_row_fetcher_is_asked_only_for_the_rows_added(client, monkeypatch):
 
 
 def test_check_consistency_reads_ids_in_pages_and_samples_dimensions(client, monkeypatch):
-    monkeypatch.setattr(client_module, "READ_BATCH", 40)
+    monkeypatch.setattr(client_module, "IDS_BATCH", 40)
     chunks = table([(f"c{i:03d}", "x.py", i, i, "") for i in range(150)])
     ids = list(chunks["chunk_id"])
     sync(client, chunks)

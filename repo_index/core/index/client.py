@@ -20,7 +20,13 @@ from pathlib import Path
 from ..disk_full import disk_full_reason
 from ..settings import Settings
 
+# Records a page holds when their metadata comes too: Chroma reads those by lists of ids
+# (about 30 k bind variables at most).
 READ_BATCH = 5000
+# Ids alone: Chroma pages by offset, every page walking past the records before it, so
+# fewer pages cost less (116 k ids of an embedded collection: 3.0 s in pages of 5,000,
+# 0.4 s in pages of 100,000; the checks of every run read them all).
+IDS_BATCH = 100_000
 
 
 class ChromaUnavailable(RuntimeError):
@@ -249,11 +255,12 @@ def unreadable_note(repo: str, reason: str, settings: ChromaSettings) -> str:
 
 
 def pages(collection, include: list[str]) -> Iterator[dict]:
-    """The whole collection, READ_BATCH records at a time."""
+    """The whole collection, READ_BATCH records at a time (IDS_BATCH when only ids are asked)."""
+    size = READ_BATCH if include else IDS_BATCH
     offset = 0
     while True:
-        page = collection.get(include=include, limit=READ_BATCH, offset=offset)
+        page = collection.get(include=include, limit=size, offset=offset)
         yield page
-        if len(page["ids"]) < READ_BATCH:
+        if len(page["ids"]) < size:
             return
-        offset += READ_BATCH
+        offset += size
