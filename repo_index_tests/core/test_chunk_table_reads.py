@@ -49,3 +49,20 @@ def test_an_unreadable_table_is_not_served_from_memory(tmp_path):
     store.path("svc").write_bytes(pickle.dumps({"params": {}})[:5])  # truncated in place
     assert store.header("svc") is None
     assert store.reused_rows("svc", pd.DataFrame({"path": [], "sha256": []}), {}) is None
+
+
+def test_an_unchanged_table_is_not_written_again_and_a_changed_one_is(tmp_path):
+    store = ChunkStore(tmp_path)
+    store.save(_table("svc", "first"))
+    before = store.path("svc").stat()
+    store.load("svc")
+    store.save(_table("svc", "first"))  # what an unchanged reindex hands the store
+    after = store.path("svc").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    changed = _table("svc", "first")
+    changed.commit = "def"  # a new commit that changed no indexed file: the header must say so
+    store.save(changed)
+    assert store.path("svc").stat().st_ino != before.st_ino
+    assert store.header("svc")["commit"] == "def"
+    store.save(_table("svc", "other"))
+    assert store.load("svc").chunks["text"].tolist() == ["other"]

@@ -118,12 +118,16 @@ class ChunkStore:
         return self.folder / f"{repo}.pkl"
 
     def save(self, table: ChunkTable) -> Path:
-        """Write the header, then the table; readers never see a half-written file."""
+        """Write the header, then the table; readers never see a half-written file. A table
+        equal to the one this process last read from the file is not written again."""
         chunks = table.chunks
         reusable = chunks.loc[chunks["file_sha256"] != "", ["path", "file_sha256"]].drop_duplicates("path")
         header = {"params": table.params, "files": dict(zip(reusable["path"], reusable["file_sha256"])),
                   "repo": table.repo, "commit": table.commit, "tree": table.tree}
         path = self.path(table.repo)
+        held = _LAST_LOADED.get(path)
+        if held and held[0] == header and held[1].equals(chunks):
+            return path  # an unchanged reindex: the file holds this table already (200 MB at 116 k chunks)
         with atomic_writer(path) as fh:
             pickle.dump(header, fh, protocol=pickle.HIGHEST_PROTOCOL)
             pickle.dump(chunks, fh, protocol=pickle.HIGHEST_PROTOCOL)
