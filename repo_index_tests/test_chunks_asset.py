@@ -4,6 +4,7 @@ table a from-scratch chunking gives."""
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -153,3 +154,24 @@ def test_files_that_change_after_repo_files_are_skipped_by_reason_not_read(proje
         ([f"m{i}.py" for i in range(6)], False)
     assert meta["files_skipped_by_reason"] == {"too_large": 1, "not_regular_file": 1, "symlink_outside_tree": 2}
     assert meta["files_failed_by_reason"] == {}
+
+
+def test_a_reindex_reads_only_the_files_whose_stamps_changed(project, monkeypatch):
+    """repo_files hashes a file again only when its size, times or inode moved (the stat
+    cache the freshness check keeps); what it hands on is what reading every file gives."""
+    from repo_index.core.source import discovery
+
+    past = time.time() - 60  # stamps older than the cache's margin for same-tick edits
+    for path in project.root.iterdir():
+        os.utime(path, (past, past))
+    project.materialize(only="repo_files")
+    reads = []
+    real = discovery.read_bounded
+    monkeypatch.setattr(discovery, "read_bounded", lambda fd, *a, **k: reads.append(fd) or real(fd, *a, **k))
+    project.materialize(only="repo_files")
+    assert reads == []
+    (project.root / "m1.py").write_text(module(1) + "\n\ndef added_later():\n    return 1\n")
+    project.materialize()
+    assert len(reads) == 1
+    pd.testing.assert_frame_equal(project.table()[["chunk_id", "path", "text"]],
+                                  project.from_scratch()[["chunk_id", "path", "text"]])
