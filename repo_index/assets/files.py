@@ -6,10 +6,8 @@ import dagster as dg
 
 from ..config import FilesConfig
 from ..core.settings import get_settings
-from ..core.source import stat_cache
-from ..core.source.discovery import discover
 from ..core.source.git import resolve_source
-from ..core.source.snapshot import SourceFiles, source_files
+from ..core.source.snapshot import SourceFiles, discover_stamped, source_files
 from ..core.source.stat_cache import stats_path
 from ..partitions import repositories
 from ..resources import RegistryResource, RunLeaseResource
@@ -31,10 +29,8 @@ def repo_files(context: dg.AssetExecutionContext, config: FilesConfig, registry:
     tree = resolve_source(spec, registry.file(), Path(registry.clones_dir))
     # A file whose stamps have not changed since it was last hashed (here, or by the
     # freshness check of a local folder, which shares the cache) is not read again.
-    stats_file = stats_path(get_settings().source_stats_dir(), spec.name)
-    stats = stat_cache.load(stats_file)
-    found = discover(tree.root, spec.include, spec.exclude, config.max_file_bytes, stats)
-    stat_cache.save(stats_file, stats)
+    found = discover_stamped(tree.root, spec, config.max_file_bytes,
+                             stats_path(get_settings().source_stats_dir(), spec.name))
     snapshot: SourceFiles = source_files(spec.name, str(tree.root), tree.commit, found)
     files = snapshot.files
     context.log.info(

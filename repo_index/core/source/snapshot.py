@@ -60,8 +60,15 @@ def current_version(spec: RepoSpec, registry_file: Path, max_file_bytes: int = D
     commit = current_head(spec, registry_file)
     if commit:  # a git root is known by its HEAD: no need to read and hash its files
         return commit
+    found = discover_stamped(root, spec, max_file_bytes, stats_file)
+    return version_of(None, source_files(spec.name, str(root), None, found).tree)
+
+
+def discover_stamped(root: Path, spec: RepoSpec, max_file_bytes: int, stats_file: Path | None) -> Discovery:
+    """`spec`'s files under `root` (discovery), reading only those whose stamps changed since
+    they were last hashed when `stats_file` (the repository's stat cache) is given."""
     stats = stat_cache.load(stats_file) if stats_file else None
     found = discover(root, spec.include, spec.exclude, max_file_bytes, stats)
     if stats_file:
         stat_cache.save(stats_file, stats)
-    return version_of(None, source_files(spec.name, str(root), None, found).tree)
+    return found
