@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import re
 import threading
-from urllib.parse import urlsplit, urlunsplit
 
+from ..shared_store import masked_error, masked_url
 from .results import EmbeddingFailed
 
 TABLE = "repo_index_rate_budgets"
@@ -52,17 +52,6 @@ class SharedBudgetUnavailable(EmbeddingFailed):
     """The shared store holding the budget cannot be reached: nothing is sent."""
 
 
-def masked_url(url: str) -> str:
-    """`url` (or a libpq "key=value" string) with its password replaced, for messages."""
-    if "://" not in url:
-        return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
 _URL_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^/@\s]*@")
 
 
@@ -83,10 +72,7 @@ class SharedBudgetStore:
             self._connect()
 
     def _fail(self, doing: str, exc: Exception) -> SharedBudgetUnavailable:
-        detail = " ".join(str(exc).split()).replace(self.url, masked_url(self.url))
-        password = urlsplit(self.url).password if "://" in self.url else None
-        if password:
-            detail = detail.replace(password, "***")
+        detail = masked_error(exc, self.url)
         return SharedBudgetUnavailable(
             f"the shared requests/tokens-per-minute budget in {masked_url(self.url)} (REPO_INDEX_CACHE_URL) "
             f"could not be {doing} ({detail}). Nothing is sent without it (every worker on a budget of its "

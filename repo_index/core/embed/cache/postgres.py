@@ -15,7 +15,8 @@ from collections.abc import Iterable, Iterator
 
 from psycopg2.extras import execute_values
 
-from .postgres_sql import KEYS_PER_QUERY, PostgresSql, connect, masked_url
+from ...shared_store import masked_url
+from .postgres_sql import KEYS_PER_QUERY, PostgresSql, connect
 from .refs import DEFAULT_GRACE_DAYS, OwnerRefs
 from .vectors import CacheStore, Row
 

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 
-from ..shared_budget import masked_url
+from ...shared_store import masked_error, masked_url
 from .sql import split_keys
 
 SCHEMA = "repo_index_cache"
@@ -58,12 +58,8 @@ def connect(url: str, connect_timeout_s: int = 10) -> psycopg2.extensions.connec
     try:
         db = psycopg2.connect(url, **{k: v for k, v in defaults.items() if k not in given})
     except psycopg2.Error as exc:
-        # The driver's message may quote the URL it could not parse; never its password.
-        detail = " ".join(str(exc).split())
-        if (password := given.get("password")):
-            detail = detail.replace(password, "***")
         raise CacheUnavailable(f"cannot open the embedding cache {masked_url(url)} (REPO_INDEX_CACHE_URL): "
-                               f"{detail}") from None
+                               f"{masked_error(exc, url)}") from None
     try:
         db.autocommit = True
         with db.cursor() as cur:
