@@ -17,7 +17,7 @@ from psycopg2.extras import execute_values
 
 from ...shared_store import masked_url
 from .postgres_sql import KEYS_PER_QUERY, PostgresSql, connect
-from .refs import DEFAULT_GRACE_DAYS, OwnerRefs
+from .refs import DEFAULT_GRACE_DAYS
 from .vectors import CacheStore, Row
 
 _ROWS_PER_STATEMENT = 200  # ~1.2 MB of 1,536-d vectors per INSERT
@@ -25,16 +25,8 @@ _ROWS_PER_STATEMENT = 200  # ~1.2 MB of 1,536-d vectors per INSERT
 
 class PostgresVectorCache(CacheStore):
     def __init__(self, url: str, grace_days: float = DEFAULT_GRACE_DAYS):
-        self.location = masked_url(url)
-        self._db = connect(url)
-        self._sql = PostgresSql(self._db)
-        self._refs = OwnerRefs(self._sql, grace_s=grace_days * 86400)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> PostgresVectorCache:
-        return self
+        db = connect(url)
+        super().__init__(masked_url(url), db, PostgresSql(db), grace_days)
 
     def _select(self, columns: str, model: str, dims: int, keys: Iterable[bytes]) -> Iterator[tuple]:
         keys = list(keys)

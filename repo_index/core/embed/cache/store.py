@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .damaged import is_damage, open_or_replace, reports_damage
-from .refs import DEFAULT_GRACE_DAYS, OwnerRefs
+from .refs import DEFAULT_GRACE_DAYS
 from .schema import WriteTransaction, connect, migrate
 from .sql import SqliteSql
 from .vectors import CacheStore, Row
@@ -36,17 +36,9 @@ def _open(path: Path) -> sqlite3.Connection:
 class VectorCache(CacheStore):
     def __init__(self, path: Path | str, grace_days: float = DEFAULT_GRACE_DAYS):
         self.path = Path(path)
-        self.location = str(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = open_or_replace(self.path, _open)
-        self._sql = SqliteSql(self._db)
-        self._refs = OwnerRefs(self._sql, grace_s=grace_days * 86400)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> VectorCache:
-        return self
+        db = open_or_replace(self.path, _open)
+        super().__init__(str(self.path), db, SqliteSql(db), grace_days)
 
     def _translated(self, exc: Exception) -> Exception | None:
         # Damage SQLite finds in use marks the file for a check at the next opening (damaged.py).

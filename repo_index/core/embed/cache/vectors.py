@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any, Self
 
 import numpy as np
 
@@ -32,9 +33,11 @@ def translated(method):
 
 
 class CacheStore:
-    location: str  # what messages call the cache (a password in a URL masked)
-    _sql: CacheSql
-    _refs: OwnerRefs
+    def __init__(self, location: str, db: Any, sql: CacheSql, grace_days: float):
+        self.location = location  # what messages call the cache (a password in a URL masked)
+        self._db = db  # the database's connection, closed with the store
+        self._sql = sql
+        self._refs = OwnerRefs(sql, grace_s=grace_days * 86400)
 
     # -- what a database supplies ------------------------------------------------
 
@@ -50,9 +53,9 @@ class CacheStore:
         return None
 
     def close(self) -> None:
-        raise NotImplementedError
+        self._db.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
