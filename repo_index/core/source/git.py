@@ -164,13 +164,8 @@ def _clone_or_fetch(spec: RepoSpec, registry_file: Path, cache_dir: Path) -> Pat
     """Our clone of `spec`, made or brought up to date with its remote."""
     url = _git_url(spec, registry_file)
     clone = clone_path(spec, cache_dir)
-    if clone.exists():
-        try:
-            same = git("remote", "get-url", "origin", cwd=clone, timeout=30) == url
-        except SourceError:
-            same = False
-        if not same:  # the entry now points elsewhere: start over
-            shutil.rmtree(clone)
+    if clone.exists() and not _clone_of(clone, url):  # the entry now points elsewhere: start over
+        shutil.rmtree(clone)
     if not clone.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
         # Upper case: no repository name (a lowercase slug) is this, so this never deletes another's clone.
@@ -182,6 +177,14 @@ def _clone_or_fetch(spec: RepoSpec, registry_file: Path, cache_dir: Path) -> Pat
         git("fetch", "--quiet", "--prune", "--tags", "--force", "origin", cwd=clone)
         git("remote", "set-head", "origin", "--auto", cwd=clone, timeout=60)
     return clone
+
+
+def _clone_of(clone: Path, url: str) -> bool:
+    """Whether `clone` is a working clone of `url`."""
+    try:
+        return git("remote", "get-url", "origin", cwd=clone, timeout=30) == url
+    except SourceError:
+        return False
 
 
 def _check_out(clone: Path, commit: str) -> None:
@@ -210,10 +213,8 @@ def clone_with(spec: RepoSpec, registry_file: Path, cache_dir: Path, commit: str
 def _clone_with(spec: RepoSpec, registry_file: Path, cache_dir: Path, commit: str) -> tuple[Path, bool]:
     """The clone holding `commit`, and whether it was just made or fetched."""
     clone = clone_path(spec, cache_dir)
-    with contextlib.suppress(SourceError):
-        if clone.exists() and git("remote", "get-url", "origin", cwd=clone, timeout=30) == _git_url(spec, registry_file) \
-                and _has_commit(clone, commit):
-            return clone, False
+    if clone.exists() and _clone_of(clone, _git_url(spec, registry_file)) and _has_commit(clone, commit):
+        return clone, False
     clone = _clone_or_fetch(spec, registry_file, cache_dir)
     if not _has_commit(clone, commit):
         raise SourceError(f"commit {commit} of {spec.name!r} is no longer at {spec.source} (history rewritten "
