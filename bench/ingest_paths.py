@@ -79,10 +79,13 @@ def build_chroma(variant: dict, corpus, vectors: np.ndarray, queries: np.ndarray
         sync.WRITE_BATCH = variant["write_batch"]
     if "hnsw" in variant:
         sync.HNSW_CONFIGURATION = variant["hnsw"]
-    if variant.get("lean_metadata"):  # records without the keys nothing reads back (a candidate, not the code)
-        full = sync._record_metadata
-        sync._record_metadata = lambda row, commit: {
-            k: v for k, v in full(row, commit).items() if k not in ("commit", "content_hash")}
+    if variant.get("eight_keys"):  # records as syncs wrote them before 2026-11-27: lines, names, hash, commit
+        rows = {(r.path, r.language): r for r in corpus.chunks.itertuples(index=False)}  # one row per path: the sizes
+        sync.record_metadata = lambda path, language: {
+            "path": path, "start_line": int(rows[path, language].start_line),
+            "end_line": int(rows[path, language].end_line), "symbol": rows[path, language].symbol,
+            "defines": rows[path, language].defines, "language": language,
+            "content_hash": rows[path, language].content_hash, "commit": "bench"}
     if variant.get("upsert"):  # Chroma's upsert in place of add
         from chromadb.api.models.Collection import Collection
         Collection.add = Collection.upsert

@@ -47,7 +47,7 @@ from repo_index.core.chunk.repository import chunk_repository  # noqa: E402
 from repo_index.core.embed.loop import embed_chunks  # noqa: E402
 from repo_index.core.embed.providers import OpenAIEmbedder  # noqa: E402
 from repo_index.core.index.client import ChromaSettings, open_client, write_lock  # noqa: E402
-from repo_index.core.index.sync import WRITE_BATCH, _record_metadata, sync_collection  # noqa: E402
+from repo_index.core.index.sync import WRITE_BATCH, record_metadata, sync_collection  # noqa: E402
 
 DEFAULT_PACKAGES = ("email", "http", "json", "logging", "asyncio", "xml", "unittest", "importlib", "multiprocessing",
                     "tkinter", "idlelib", "lib2to3", "ctypes", "concurrent", "urllib", "xmlrpc", "sqlite3", "encodings")
@@ -116,7 +116,7 @@ def overlapped(table, base_url, chroma, name, model, slices: int) -> dict:
             for a in range(0, len(ids), WRITE_BATCH):
                 rows = list(part.iloc[a:a + WRITE_BATCH].itertuples(index=False))
                 coll.add(ids=ids[a:a + WRITE_BATCH], embeddings=vectors[a:a + WRITE_BATCH],
-                         metadatas=[_record_metadata(r, "bench") for r in rows])
+                         metadatas=[record_metadata(r.path, r.language) for r in rows])
     producer.join()
     return {"wall_s": time.perf_counter() - t0, "cpu_s": cpu_s() - c0}
 

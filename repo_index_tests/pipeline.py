@@ -100,13 +100,14 @@ def write_python_files(root: Path, n: int) -> Path:
 
 
 def index_in_process(env: dict, name: str, root: Path, dimensions: int = 256, spans: bool = True):
-    """What `vector_collection` leaves for `root` in `env`'s data folder (the collection of
-    text-embedding-3-small vectors from the loopback server, and the spans file unless not
-    `spans`), built by the core library in this process: seconds where a run takes a minute,
-    for tests of search. Returns the ChromaSettings."""
+    """What `vector_collection` leaves for `root` in `env`'s data folder (the lexical index,
+    the collection of text-embedding-3-small vectors from the loopback server, and the spans
+    file unless not `spans`), built by the core library in this process: seconds where a run
+    takes a minute, for tests of search. Returns the ChromaSettings."""
     from repo_index.core.embed.loop import embed_chunks
     from repo_index.core.embed.providers import OpenAIEmbedder
     from repo_index.core.index.client import ChromaSettings, open_client, write_lock
+    from repo_index.core.index.lexical import LexicalIndex, lexical_path
     from repo_index.core.index.spans import spans_path
     from repo_index.core.index.sync import sync_collection
 
@@ -117,9 +118,11 @@ def index_in_process(env: dict, name: str, root: Path, dimensions: int = 256, sp
                               base_url=env["OPENAI_BASE_URL"], requested_dimensions=dimensions)
     result = embed_chunks(chunks, embedder)
     collection = chroma.collection_name(name)
-    with write_lock(chroma):
+    with write_lock(chroma), LexicalIndex(lexical_path(chroma.lexical_dir(), collection)) as lexical:
+        lexical.sync(chunks, result.chunk_ids)
         sync_collection(open_client(chroma), collection, chunks, result.chunk_ids, result.vectors, embedder.info,
-                        "c0ffee", name, spans_file=spans_path(chroma, collection) if spans else None)
+                        "c0ffee", name, spans_file=spans_path(chroma, collection) if spans else None,
+                        store_text=False)
     return chroma
 
 
@@ -142,36 +145,49 @@ def missing_texts(table, data_dir: Path) -> set[str]:
     return {t for t in table["embedding_text"] if text_key(t) not in have}
 
 
-def stored_texts(collection, data_dir: Path | None = None) -> dict[str, str]:
-    """Each record's text as search reads it: the Chroma document, else (a collection the
-    pipeline synced, which stores none) the lexical index in the data folder (`data_dir`;
+def _lexical_index(collection, data_dir: Path | None):
+    """The lexical index of a collection the pipeline synced, in the data folder (`data_dir`;
     by default the one holding the embedded Chroma folder)."""
     from repo_index.core.index.lexical import LexicalIndex, lexical_path
 
+    data_dir = data_dir or Path(collection._client.get_settings().persist_directory).parent
+    return LexicalIndex(lexical_path(data_dir / "lexical", collection.name), create=False)
+
+
+def stored_texts(collection, data_dir: Path | None = None) -> dict[str, str]:
+    """Each record's text as search reads it: the Chroma document, else (a collection the
+    pipeline synced, which stores none) the lexical index (`data_dir`: see _lexical_index)."""
     got = collection.get(include=["documents"])
     texts = {cid: doc for cid, doc in zip(got["ids"], got["documents"]) if doc is not None}
     if len(texts) < len(got["ids"]):
-        data_dir = data_dir or Path(collection._client.get_settings().persist_directory).parent
-        folder = data_dir / "lexical"
-        with LexicalIndex(lexical_path(folder, collection.name), create=False) as index:
+        with _lexical_index(collection, data_dir) as index:
             texts = {**index.texts([cid for cid in got["ids"] if cid not in texts]), **texts}
     return texts
 
 
+def stored_places(collection, data_dir: Path | None = None) -> dict:
+    """Each record's place (path, lines, symbol, defines, language) as search reads it:
+    from the lexical index (`data_dir`: see _lexical_index)."""
+    with _lexical_index(collection, data_dir) as index:
+        return index.places(collection.get(include=[])["ids"])
+
+
 def assert_collection_exact(collection, table, commit_prefix: str = "", data_dir: Path | None = None) -> None:
-    """Exactly the chunks of `table`: ids, text, line metadata and the right vector each
-    (`data_dir`: see stored_texts; needed for a Chroma server's collection)."""
+    """Exactly the chunks of `table`: ids, text, places and the right vector each, the
+    records carrying path and language (`data_dir`: see _lexical_index; needed for a Chroma
+    server's collection), the collection the commit."""
     got = collection.get(include=["metadatas", "embeddings"])
     assert sorted(got["ids"]) == sorted(table["chunk_id"]), "ids differ from a clean run's"
     rows = {r.chunk_id: r for r in table.itertuples(index=False)}
-    texts = stored_texts(collection, data_dir)
+    texts, places = stored_texts(collection, data_dir), stored_places(collection, data_dir)
     for cid, meta, vector in zip(got["ids"], got["metadatas"], got["embeddings"]):
-        row = rows[cid]
+        row, place = rows[cid], places[cid]
         assert texts.get(cid) == row.text
-        assert (meta["path"], meta["start_line"], meta["end_line"], meta["symbol"], meta["defines"]) == (
-            row.path, row.start_line, row.end_line, row.symbol, row.defines)
-        assert meta["commit"].startswith(commit_prefix)
+        assert (meta["path"], meta["language"]) == (row.path, row.language)
+        assert (place.path, place.start_line, place.end_line, place.symbol, place.defines, place.language) == (
+            row.path, row.start_line, row.end_line, row.symbol, row.defines, row.language)
         np.testing.assert_allclose(np.asarray(vector), fake_embedding(row.embedding_text, len(vector)), atol=1e-6)
+    assert collection.metadata["commit"].startswith(commit_prefix)
 
 
 def files_containing(needles: list[str], roots: list[Path], outputs: list[str] = ()) -> list[str]:

@@ -54,14 +54,14 @@ def settings_of(env: dict) -> Settings:
 
 
 def assert_lexical_in_step(env: dict, repo: str) -> dict:
-    """The lexical index holds exactly the collection's ids, with the same paths and lines."""
+    """The lexical index holds exactly the collection's ids, with the same paths; returns its
+    (path, start, end) by id."""
     chroma = ChromaSettings.from_settings(settings_of(env))
     coll = open_client(chroma).get_collection(chroma.collection_name(repo))
     got = coll.get(include=["metadatas"])
-    records = {cid: (m["path"], m["start_line"], m["end_line"]) for cid, m in zip(got["ids"], got["metadatas"])}
     with LexicalIndex(lexical_path(chroma.lexical_dir(), chroma.collection_name(repo)), create=False) as index:
         spans = index.spans()
-    assert spans == records
+    assert {cid: path for cid, (path, *_) in spans.items()} == {cid: m["path"] for cid, m in zip(got["ids"], got["metadatas"])}
     return spans
 
 
@@ -94,8 +94,8 @@ def test_the_lexical_index_follows_every_change_of_the_collection(tmp_path, open
     # A lexical index left behind by an interrupted or older run converges on the next run.
     with LexicalIndex(index_file) as index:  # two entries lost, one stale, a row without its entry
         index.db.execute("DELETE FROM chunks WHERE rowid IN (SELECT rowid FROM chunks LIMIT 2)")
-        index.db.execute("INSERT INTO chunks (chunk_id, path, start_line, end_line, language, names, text) "
-                         "VALUES ('stale', 'gone.py', 1, 2, 'python', '', 'x = 1')")
+        index.db.execute("INSERT INTO chunks (chunk_id, path, start_line, end_line, language, names, text, symbol, "
+                         "defines) VALUES ('stale', 'gone.py', 1, 2, 'python', '', 'x = 1', '', '')")
     materialize(env, "svc")
     assert assert_lexical_in_step(env, "svc") == after
 

@@ -17,7 +17,8 @@ QUERY = "compute value scaled"
 
 
 def cli_search(env, *args) -> list[dict]:
-    return json.loads(run([BIN / "repo-index", "search", QUERY, "--json", *args], env).stdout)
+    """Search by vectors: what Chroma's query under the glob finds."""
+    return json.loads(run([BIN / "repo-index", "search", QUERY, "--json", "--mode", "vector", *args], env).stdout)
 
 
 @pytest.mark.slow
@@ -45,7 +46,7 @@ def test_a_glob_over_a_thousand_files_finds_them_below_the_unfiltered_top_hits(t
     # More records than are ranked exactly: Chroma's own search, under the path filter.
     settings = Settings(OPENAI_API_KEY=env["OPENAI_API_KEY"], OPENAI_BASE_URL=env["OPENAI_BASE_URL"])
     monkeypatch.setattr("repo_index.core.index.query.EXACT_SCAN_RECORDS", 100)
-    hits = search(QUERY, ["big"], k=5, path_glob="tests/*", settings=settings, chroma=chroma)
+    hits = search(QUERY, ["big"], k=5, path_glob="tests/*", settings=settings, chroma=chroma, mode="vector")
     assert len(hits) == 5 and all(h.path.startswith("tests/") for h in hits)
     monkeypatch.undo()
 
@@ -55,5 +56,6 @@ def test_a_glob_over_a_thousand_files_finds_them_below_the_unfiltered_top_hits(t
     index_in_process(env, "big", root, spans=False)
     coll = open_client(chroma).get_collection(chroma.collection_name("big"))
     assert "tests/test_new.py" in collection_paths(coll)
-    [hit] = search(QUERY, ["big"], k=5, path_glob="tests/test_new.py", settings=settings, chroma=chroma)
+    [hit] = search(QUERY, ["big"], k=5, path_glob="tests/test_new.py", settings=settings, chroma=chroma,
+                   mode="vector")
     assert hit.path == "tests/test_new.py" and "check_fixture_new" in hit.text

@@ -11,7 +11,8 @@ import chromadb
 import dagster as dg
 import pytest
 
-from repo_index_tests.pipeline import API_KEY, files_containing, materialize, project_env, register, stored_texts
+from repo_index_tests.pipeline import (API_KEY, files_containing, materialize, project_env, register, stored_places,
+                                      stored_texts)
 
 pytestmark = pytest.mark.slow
 
@@ -100,9 +101,10 @@ def test_no_secret_and_no_api_key_is_sent_stored_or_logged(tmp_path, openai_serv
     assert [s for s in SECRETS if s in "\n".join(documents)] == []
     paths = {m["path"] for m in records["metadatas"]}
     assert paths == {"src/settings.py", "src/orders.py", "src/odd\nname.py"}  # a newline in a name survives
-    settings = [(d, m) for d, m in zip(documents, records["metadatas"]) if "database_settings" in d]
-    doc, meta = settings[0]
-    line = meta["start_line"] + doc.splitlines().index("def database_settings():")
+    places = stored_places(coll)
+    settings = [(d, places[cid]) for d, cid in zip(documents, records["ids"]) if "database_settings" in d]
+    doc, place = settings[0]
+    line = place.start_line + doc.splitlines().index("def database_settings():")
     assert line == SETTINGS_PY.splitlines().index("def database_settings():") + 1
     # ...nor any file of the Dagster instance or the data folder (event log, metadata, compute
     # logs, stored outputs, the failed run's exception, the embedding cache, Chroma), nor the console.

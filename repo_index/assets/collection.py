@@ -27,10 +27,11 @@ SMOKE_TOP_K = 5
 
 def _checks(collection, chunks: pd.DataFrame, chunk_ids: list[str], embeddings: EmbedResult,
             model: EmbeddingModel, embedder: EmbedderResource,
-            vector_cache: VectorCacheResource, lexical_ids: set[str]) -> list[dg.AssetCheckResult]:
+            vector_cache: VectorCacheResource, lexical: LexicalIndex) -> list[dg.AssetCheckResult]:
     """`chunks` and `chunk_ids`: the chunks the collection should hold (refused ones left out);
-    `lexical_ids`: the chunks the lexical index holds."""
+    `lexical`: the repository's lexical index, synced to them."""
     seen = check_consistency(collection, chunk_ids, embeddings.dimensions)
+    lexical_ids = lexical.ids()
     refused = len(embeddings.refused)
     lexical_missing, lexical_orphaned = set(chunk_ids) - lexical_ids, lexical_ids - set(chunk_ids)
     problems = [f"{len(seen.missing)} chunks missing from the collection, {len(seen.orphaned)} records that are "
@@ -65,7 +66,7 @@ def _checks(collection, chunks: pd.DataFrame, chunk_ids: list[str], embeddings: 
     # is asked only if the cache lost it).
     with vector_cache.open() as cache:
         vector = embed_query(embedder.build(model), target.query, cache)
-    rank, top = smoke_rank(collection, vector, target, SMOKE_TOP_K)
+    rank, top = smoke_rank(collection, vector, target, lexical, SMOKE_TOP_K)
     expected = ", ".join(f"{path}:{a}-{b}" for path, (a, b) in sorted(target.spans.items()))
     reason = "" if rank else (f"no chunk of {target.symbol} ({expected}) among the top {SMOKE_TOP_K} for "
                               f"{target.query!r}: {'; '.join(top)}")
@@ -102,8 +103,9 @@ def _check_specs() -> list[dg.AssetCheckSpec]:
     kinds={"chromadb"},
     pool=CHROMA_POOL,
     check_specs=_check_specs(),
-    description="One Chroma collection per repository holding exactly the current chunks: new ones "
-    "added, vanished ones deleted, moved ones' line metadata updated without re-embedding.",
+    description="One Chroma collection per repository holding exactly the current chunks (new ones "
+    "added, vanished ones deleted, nothing embedded again), and its lexical index: every chunk's text, "
+    "lines and names for search.",
 )
 def vector_collection(
     context: dg.AssetExecutionContext, chroma: ChromaResource, embedder: EmbedderResource,
@@ -127,34 +129,35 @@ def vector_collection(
     chunk_ids = [chunk_embeddings.chunk_ids[i] for i in rows]
     keys = [chunk_embeddings.keys[i] for i in rows]
     spans_file = spans_path(settings, name)
-    written = [settings.path if settings.mode == "embedded" else "", spans_file.parent]
+    written = [settings.path if settings.mode == "embedded" else "", spans_file.parent, settings.lexical_dir()]
     # The client is opened, written and checked with every other process kept out of an
     # embedded folder (index/client.py): even a search would write it while it changes.
     with says_disk_full(f"writing the collection {name}", written,
                         then="re-run: the collection is rebuilt from the embedding cache if it was damaged"), \
-            write_lock(settings, context.log.info), vector_cache.open() as cache:
+            write_lock(settings, context.log.info), vector_cache.open() as cache, \
+            LexicalIndex(lexical_path(settings.lexical_dir(), name)) as lexical:
+        # The lexical side first: it holds each chunk's place (lines, names) and text, which
+        # search reads for every record the collection returns; a model change rebuilds only
+        # the vectors.
+        words = lexical.sync(chunks, chunk_ids)
+        context.log.info(f"{name} lexical index: +{words.added} -{words.deleted} moved {words.moved}, "
+                         f"{words.total} chunks")
         client = chroma.client()
         # The vectors stay in the cache: each write batch reads only its own rows.
         stats = sync_collection(
             client, name, chunks, chunk_ids,
             lambda rows: cache.matrix(model.name, model.dimensions, [keys[i] for i in rows]),
             model, commit, context.partition_key, spans_file=spans_file,
-            store_text=False,  # the lexical index synced below holds each chunk's text for search
+            store_text=False,  # the lexical index synced above holds each chunk's text for search
         )
         if stats.repaired:
             context.log.warning(f"{name} could not be read ({stats.repaired}): rebuilt from the chunks and the "
                                 "cached vectors, nothing embedded again")
-        context.log.info(f"{name}: +{stats.added} -{stats.deleted} moved {stats.moved}, {stats.total} records"
+        context.log.info(f"{name}: +{stats.added} -{stats.deleted}, {stats.total} records"
                          + (f", {len(chunk_embeddings.refused)} chunks refused by the embedding server left out"
                             if chunk_embeddings.refused else ""))
-        # The lexical side from the same chunks; a model change rebuilds only the vectors.
-        with LexicalIndex(lexical_path(settings.lexical_dir(), name)) as lexical:
-            words = lexical.sync(chunks, chunk_ids)
-            lexical_ids = lexical.ids()
-        context.log.info(f"{name} lexical index: +{words.added} -{words.deleted} moved {words.moved}, "
-                         f"{words.total} chunks")
         checks = _checks(get_collection(client, name), chunks, chunk_ids, chunk_embeddings, model, embedder,
-                         vector_cache, lexical_ids)
+                         vector_cache, lexical)
     run_lease.release(context, code_chunks.repo)  # the repository's state is in step: the next run may start
     return dg.MaterializeResult(
         metadata={
@@ -165,7 +168,7 @@ def vector_collection(
             "refused_chunks_left_out": len(chunk_embeddings.refused),
             "added": stats.added,
             "deleted": stats.deleted,
-            "moved": stats.moved,
+            "moved": words.moved,
             "unchanged": stats.unchanged,
             "state_read_from": stats.spans_from,
             "rebuilt_for_new_model": stats.rebuilt,

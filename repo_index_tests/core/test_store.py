@@ -11,6 +11,7 @@ from repo_index.core.index import client as client_module
 from repo_index.core.index import sync as store
 from repo_index.core.index.checks import DIMENSION_SAMPLE, check_consistency
 from repo_index.core.index.client import ChromaSettings, open_client
+from repo_index.core.index.lexical import LexicalIndex
 from repo_index.core.index.query import query_collection
 from repo_index.core.index.sync import existing_records, sync_collection
 
@@ -44,9 +45,8 @@ def sync(client, chunks, model="m", dims=8, commit="c1", spans_file=None):
                            spans_file=spans_file)
 
 
-def lines(client) -> dict[str, tuple]:
-    records = existing_records(client.get_collection("repo_index-svc"))
-    return {cid: (meta["start_line"], meta["end_line"]) for cid, meta in records.items()}
+def records(client) -> dict[str, dict]:
+    return existing_records(client.get_collection("repo_index-svc"))
 
 
 def test_a_sync_reads_the_previous_syncs_spans_file_instead_of_every_record(client, tmp_path, monkeypatch):
@@ -54,16 +54,16 @@ def test_a_sync_reads_the_previous_syncs_spans_file_instead_of_every_record(clie
     first = table([("a", "x.py", 1, 5, "f"), ("b", "x.py", 6, 9, "g"), ("c", "y.py", 1, 3, "")])
     assert sync(client, first, spans_file=spans).spans_from == "chroma"
     read_back = []
-    monkeypatch.setattr(store, "read_spans", lambda coll: read_back.append(coll) or {})
+    monkeypatch.setattr(store, "read_ids", lambda coll: read_back.append(coll) or set())
     assert sync(client, first, spans_file=spans).unchanged == 3  # wrong if the empty read were used
     second = table([("a", "x.py", 1, 5, "f"), ("d", "x.py", 6, 8, "h"), ("b", "x.py", 9, 12, "g")])
     stats = sync(client, second, commit="c2", spans_file=spans)
-    assert (stats.spans_from, stats.added, stats.deleted, stats.moved, stats.unchanged) == ("file", 1, 1, 1, 1)
+    assert (stats.spans_from, stats.added, stats.deleted, stats.unchanged) == ("file", 1, 1, 2)
     assert read_back == []
-    assert lines(client) == {"a": (1, 5), "d": (6, 8), "b": (9, 12)}
+    assert set(records(client)) == {"a", "d", "b"}
 
 
-@pytest.mark.parametrize("damage", ["empty", "text", "truncated", "foreign", "wrong_spans"])
+@pytest.mark.parametrize("damage", ["empty", "text", "truncated", "foreign", "wrong_ids", "older_version"])
 def test_a_damaged_spans_file_means_reading_chroma(client, tmp_path, damage):
     spans = tmp_path / "spans.pkl"
     chunks = table([("a", "x.py", 1, 5, "f"), ("b", "x.py", 6, 9, "g")])
@@ -71,12 +71,15 @@ def test_a_damaged_spans_file_means_reading_chroma(client, tmp_path, damage):
     real = spans.read_bytes()
     spans.write_bytes({"empty": b"", "text": b"not a pickle", "truncated": real[:len(real) // 2],
                        "foreign": pickle.dumps(["a", "list"]),
-                       "wrong_spans": pickle.dumps({"token": pickle.loads(real)["token"], "spans": 3})}[damage])
-    moved = table([("a", "x.py", 2, 6, "f"), ("b", "x.py", 7, 10, "g")])
-    stats = sync(client, moved, spans_file=spans)
-    assert (stats.spans_from, stats.moved) == ("chroma", 2)
-    assert lines(client) == {"a": (2, 6), "b": (7, 10)}
-    assert sync(client, moved, spans_file=spans).spans_from == "file"  # rewritten whole
+                       "wrong_ids": pickle.dumps({"token": pickle.loads(real)["token"], "ids": 3}),
+                       # what syncs before this version left: line spans by id
+                       "older_version": pickle.dumps({"token": pickle.loads(real)["token"],
+                                                      "spans": {"a": (1, 5), "b": (6, 9)}})}[damage])
+    changed = table([("a", "x.py", 2, 6, "f"), ("n", "x.py", 7, 10, "g")])
+    stats = sync(client, changed, spans_file=spans)
+    assert (stats.spans_from, stats.added, stats.deleted, stats.unchanged) == ("chroma", 1, 1, 1)
+    assert set(records(client)) == {"a", "n"}
+    assert sync(client, changed, spans_file=spans).spans_from == "file"  # rewritten whole
 
 
 def test_the_spans_file_is_ignored_when_the_collection_changed_behind_it(client, tmp_path, monkeypatch):
@@ -115,25 +118,31 @@ def test_the_spans_file_is_ignored_when_the_collection_changed_behind_it(client,
         sync(client, changed, spans_file=spans)
     monkeypatch.setattr(store, "get_collection", real_get)
     stats = sync(client, changed, spans_file=spans)
-    assert (stats.spans_from, stats.added, stats.deleted, stats.moved) == ("chroma", 1, 0, 0)
-    assert lines(client) == {"a": (2, 6), "b": (6, 9), "n": (1, 2)}
+    assert (stats.spans_from, stats.added, stats.deleted) == ("chroma", 1, 0)
+    assert set(records(client)) == {"a", "b", "n"}
 
 
-def test_sync_adds_deletes_and_moves(client):
+def test_sync_adds_and_deletes_and_a_move_writes_nothing(client, monkeypatch):
     first = table([("a", "x.py", 1, 5, "f"), ("b", "x.py", 6, 9, "g"), ("c", "y.py", 1, 3, "")])
     stats = sync(client, first)
-    assert (stats.added, stats.deleted, stats.moved, stats.total) == (3, 0, 0, 3)
+    assert (stats.added, stats.deleted, stats.total) == (3, 0, 3)
+    # A record carries what search filters on; its lines, names and text are the lexical index's.
+    assert records(client)["b"] == {"path": "x.py", "language": "python"}
 
     # b moved down, c vanished (file deleted), d is new.
     second = table([("a", "x.py", 1, 5, "f"), ("d", "x.py", 6, 8, "h"), ("b", "x.py", 9, 12, "g")])
     stats = sync(client, second, commit="c2")
-    assert (stats.added, stats.deleted, stats.moved, stats.unchanged, stats.total) == (1, 1, 1, 1, 3)
+    assert (stats.added, stats.deleted, stats.unchanged, stats.total) == (1, 1, 2, 3)
     coll = client.get_collection("repo_index-svc")
-    records = existing_records(coll)
-    assert set(records) == {"a", "b", "d"}
-    assert (records["b"]["start_line"], records["b"]["end_line"], records["b"]["commit"]) == (9, 12, "c2")
-    assert records["a"]["commit"] == "c1"  # untouched records keep the commit they were written at
-    assert coll.metadata["commit"] == "c2"
+    assert set(records(client)) == {"a", "b", "d"} and coll.metadata["commit"] == "c2"
+
+    # Lines that move (code inserted above) change no record: the sync writes nothing.
+    from chromadb.api.models.Collection import Collection
+    writes = []
+    for method in ("add", "update", "upsert", "delete"):
+        monkeypatch.setattr(Collection, method, lambda self, *a, _m=method, **kw: writes.append(_m))
+    third = table([("a", "x.py", 3, 7, "f"), ("d", "x.py", 8, 10, "h"), ("b", "x.py", 11, 14, "g")])
+    assert (sync(client, third, commit="c3").unchanged, writes) == (3, [])
 
 
 def test_model_change_rebuilds_the_collection(client):
@@ -144,15 +153,44 @@ def test_model_change_rebuilds_the_collection(client):
     assert coll.metadata["embedding_model"] == "other" and coll.metadata["dimensions"] == 4
 
 
-def test_query_returns_hits_with_scores_and_filters(client):
+def synced_index(tmp_path, chunks) -> LexicalIndex:
+    index = LexicalIndex(tmp_path / "svc.fts.sqlite")
+    index.sync(chunks, list(chunks["chunk_id"]))
+    return index
+
+
+def test_query_returns_hits_with_scores_and_filters_placed_by_the_lexical_index(client, tmp_path):
     chunks = table([("a", "src/x.py", 1, 5, "f"), ("b", "lib/y.py", 1, 3, "g")])
     ids = list(chunks["chunk_id"])
     vecs = vectors(ids)
     sync_collection(client, "repo_index-svc", chunks, ids, vecs, space(), "c1", "svc")
     coll = client.get_collection("repo_index-svc")
-    hits = query_collection(coll, "svc", vecs[1], k=2)
-    assert hits[0].path == "lib/y.py" and hits[0].score == pytest.approx(1.0, abs=1e-4)
-    assert [h.path for h in query_collection(coll, "svc", vecs[1], k=2, path_glob="src/*")] == ["src/x.py"]
+    with synced_index(tmp_path, chunks) as index:
+        hits = query_collection(coll, "svc", vecs[1], k=2, index=index)
+        assert hits[0].path == "lib/y.py" and hits[0].score == pytest.approx(1.0, abs=1e-4)
+        assert (hits[0].start_line, hits[0].end_line, hits[0].symbol, hits[0].language) == (1, 3, "g", "python")
+        assert [h.path for h in query_collection(coll, "svc", vecs[1], k=2, path_glob="src/*", index=index)] == [
+            "src/x.py"]
+        # b moves down: the lexical index is synced, the collection unchanged, the hit follows.
+        moved = table([("a", "src/x.py", 1, 5, "f"), ("b", "lib/y.py", 4, 6, "g")])
+        index.sync(moved, ids)
+        sync_collection(client, "repo_index-svc", moved, ids, vecs, space(), "c2", "svc")
+        hit = query_collection(coll, "svc", vecs[1], k=1, index=index)[0]
+        assert (hit.path, hit.start_line, hit.end_line) == ("lib/y.py", 4, 6)
+        # A record the index no longer holds is a chunk deleted since: left out.
+        index.sync(moved.iloc[:1], ids[:1])
+        assert [h.chunk_id for h in query_collection(coll, "svc", vecs[1], k=2, index=index)] == ["a"]
+
+
+def test_records_written_before_keep_answering_without_a_lexical_index(client):
+    # A collection synced by an earlier version: every record carries its lines and names.
+    coll = client.create_collection("repo_index-old", embedding_function=None, configuration={"hnsw": {"space": "cosine"}})
+    vecs = vectors(["a", "b"])
+    coll.add(ids=["a", "b"], embeddings=vecs, documents=["text of a", "text of b"], metadatas=[
+        {"path": "x.py", "start_line": s, "end_line": e, "symbol": sym, "defines": sym, "language": "python",
+         "content_hash": "h", "commit": "c0"} for s, e, sym in [(1, 5, "f"), (6, 9, "g")]])
+    hit = query_collection(coll, "old", vecs[1], k=1)[0]
+    assert (hit.chunk_id, hit.start_line, hit.end_line, hit.symbol, hit.text) == ("b", 6, 9, "g", "text of b")
 
 
 def test_a_row_fetcher_is_asked_only_for_the_rows_added(client, monkeypatch):
@@ -176,13 +214,12 @@ def test_a_row_fetcher_is_asked_only_for_the_rows_added(client, monkeypatch):
     # b deleted, f new, the rest moved down a line.
     second = table([(c, "x.py", i + 1, i + 1, "") for i, c in enumerate("afcde")])
     stats = sync_fetching(second)
-    assert (stats.added, stats.deleted, stats.moved, asked) == (1, 1, 4, [[1]])
-    got = client.get_collection("repo_index-svc").get(include=["embeddings", "metadatas"])
+    assert (stats.added, stats.deleted, stats.unchanged, asked) == (1, 1, 4, [[1]])
+    got = client.get_collection("repo_index-svc").get(include=["embeddings"])
     assert sorted(got["ids"]) == list("acdef")
     want = dict(zip("afcde", vectors(list("afcde"))))
-    for cid, vector, meta in zip(got["ids"], got["embeddings"], got["metadatas"]):
+    for cid, vector in zip(got["ids"], got["embeddings"]):
         np.testing.assert_allclose(vector, want[cid], atol=1e-6)
-        assert meta["start_line"] == "afcde".index(cid) + 1
 
 
 def test_check_consistency_reads_ids_in_pages_and_samples_dimensions(client, monkeypatch):
@@ -207,7 +244,7 @@ def test_check_consistency_reads_ids_in_pages_and_samples_dimensions(client, mon
     assert check_consistency(client.get_collection("repo_index-svc"), ids, 8).wrong_dimensions == 150
 
 
-def test_the_smoke_check_looks_for_the_definitions_lines_not_its_label(client):
+def test_the_smoke_check_looks_for_the_definitions_lines_not_its_label(client, tmp_path):
     from repo_index.core.index.checks import pick_smoke_target, smoke_rank
 
     # The class header shares its first chunk with a method, so that chunk is labelled
@@ -220,9 +257,10 @@ def test_the_smoke_check_looks_for_the_definitions_lines_not_its_label(client):
     coll = client.get_collection("repo_index-svc")
     target = pick_smoke_target(chunks)
     assert (target.symbol, target.query, target.spans) == ("DistinctiveWidget", "DistinctiveWidget", {"w.py": (1, 30)})
-    assert smoke_rank(coll, vecs[0], target, k=1) == (1, ["w.py:1-12 DistinctiveWidget.render"])
-    rank, top = smoke_rank(coll, vecs[2], target, k=1)  # only the helper comes back: the reason names it
-    assert rank is None and top == ["other.py:1-9 helper"]
+    with synced_index(tmp_path, chunks) as index:
+        assert smoke_rank(coll, vecs[0], target, index, k=1) == (1, ["w.py:1-12 DistinctiveWidget.render"])
+        rank, top = smoke_rank(coll, vecs[2], target, index, k=1)  # only the helper comes back: the reason names it
+        assert rank is None and top == ["other.py:1-9 helper"]
 
 
 def test_a_model_change_is_built_beside_the_old_collection_and_swapped_in(client):

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .client import names_the_server, pages
+from .lexical import LexicalIndex
 
 DIMENSION_SAMPLE = 100  # vectors check_consistency reads back
 
@@ -79,14 +80,18 @@ def pick_smoke_target(chunks: pd.DataFrame) -> SmokeTarget | None:
 
 
 @names_the_server
-def smoke_rank(collection, vector: np.ndarray, target: SmokeTarget, k: int = 5) -> tuple[int | None, list[str]]:
+def smoke_rank(collection, vector: np.ndarray, target: SmokeTarget, index: LexicalIndex,
+               k: int = 5) -> tuple[int | None, list[str]]:
     """1-based rank of the first of the top `k` hits that overlaps the target's lines (or
-    None), and the top hits as `path:first-last symbol` (what a failed check shows)."""
-    result = collection.query(query_embeddings=vector.reshape(1, -1), n_results=k, include=["metadatas"])
+    None), and the top hits as `path:first-last symbol` (what a failed check shows); their
+    places read from the repository's lexical `index` (the records carry none)."""
+    result = collection.query(query_embeddings=vector.reshape(1, -1), n_results=k, include=[])
+    places = index.places(result["ids"][0])
     rank, shown = None, []
-    for i, meta in enumerate(result["metadatas"][0], start=1):
-        path, start, end = meta.get("path", ""), int(meta.get("start_line", 0)), int(meta.get("end_line", 0))
-        shown.append(f"{path}:{start}-{end} {meta.get('symbol') or '-'}")
+    for i, cid in enumerate(result["ids"][0], start=1):
+        place = places.get(cid)
+        path, start, end = (place.path, place.start_line, place.end_line) if place else ("?", 0, 0)
+        shown.append(f"{path}:{start}-{end} {place.symbol if place and place.symbol else '-'}")
         span = target.spans.get(path)
         if rank is None and span is not None and start <= span[1] and end >= span[0]:
             rank = i

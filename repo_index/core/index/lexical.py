@@ -29,7 +29,9 @@ from pathlib import Path
 
 import pandas as pd
 
-SCHEMA_VERSION = 4  # 4: each chunk's text, which the collection no longer stores
+# 4: each chunk's text, which the collection no longer stores; 5: each chunk's symbol and
+# defines, which the collection no longer stores either (search reads a hit's place here).
+SCHEMA_VERSION = 5
 # bm25() weights, in column order (path, symbols, body): a name in the symbols outweighs
 # the same word in a body ten times over.
 WEIGHTS = (3.0, 10.0, 1.0)
@@ -97,6 +99,22 @@ class LexicalStats:
 
 
 @dataclass(frozen=True)
+class ChunkPlace:
+    """Where a chunk is and what it is named: what a search hit shows of it."""
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str
+    defines: str
+    language: str
+
+
+class StaleLexicalIndex(FileNotFoundError):
+    """A lexical index of another schema version: a reader treats it as absent (the next
+    sync rebuilds it), never rebuilds it itself."""
+
+
+@dataclass(frozen=True)
 class LexicalHit:
     chunk_id: str
     path: str
@@ -116,6 +134,9 @@ class LexicalIndex:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=600, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")  # searches read while a sync writes
+        if not create and self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self.db.close()
+            raise StaleLexicalIndex(f"{self.path} is of another version: the next sync rebuilds it")
         self._schema()
 
     def __enter__(self) -> LexicalIndex:
@@ -138,7 +159,8 @@ class LexicalIndex:
             DROP TABLE IF EXISTS fts;
             CREATE TABLE chunks (rowid INTEGER PRIMARY KEY, chunk_id TEXT UNIQUE NOT NULL, path TEXT NOT NULL,
                                  start_line INTEGER NOT NULL, end_line INTEGER NOT NULL, language TEXT NOT NULL,
-                                 names TEXT NOT NULL, text TEXT NOT NULL);
+                                 names TEXT NOT NULL, text TEXT NOT NULL, symbol TEXT NOT NULL,
+                                 defines TEXT NOT NULL);
             CREATE VIRTUAL TABLE fts USING fts5(path, symbols, body, tokenize = "unicode61 tokenchars '_'");
             COMMIT;""")
         self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -178,10 +200,10 @@ class LexicalIndex:
             for i in new:
                 names = definition_names(symbols[i], defines[i])
                 rowid = self.db.execute(
-                    "INSERT INTO chunks (chunk_id, path, start_line, end_line, language, names, text) "
-                    "VALUES (?,?,?,?,?,?,?)",
+                    "INSERT INTO chunks (chunk_id, path, start_line, end_line, language, names, text, symbol, defines) "
+                    "VALUES (?,?,?,?,?,?,?,?,?)",
                     (chunk_ids[i], paths[i], int(starts[i]), int(ends[i]), languages[i], " ".join(sorted(names)),
-                     texts[i])
+                     texts[i], symbols[i] or "", defines[i] or "")
                 ).lastrowid
                 # OR REPLACE: a row of the full-text table left without its chunk row (an
                 # index damaged by hand) never blocks the sync.
@@ -200,6 +222,17 @@ class LexicalIndex:
         for batch in _batches(list(dict.fromkeys(chunk_ids)), 500):
             marks = ",".join("?" * len(batch))
             found.update(self.db.execute(f"SELECT chunk_id, text FROM chunks WHERE chunk_id IN ({marks})", batch))
+        return found
+
+    def places(self, chunk_ids: list[str]) -> dict[str, ChunkPlace]:
+        """chunk id -> its place, for those of `chunk_ids` the index holds."""
+        found: dict[str, ChunkPlace] = {}
+        for batch in _batches(list(dict.fromkeys(chunk_ids)), 500):
+            marks = ",".join("?" * len(batch))
+            for cid, *place in self.db.execute(
+                    "SELECT chunk_id, path, start_line, end_line, symbol, defines, language FROM chunks "
+                    f"WHERE chunk_id IN ({marks})", batch):
+                found[cid] = ChunkPlace(*place)
         return found
 
     def search(self, query: str, n: int, language: str | None = None,

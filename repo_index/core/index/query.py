@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .client import names_the_server
+from .lexical import LexicalIndex
 from .paths import matching_paths
 
 # A path filter that leaves at most this many records is answered by ranking them all:
@@ -15,6 +16,10 @@ from .paths import matching_paths
 # was not found even by its own vector, among 1,000 similar ones). Fetching 1,000 vectors
 # costs about a tenth of a second.
 EXACT_SCAN_RECORDS = 1000
+
+
+class NoPlaces(LookupError):
+    """The collection's records carry no lines and no lexical index is at hand to say them."""
 
 
 @dataclass(frozen=True)
@@ -33,12 +38,13 @@ class Hit:
 
 @names_the_server
 def query_collection(collection, repo: str, vector: np.ndarray, k: int, where: dict | None = None,
-                     path_glob: str | None = None, spans_file: Path | None = None) -> list[Hit]:
+                     path_glob: str | None = None, spans_file: Path | None = None,
+                     index: LexicalIndex | None = None) -> list[Hit]:
     """The `k` nearest records matching `where` and, if given, whose path matches
     `path_glob` (resolved against the collection's paths, `spans_file` being the last
-    sync's list of them: see paths.py)."""
+    sync's list of them: see paths.py); their places read from `index` (hits_from_records)."""
     nearest = nearest_ids(collection, vector, k, where, path_glob, spans_file)
-    records = hits_from_records(collection, repo, [cid for cid, _ in nearest])
+    records = hits_from_records(collection, repo, [cid for cid, _ in nearest], index=index)
     found = {h.chunk_id: h for h in records}
     return [replace(found[cid], score=score) for cid, score in nearest if cid in found]
 
@@ -76,15 +82,27 @@ def _ranked(collection, vector: np.ndarray, k: int, ids: list[str]) -> list[tupl
 
 
 @names_the_server
-def hits_from_records(collection, repo: str, ids: list[str], where: dict | None = None) -> list[Hit]:
-    """The records `ids` (those of them `where` admits) as hits with no score."""
+def hits_from_records(collection, repo: str, ids: list[str], where: dict | None = None,
+                      index: LexicalIndex | None = None) -> list[Hit]:
+    """The records `ids` (those of them `where` admits) as hits with no score. A record
+    carries only its path and language (sync.py): its lines, names and text are read from
+    the repository's lexical `index`, synced before the collection, so a record it lacks
+    is a chunk deleted since, left out. With no index, the records' own metadata, which
+    only records written before the lexical index held places carry."""
     if not ids:
         return []
-    got = collection.get(ids=ids, where=where or None, include=["metadatas", "documents"])
-    return [_hit(repo, cid, meta, doc, 0.0) for cid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"])]
+    if index is None:
+        got = collection.get(ids=ids, where=where or None, include=["metadatas", "documents"])
+        if any("start_line" not in (meta or {}) for meta in got["metadatas"]):
+            raise NoPlaces(f"the lines of {repo}'s chunks are kept in its lexical index, which is missing or of an "
+                           f"older version: re-run `repo-index index {repo}`")
+        return [_hit(repo, cid, meta, doc) for cid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"])]
+    held = collection.get(ids=ids, where=where or None, include=[])["ids"]
+    places = index.places(held)
+    return [Hit(repo, p.path, p.start_line, p.end_line, p.symbol, p.language, 0.0, "", cid, p.defines)
+            for cid, p in ((cid, places.get(cid)) for cid in held) if p is not None]
 
 
-def _hit(repo: str, cid: str, meta: dict, doc: str | None, score: float) -> Hit:
-    # No document: the record's text is kept in the lexical index (hybrid.with_texts).
+def _hit(repo: str, cid: str, meta: dict, doc: str | None) -> Hit:
     return Hit(repo, meta["path"], int(meta["start_line"]), int(meta["end_line"]), meta.get("symbol", ""),
-               meta.get("language", ""), score, doc or "", cid, meta.get("defines") or "")
+               meta.get("language", ""), 0.0, doc or "", cid, meta.get("defines") or "")

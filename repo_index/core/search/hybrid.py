@@ -56,19 +56,15 @@ def repository_hits(collection, repo: str, query: str, vector: np.ndarray | None
     query_collection)."""
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
-    has_lexical = lexical_file is not None and lexical_file.exists()
-    if mode == "vector":
-        hits = _vector_hits(collection, repo, vector, k, where, path_glob, spans_file)
-        if not has_lexical:
-            return hits
-        with LexicalIndex(lexical_file, create=False) as index:
-            return with_texts(hits, index)
-    if not has_lexical:
-        if notice:
+    index = _open_index(lexical_file)
+    if index is None:
+        if notice and mode != "vector":
             notice(f"{repo}: no lexical index yet (re-run `repo-index index {repo}`); searched by vectors only")
         return [] if mode == "lexical" else _vector_hits(collection, repo, vector, k, where, path_glob, spans_file)
-    n = max(CANDIDATES, k)
-    with LexicalIndex(lexical_file, create=False) as index:  # open once: ranking, then the texts
+    with index:  # open once: ranking, the places, then the texts
+        if mode == "vector":
+            return with_texts(_vector_hits(collection, repo, vector, k, where, path_glob, spans_file, index), index)
+        n = max(CANDIDATES, k)
         words = index.search(query, n, language, path_glob)
         named = named_identifiers(query)
         defining = [h for h in index.search(" ".join(named), n, language, path_glob) if h.names & named] if named else []
@@ -80,10 +76,21 @@ def repository_hits(collection, repo: str, query: str, vector: np.ndarray | None
         ranked = [(cid, fused.get(cid, 0.0) + 1) for cid in first]
         named_first = set(first)
         ranked += sorted(((cid, score) for cid, score in fused.items() if cid not in named_first), key=lambda r: -r[1])
-        return with_texts(_places(collection, repo, ranked, k, where), index)
+        return with_texts(_places(collection, repo, ranked, k, where, index), index)
 
 
-def _places(collection, repo: str, ranked: list[tuple[str, float]], k: int, where: dict | None) -> list[Hit]:
+def _open_index(lexical_file: Path | None) -> LexicalIndex | None:
+    """The repository's lexical index for reading, or None when it has none yet, or one of
+    an older version (the next sync rebuilds it; until then the collection's older records
+    still carry their places)."""
+    try:
+        return LexicalIndex(lexical_file, create=False) if lexical_file is not None else None
+    except FileNotFoundError:  # StaleLexicalIndex included
+        return None
+
+
+def _places(collection, repo: str, ranked: list[tuple[str, float]], k: int, where: dict | None,
+            index: LexicalIndex | None) -> list[Hit]:
     """The first `k` places of `ranked` (id, score), best first, folded (`_one_per_place`).
     Records are read a few at a time, as far down the ranking as folding needs: reading
     every candidate's metadata cost more than ranking them. `where` applies to each (a
@@ -93,7 +100,7 @@ def _places(collection, repo: str, ranked: list[tuple[str, float]], k: int, wher
     while start < len(ranked):
         part = ranked[start:start + step]
         start += step
-        found = {h.chunk_id: h for h in hits_from_records(collection, repo, [cid for cid, _ in part], where)}
+        found = {h.chunk_id: h for h in hits_from_records(collection, repo, [cid for cid, _ in part], where, index)}
         hits += [_scored(found[cid], score) for cid, score in part if cid in found]
         places = _one_per_place(hits)
         if len(places) >= k:
@@ -113,12 +120,12 @@ def with_texts(hits: list[Hit], index: LexicalIndex) -> list[Hit]:
 
 
 def _vector_hits(collection, repo: str, vector: np.ndarray, k: int, where: dict | None, path_glob: str | None,
-                 spans_file: Path | None) -> list[Hit]:
+                 spans_file: Path | None, index: LexicalIndex | None = None) -> list[Hit]:
     """The top `k` places by vectors alone. Pieces of one long definition are near the same
     queries, so more candidates are asked for than kept: folded, they would otherwise leave
     fewer than `k` places."""
     nearest = nearest_ids(collection, vector, max(k * 3, k + 10), where, path_glob, spans_file)
-    return _places(collection, repo, nearest, k, None)
+    return _places(collection, repo, nearest, k, None, index)
 
 
 def _scored(hit: Hit, score: float) -> Hit:

@@ -22,7 +22,7 @@ from ..embed.model import EmbeddingModel
 from ..index.client import (ChromaSettings, ChromaUnavailable, get_collection, open_client, read_lock, unreadable,
                             unreadable_note)
 from ..index.lexical import lexical_path
-from ..index.query import Hit
+from ..index.query import Hit, NoPlaces
 from ..index.spans import spans_path
 from ..index.sync import REBUILD_SUFFIX
 from ..settings import Settings, get_settings
@@ -219,6 +219,8 @@ class Searcher:
                     where, language, path_glob, notice, _spans_file(chroma, coll.name) if path_glob else None)
             except ChromaUnavailable:
                 raise
+            except NoPlaces as exc:
+                raise _Unreadable(str(exc)) from None
             except Exception:
                 reason = unreadable(coll)  # a bad filter fails a sound collection: that is raised
                 if reason is None:
