@@ -1,6 +1,7 @@
 """Chroma sync against a real embedded Chroma in a temp folder."""
 
 import pickle
+import sqlite3
 
 import numpy as np
 import pandas as pd
@@ -287,3 +288,20 @@ def test_a_model_change_is_built_beside_the_old_collection_and_swapped_in(client
     coll = client.get_collection("repo_index-svc")
     assert (coll.metadata["embedding_model"], coll.metadata["dimensions"], coll.count()) == ("other", 4, 3)
     assert [c.name for c in client.list_collections()] == ["repo_index-svc"]  # no rebuild left behind
+
+
+def test_a_reader_leaves_a_lexical_index_of_another_version_to_the_next_sync(tmp_path):
+    from repo_index.core.index.lexical import StaleLexicalIndex
+
+    chunks = table([("a", "x.py", 1, 5, "f")])
+    path = tmp_path / "svc.fts.sqlite"
+    synced_index(tmp_path, chunks).close()
+    with LexicalIndex(path) as index:
+        index.db.execute("PRAGMA user_version=4")  # written by the version before places moved here
+    with pytest.raises(StaleLexicalIndex):
+        LexicalIndex(path, create=False)  # a search: reads nothing, rebuilds nothing
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert db.execute("SELECT chunk_id FROM chunks").fetchall() == [("a",)]
+    with LexicalIndex(path) as index:  # the next sync (a writer) rebuilds it in the new version
+        assert index.sync(chunks, ["a"]).added == 1 and index.places(["a"])["a"].symbol == "f"
