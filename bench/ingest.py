@@ -47,6 +47,8 @@ QUICK_VECTORS = 5000
 # main before issue 20's write-path work: batches of 1,000, Chroma's HNSW defaults, and
 # records of eight metadata keys (lines, names, content hash, commit: now the lexical index's).
 BEFORE = {"write_batch": 1000, "hnsw": {"space": "cosine"}, "eight_keys": True}
+# The sync as it is but for ef_construction, Chroma's default (100) before 2026-11-27.
+HNSW_DEFAULTS = {"space": "cosine"}
 VARIANTS = {
     "floor": {
         "hnswlib, 2 threads": {"path": "hnswlib", "threads": 2},
@@ -66,11 +68,11 @@ VARIANTS = {
             "path": "chroma", "write_batch": 5000, "hnsw": {"space": "cosine", "sync_threshold": 5000}},
         "batches of 5,000, sync_threshold=100": {
             "path": "chroma", "write_batch": 5000, "hnsw": {"space": "cosine", "sync_threshold": 100}},
-        "num_threads=1": {"path": "chroma", "hnsw": {"space": "cosine", "num_threads": 1}},
+        "num_threads=1": {"path": "chroma", "hnsw": {**HNSW_DEFAULTS, "num_threads": 1}},
         "upsert in place of add": {"path": "chroma", "upsert": True},
-        "ef_construction=50": {"path": "chroma", "hnsw": {"space": "cosine", "ef_construction": 50}},
-        "ef_construction=75": {"path": "chroma", "hnsw": {"space": "cosine", "ef_construction": 75}},
-        "max_neighbors=12": {"path": "chroma", "hnsw": {"space": "cosine", "max_neighbors": 12}},
+        "ef_construction=50": {"path": "chroma", "hnsw": {**HNSW_DEFAULTS, "ef_construction": 50}},
+        "ef_construction=100 (Chroma's default)": {"path": "chroma", "hnsw": HNSW_DEFAULTS},
+        "max_neighbors=12": {"path": "chroma", "hnsw": {**HNSW_DEFAULTS, "max_neighbors": 12}},
     },
 }
 DEFAULT_GROUPS = ("floor", "before", "project")

@@ -19,6 +19,7 @@ to re-materialize chunk_embeddings, which then costs requests only for what is m
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import dagster as dg
@@ -26,8 +27,17 @@ from pydantic import Field
 
 from .core.chunk.table import ChunkTable
 from .core.embed.results import EmbedResult
-from .core.embed.stored import keys_path, load_result, save_keys
+from .core.embed.stored import keys_path, load_result, save_keys, stored_form
+from .core.file_memo import FileMemo
 from .resources import ChunkStoreResource, VectorCacheResource
+
+
+# chunk_embeddings as this process stored it, with the run's id: the next step of the same
+# run in this process (the in-process executor) takes it without reading the keys back or
+# looking each vector up again (0.5 s at 116 k chunks). They were in the cache when the step
+# stored them, and stay: the cache never prunes what a repository's latest keys reference
+# (core/embed/cache/refs.py). Any other run, or a rewritten file, reads and checks afresh.
+_STORED = FileMemo()
 
 
 class EmbeddingsIOManager(dg.ConfigurableIOManager):
@@ -43,11 +53,15 @@ class EmbeddingsIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: EmbedResult) -> None:
         path = self._path(context)
         save_keys(path, obj)
+        _STORED.keep(path, [context.run_id, stored_form(obj)])
         context.add_output_metadata({"stored": "chunk ids and cache keys (vectors stay in the cache)",
                                      "stored_bytes": path.stat().st_size})
 
     def load_input(self, context: dg.InputContext) -> EmbedResult:
         partition = context.asset_partition_key
+        kept = _STORED.get(self._path(context))
+        if kept and kept[0] == _run_of(context):
+            return dataclasses.replace(kept[1])
         with self.cache.open() as cache:
             try:
                 return load_result(self._path(context), cache)
@@ -56,6 +70,14 @@ class EmbeddingsIOManager(dg.ConfigurableIOManager):
                     description=f"cannot load chunk_embeddings for partition {partition!r}: {exc}. Re-materialize "
                     f"chunk_embeddings for partition {partition!r}; it embeds only what is missing."
                 ) from exc
+
+
+def _run_of(context: dg.InputContext) -> str | None:
+    """The run loading an input (None for a context built outside a run)."""
+    try:
+        return context.step_context.run_id
+    except dg.DagsterInvariantViolationError:
+        return None
 
 
 class ChunkTableIOManager(dg.ConfigurableIOManager):

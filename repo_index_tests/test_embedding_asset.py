@@ -16,6 +16,7 @@ from repo_index.core.chunk.table import ChunkTable
 from repo_index.core.embed.cache import VectorCache, open_vector_cache
 from repo_index.core.embed.stored import load_result
 from repo_index.core.settings import get_settings
+from repo_index import io_managers
 from repo_index.io_managers import EmbeddingsIOManager
 from repo_index.partitions import REPOSITORIES, repositories
 from repo_index.resources import EmbedderResource, RunLeaseResource, VectorCacheResource
@@ -187,6 +188,18 @@ def test_loading_without_the_vectors_fails_with_what_to_do(project, tmp_path):
     text = str(failure.step_failure_data.error)
     assert "Re-materialize chunk_embeddings for partition 'demo'" in text
     assert "5 of the vectors it references are not in the embedding cache" in text
+
+
+def test_the_next_step_of_the_same_run_takes_the_stored_result_without_checking_it_again(project, monkeypatch):
+    project.chunks = chunk_table(5)
+    loads = []
+    real = io_managers.load_result
+    monkeypatch.setattr(io_managers, "load_result", lambda *a, **kw: loads.append(a) or real(*a, **kw))
+    assert project.materialize().success and loads == []  # one run, one process: checked when stored
+    assert project.materialize(selection=[project.downstream]).success and len(loads) == 1  # another run checks
+    kept, checked = project.loaded[-2:]
+    assert (kept.chunk_ids, kept.keys, kept.model, kept.vectors, kept.stats) == (
+        checked.chunk_ids, checked.keys, checked.model, checked.vectors, checked.stats)
 
 
 postgres_port, postgres_url = cache_backends.postgres_port, cache_backends.postgres_url

@@ -39,6 +39,21 @@ def save_keys(path: Path, result: EmbedResult) -> None:
         fh.write(buffer.getvalue())
 
 
+def stored_form(result: EmbedResult) -> EmbedResult:
+    """`result` as load_result rebuilds it from what save_keys wrote (no vectors held)."""
+    return _as_stored(list(result.chunk_ids), list(result.keys), result.model, result.dimensions,
+                      result.has_vectors, list(result.refused))
+
+
+def _as_stored(chunk_ids: list[str], keys: list[bytes], model: str, dims: int, has_vectors: bool,
+               refused: list[Refusal]) -> EmbedResult:
+    """The result as a later step gets it: no vectors held (none at all when estimate_only)."""
+    stats = EmbedStats(chunks=len(chunk_ids), refused=len(refused))
+    if not has_vectors:
+        return EmbedResult(chunk_ids, np.zeros((0, dims), np.float32), model, dims, stats, keys)
+    return EmbedResult(chunk_ids, None, model, dims, stats, keys, refused)
+
+
 def load_result(path: Path, cache: CacheStore, with_vectors: bool = False) -> EmbedResult:
     """The `EmbedResult` saved at `path`, `vectors` None once every vector it references is
     found in `cache` (by key, reading no vector); with `with_vectors` the float32 matrix.
@@ -54,10 +69,9 @@ def load_result(path: Path, cache: CacheStore, with_vectors: bool = False) -> Em
         has_vectors = bool(saved["has_vectors"])
         refused = [Refusal(**r) for r in json.loads(str(saved["refused"]))] if "refused" in saved else []
     keys = [row.tobytes() for row in raw_keys]
-    stats = EmbedStats(chunks=len(chunk_ids), refused=len(refused))
+    result = _as_stored(chunk_ids, keys, model, dims, has_vectors, refused)
     if not has_vectors:
-        return EmbedResult(chunk_ids, np.zeros((0, dims), np.float32), model, dims, stats, keys)
-    result = EmbedResult(chunk_ids, None, model, dims, stats, keys, refused)
+        return result
     unique = {keys[i] for i in result.embedded_rows()}
     missing = len(unique) - len(cache.present(model, dims, unique))
     if missing:

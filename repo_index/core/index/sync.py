@@ -29,8 +29,10 @@ from .client import get_collection, names_the_server, pages, unreadable
 from .spans import SYNC_TOKEN, read_ids, save_ids, saved_ids
 
 WRITE_BATCH = 1000
-# The HNSW index of a new collection (Chroma reads it at creation only).
-HNSW_CONFIGURATION = {"space": "cosine"}
+# The HNSW index of a new collection (Chroma reads it at creation only). ef_construction 75,
+# not Chroma's 100: writes 14% faster at 1,536 dimensions (866 against 760 vectors/s), 7% at
+# 384, for recall@10 of 0.971 against 0.981 on real embeddings (bench/ingest.py, 2026-11-27).
+HNSW_CONFIGURATION = {"space": "cosine", "ef_construction": 75}
 # A collection for another model is built under this name beside the live one, then swapped
 # in. Upper case: no repository name (a lowercase slug) can end with it.
 REBUILD_SUFFIX = "-REBUILD"
