@@ -20,7 +20,7 @@ import dagster as dg
 from dagster._core.events import DagsterEventType
 
 from .core.run_lease import process_gone
-from .launch import HOST_TAG, PID_TAG, Launch, launch_index_run, queue_daemon_alive
+from .launch import HEARTBEAT_FRESH_S, HOST_TAG, PID_TAG, Launch, launch_index_run, queue_daemon_alive
 from .core.source.registry import RepoSpec
 from .run_errors import full_trace, headline
 from .run_size import execution_for
@@ -237,7 +237,15 @@ def run_index(instance: dg.DagsterInstance, repos: list[str], run_config: dict |
             summaries.append(_finish(instance, repo, watcher, began, launch, echo))
     try:
         for repo, watcher, began, launch in started:
-            while not instance.get_run_by_id(launch.run_id).is_finished:
+            said = False
+            while not (run := instance.get_run_by_id(launch.run_id)).is_finished:
+                # A daemon stopped a moment ago still looks alive by its heartbeat (launch.py):
+                # say so when nobody takes the run, rather than wait without a word.
+                if not said and run.status == dg.DagsterRunStatus.QUEUED and not queue_daemon_alive(instance):
+                    echo(f"[{repo}] no daemon is taking runs off the queue any more (no heartbeat for "
+                         f"{HEARTBEAT_FRESH_S} s): start one (`make dev`), or terminate run {launch.run_id[:8]} "
+                         "in the UI and run again with --in-process")
+                    said = True
                 time.sleep(0.5)
             summaries.append(_finish(instance, repo, watcher, began, launch, echo))
     except KeyboardInterrupt:
