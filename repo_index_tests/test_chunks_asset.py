@@ -94,11 +94,12 @@ def test_reindex_rechunks_only_changed_files(project, monkeypatch, min_files_per
     assert first["secrets_redacted"] == {"aws-access-key": 1}
     pd.testing.assert_frame_equal(project.table(), project.from_scratch())
 
-    # Unchanged: the six modules are reused; the file with a secret is chunked again (so
-    # the redaction count stays exact), by the collect step: one file is not worth a process.
+    # Unchanged: every file is reused, the one with a secret too: its count is carried from
+    # the run that chunked it, so the redaction counts stay exact.
     again, steps = project.materialize()
-    assert again["files_reused"] == 6 and again["files_chunked"] == 1 and shards(steps) == []
+    assert again["files_reused"] == 7 and again["files_chunked"] == 0 and shards(steps) == []
     assert again["secrets_redacted"] == first["secrets_redacted"] and again["chunks"] == first["chunks"]
+    assert (again["files_with_secrets_redacted"], again["secrets_redacted_examples"]) == (1, ["settings.py"])
     pd.testing.assert_frame_equal(project.table(), project.from_scratch())
 
     # One edited, one added, one deleted: those are the only files chunked.
@@ -107,10 +108,18 @@ def test_reindex_rechunks_only_changed_files(project, monkeypatch, min_files_per
     (project.root / "m2.py").unlink()
     edited, steps = project.materialize()
     assert bool(shards(steps)) == (min_files_per_shard == 2)
-    assert edited["files_reused"] == 4 and edited["files_chunked"] == 3  # m1, m9, settings
+    assert edited["files_reused"] == 5 and edited["files_chunked"] == 2  # m1, m9
+    assert edited["secrets_redacted"] == {"aws-access-key": 1}
     table = project.table()
     pd.testing.assert_frame_equal(table, project.from_scratch())
     assert "m2.py" not in set(table.path) and "return x + 100" in "".join(table.text)
+
+    # The file with the secret edited (a second one): chunked again, counted anew.
+    (project.root / "settings.py").write_text(f'KEY = "{AWS_KEY}"\nOTHER = "{AWS_KEY[:-1]}X"\n')
+    edited, _ = project.materialize()
+    assert edited["files_chunked"] == 1 and edited["secrets_redacted"] == {"aws-access-key": 2}
+    assert project.materialize()[0]["secrets_redacted"] == {"aws-access-key": 2}  # and carried again
+    pd.testing.assert_frame_equal(project.table(), project.from_scratch())
 
 
 def test_a_new_budget_rechunks_everything(project):

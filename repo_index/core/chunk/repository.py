@@ -51,6 +51,9 @@ class ShardResult:
     redacted: Counter = field(default_factory=Counter)  # secret kind -> occurrences redacted
     files_redacted: int = 0  # files that had at least one
     redacted_examples: list[str] = field(default_factory=list)  # a few of those files' paths
+    # path -> secret kind -> occurrences, per redacted file: what a reindex that reuses the
+    # file's chunks counts again (ChunkTable.redactions), so the counts stay exact
+    file_redactions: dict[str, dict[str, int]] = field(default_factory=dict)
     # path -> sha256 of the content chunked, for files a reindex may reuse (see chunk_tables)
     file_sha256: dict[str, str] = field(default_factory=dict)
 
@@ -67,6 +70,14 @@ class ShardResult:
         if len(self.examples[reason]) < 5:
             self.examples[reason].append(mask(f"{path}: {message}")[:300])
 
+    def add_redactions(self, redactions: dict[str, dict[str, int]]) -> None:
+        """Count the secrets redacted from files by path (`file_redactions`, or a reused file's)."""
+        for path, kinds in sorted(redactions.items()):
+            self.redacted.update(kinds)
+            self.files_redacted += 1
+            if len(self.redacted_examples) < 5:
+                self.redacted_examples.append(mask(path))
+
     def merge(self, other: ShardResult) -> None:
         self.chunks.extend(other.chunks)
         self.failed.update(other.failed)
@@ -75,6 +86,7 @@ class ShardResult:
         self.redacted.update(other.redacted)
         self.files_redacted += other.files_redacted
         self.file_sha256.update(other.file_sha256)
+        self.file_redactions.update(other.file_redactions)
         self.redacted_examples = (self.redacted_examples + other.redacted_examples)[:5]
         for reason, items in other.examples.items():
             self.examples[reason] = (self.examples.get(reason, []) + items)[:5]
@@ -98,10 +110,8 @@ def chunk_shard(root: str, files: list[tuple[str, str]], max_tokens: int,
         text = decode_source(data)
         text, secrets = redact(text, path)
         if secrets:
-            out.redacted.update(secrets)
-            out.files_redacted += 1
-            if len(out.redacted_examples) < 5:
-                out.redacted_examples.append(mask(path))
+            out.file_redactions[path] = dict(secrets)
+            out.add_redactions({path: dict(secrets)})
         try:
             try:
                 out.chunks.extend(chunk_source(text, path, language, max_tokens, encoding))
@@ -109,8 +119,7 @@ def chunk_shard(root: str, files: list[tuple[str, str]], max_tokens: int,
                 out.chunks.extend(chunk_source(text, path, language, max_tokens, encoding,
                                                syntax=False))
                 out.count(out.by_lines, "parse_timeout", path, str(exc))
-            if not secrets:  # a redacted file is re-chunked each run, so its counts stay exact
-                out.file_sha256[path] = hashlib.sha256(data).hexdigest()
+            out.file_sha256[path] = hashlib.sha256(data).hexdigest()
         except RecursionError:
             out.fail("too_deeply_nested", path, "nesting too deep to parse")
         except Exception as exc:  # one bad file must not sink the repository

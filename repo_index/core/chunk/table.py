@@ -7,9 +7,11 @@ chunking parameters: `max_tokens`, the token encoding, and the chunker's fingerp
 hash of the code and packages that decide the output), so a new chunker version or
 budget re-chunks everything without anyone remembering to bump a version.
 
-Files never reused: those whose text had secrets redacted (their rows carry an empty
-`file_sha256`, so the redaction counts stay exact run after run), files that failed, and
-files that produced no chunks. They are simply chunked again.
+Files never reused: files that failed, and files that produced no chunks (their rows carry
+no `file_sha256`). They are simply chunked again. A file whose text had secrets redacted is
+reused like any other: the header keeps how many of each kind it had, which the run that
+reuses it counts again, so the redaction counts stay exact run after run (re-chunking those
+files each run cost 0.5 s of an unchanged reindex at 116 k chunks).
 
 One file per repository (`ChunkStore`), reached from Dagster through a resource.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -70,6 +72,8 @@ class ChunkTable:
     tree: str  # fingerprint of the files' paths and contents
     params: dict
     chunks: pd.DataFrame
+    # path -> secret kind -> occurrences redacted, for the table's files that had any
+    redactions: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -101,7 +105,7 @@ class ChunkStore:
         chunks = table.chunks
         reusable = chunks.loc[chunks["file_sha256"] != "", ["path", "file_sha256"]].drop_duplicates("path")
         header = {"params": table.params, "files": dict(zip(reusable["path"], reusable["file_sha256"])),
-                  "repo": table.repo, "commit": table.commit, "tree": table.tree}
+                  "repo": table.repo, "commit": table.commit, "tree": table.tree, "redactions": table.redactions}
         path = self.path(table.repo)
         held = _LAST_LOADED.get(path)
         if held and held[0] == header and held[1].equals(chunks):
@@ -127,7 +131,7 @@ class ChunkStore:
             raise LookupError(f"no stored code_chunks for {repo!r} at {self.path(repo)}")
         header, chunks = loaded
         return ChunkTable(header.get("repo", repo), header.get("commit", ""), header.get("tree", ""),
-                          header.get("params", {}), chunks)
+                          header.get("params", {}), chunks, header.get("redactions", {}))
 
     def header(self, repo: str) -> dict | None:
         """The stored header, or None when there is no readable table (nothing to reuse)."""
