@@ -6,7 +6,7 @@ names and content, so an unchanged id means unchanged text, vector and names). A
 carries only what search filters on, `path` and `language`: a chunk's lines, symbol and
 text are kept by the lexical index (lexical.py), so a chunk that only moved costs Chroma
 nothing, and each record costs Chroma two metadata rows, not eight (a write at 1,536
-dimensions went 18% faster). Writes go in bounded batches, each fetching the
+dimensions went 14% faster). Writes go in bounded batches, each fetching the
 vectors of its rows only, so a sync never needs the whole matrix in memory. Collection
 metadata records the embedding model (provider, server, dimensions, window, encoding,
 prefixes) and the last indexed commit; a collection built with another model (or document
