@@ -63,6 +63,7 @@ bench: install
 	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/ingest.py --quick
+	$(BIN)/python bench/small_reindex.py --rounds 3
 
 clean:
 	rm -rf .data
