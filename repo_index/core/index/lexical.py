@@ -218,22 +218,18 @@ class LexicalIndex:
 
     def texts(self, chunk_ids: list[str]) -> dict[str, str]:
         """chunk id -> its text, for those of `chunk_ids` the index holds."""
-        found: dict[str, str] = {}
-        for batch in _batches(list(dict.fromkeys(chunk_ids)), 500):
-            marks = ",".join("?" * len(batch))
-            found.update(self.db.execute(f"SELECT chunk_id, text FROM chunks WHERE chunk_id IN ({marks})", batch))
-        return found
+        return {cid: text for cid, text in self._rows("text", chunk_ids)}
 
     def places(self, chunk_ids: list[str]) -> dict[str, ChunkPlace]:
         """chunk id -> its place, for those of `chunk_ids` the index holds."""
-        found: dict[str, ChunkPlace] = {}
+        return {cid: ChunkPlace(*place)
+                for cid, *place in self._rows("path, start_line, end_line, symbol, defines, language", chunk_ids)}
+
+    def _rows(self, columns: str, chunk_ids: list[str]) -> Iterable[tuple]:
+        """(chunk id, `columns`...) of those of `chunk_ids` the index holds."""
         for batch in _batches(list(dict.fromkeys(chunk_ids)), 500):
             marks = ",".join("?" * len(batch))
-            for cid, *place in self.db.execute(
-                    "SELECT chunk_id, path, start_line, end_line, symbol, defines, language FROM chunks "
-                    f"WHERE chunk_id IN ({marks})", batch):
-                found[cid] = ChunkPlace(*place)
-        return found
+            yield from self.db.execute(f"SELECT chunk_id, {columns} FROM chunks WHERE chunk_id IN ({marks})", batch)
 
     def search(self, query: str, n: int, language: str | None = None,
                path_glob: str | None = None) -> list[LexicalHit]:
