@@ -111,9 +111,7 @@ def collect_chunks(context: dg.OpExecutionContext, chunk_store: ChunkStoreResour
     chunks, total = collect(results, reused)
     # The secrets of the reused files, as counted when they were chunked (ChunkTable.redactions).
     stored = (chunk_store.store().header(repo_files.repo) or {}).get("redactions", {}) if have else {}
-    redactions = {path: stored[path] for path in have if path in stored}
-    total.add_redactions(redactions)
-    redactions.update(total.file_redactions)
+    total.add_redactions({path: stored[path] for path in have if path in stored})
     files_chunked = len(files) - len(have)
     seconds = time.time() - plan.started
     tokens = chunks["n_tokens"].to_numpy()
@@ -122,7 +120,7 @@ def collect_chunks(context: dg.OpExecutionContext, chunk_store: ChunkStoreResour
     context.log.info(f"{len(chunks)} chunks from {len(files)} files ({files_chunked} chunked, {len(have)} reused) "
                      f"in {seconds:.1f}s; skipped {dict(total.skipped)}, failed {dict(total.failed)}, "
                      f"cut by lines {dict(total.by_lines)}")
-    table = ChunkTable(repo_files.repo, repo_files.commit, repo_files.tree, params, chunks, redactions)
+    table = ChunkTable(repo_files.repo, repo_files.commit, repo_files.tree, params, chunks, total.file_redactions)
     return dg.Output(
         table,
         metadata={

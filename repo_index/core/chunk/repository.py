@@ -51,8 +51,8 @@ class ShardResult:
     redacted: Counter = field(default_factory=Counter)  # secret kind -> occurrences redacted
     files_redacted: int = 0  # files that had at least one
     redacted_examples: list[str] = field(default_factory=list)  # a few of those files' paths
-    # path -> secret kind -> occurrences, per redacted file: what a reindex that reuses the
-    # file's chunks counts again (ChunkTable.redactions), so the counts stay exact
+    # path -> secret kind -> occurrences, per redacted file counted: what a reindex that
+    # reuses the file's chunks counts again (ChunkTable.redactions), so the counts stay exact
     file_redactions: dict[str, dict[str, int]] = field(default_factory=dict)
     # path -> sha256 of the content chunked, for files a reindex may reuse (see chunk_tables)
     file_sha256: dict[str, str] = field(default_factory=dict)
@@ -71,8 +71,10 @@ class ShardResult:
             self.examples[reason].append(mask(f"{path}: {message}")[:300])
 
     def add_redactions(self, redactions: dict[str, dict[str, int]]) -> None:
-        """Count the secrets redacted from files by path (`file_redactions`, or a reused file's)."""
+        """Count the secrets redacted from files, by path: a file chunked here, or a reused
+        file's as counted when it was chunked."""
         for path, kinds in sorted(redactions.items()):
+            self.file_redactions[path] = kinds
             self.redacted.update(kinds)
             self.files_redacted += 1
             if len(self.redacted_examples) < 5:
@@ -110,7 +112,6 @@ def chunk_shard(root: str, files: list[tuple[str, str]], max_tokens: int,
         text = decode_source(data)
         text, secrets = redact(text, path)
         if secrets:
-            out.file_redactions[path] = dict(secrets)
             out.add_redactions({path: dict(secrets)})
         try:
             try:
