@@ -6,6 +6,8 @@ partitions and runs it creates are the ones the UI and the daemon show.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import sys
 from pathlib import Path
@@ -52,12 +54,27 @@ def _load_specs(registry_file: Path):
         _fail(str(exc))
 
 
+_EXIT_HOOKED: list[bool] = []
+
+
+def _exit_without_collecting() -> None:
+    """Take every object out of the garbage collector's sight once the command is done.
+    Tearing the interpreter down ran full collections over the ~270k objects Dagster,
+    chromadb and pandas leave: 0.3 s of a 4.1 s unchanged reindex. Frozen, they are still
+    released by reference counting. atexit runs handlers in reverse, so this one runs after
+    every handler registered later (the command's own) and before logging's flush."""
+    if not _EXIT_HOOKED:
+        _EXIT_HOOKED.append(True)
+        atexit.register(gc.freeze)
+
+
 @click.group()
 @click.option("--registry", type=click.Path(dir_okay=False),
               help="Registry file (default: $REPO_INDEX_REGISTRY, else repositories.yaml in the project root).")
 @click.pass_context
 def main(ctx: click.Context, registry: str | None) -> None:
     """Keep semantic code-search indexes of many repositories fresh."""
+    _exit_without_collecting()
     if registry:
         set_registry(Path(registry).resolve())  # for the processes the command starts, too
     try:

@@ -70,6 +70,17 @@ def test_the_rule_files_load_and_the_noisy_rule_is_left_out():
     assert not SKIPPED & ids
 
 
+def test_every_rule_compiles_though_each_is_compiled_when_first_woken():
+    """A rule's regexes compile lazily; a pattern RE2 rejects must still fail here, not in
+    the run that first meets its keyword."""
+    rules = rule_set()
+    for rule in rules.rules:
+        assert rule.regex is not None and (rule.path_pattern is None or rule.path is not None), rule.id
+        for allow in rule.allowlists:
+            assert len(allow.regexes) == len(allow.regex_patterns) and len(allow.paths) == len(allow.path_patterns)
+    assert len(rules.allowlist.regexes) == len(rules.allowlist.regex_patterns)
+
+
 # What redact() finds in the standard library, inspected by hand (bench/redaction.py
 # --show): test data that really is a credential. Anything else is a false positive.
 STDLIB_EXPECTED = {
