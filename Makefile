@@ -31,11 +31,14 @@ demo: install
 	$(BIN)/repo-index index $(DEMO_REPO)
 	$(BIN)/repo-index search "$(DEMO_QUERY)" --repo $(DEMO_REPO) -k 5
 
+# One worker per CPU; each test file stays on one worker, so a module's servers start once.
+PYTEST := $(BIN)/python -m pytest -q -ra -n auto --dist loadfile
+
 test: install
-	$(BIN)/python -m pytest -q -ra
+	$(PYTEST)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -ra -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # Webserver and one daemon on 127.0.0.1:3000, sharing the project's instance.
 dev: install
