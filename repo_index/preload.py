@@ -19,7 +19,7 @@ def _instance_class_modules() -> list[str]:
     from dagster._serdes import ConfigurableClassData
 
     settings = get_settings()
-    ref = InstanceRef.from_dir(str(settings.dagster_home or settings.project_root()))
+    ref = InstanceRef.from_dir(str(settings.instance_dir()))
     return [v.module_name for v in ref._asdict().values() if isinstance(v, ConfigurableClassData)]
 
 

@@ -139,6 +139,11 @@ class Settings(BaseSettings):
             return self.dagster_home.resolve()
         return Path.cwd()
 
+    def instance_dir(self) -> Path:
+        """Dagster's home: $DAGSTER_HOME, else the project root (what the CLI exports to the
+        processes it starts)."""
+        return (self.dagster_home or self.project_root()).expanduser()
+
     def data_dir(self) -> Path:
         """Git-ignored folder for Chroma, the embedding cache, chunk tables and clones (on a
         cluster: this machine's clones; what machines share is under shared_dir)."""

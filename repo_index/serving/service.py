@@ -117,14 +117,15 @@ class IndexService:
 
     def _freshness(self, repo: str, indexed: str) -> Freshness:
         if self._instance is None:
-            import dagster as dg
             from filelock import FileLock
+
+            from ..instance import open_instance
 
             # One process at a time: searches started together on a new project each created
             # the instance's SQLite storage, racing, and left it with two schema heads that
             # every later command refused ("alembic_version has more than one head").
             with FileLock(str(self.settings.data_dir() / "dagster-instance.lock")):
-                self._instance = dg.DagsterInstance.get()
+                self._instance = open_instance(self.settings)
         return repository_freshness(self._instance, self._specs().get(repo), self.registry_file, indexed)
 
 
