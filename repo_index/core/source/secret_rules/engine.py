@@ -12,7 +12,7 @@ rules that are too noisy for redaction (`SKIPPED`).
 
 One RE2 set of every keyword tells in one pass over the lowercased text which rules can
 match at all; most files wake none or a few. A rule's regexes are compiled the first time
-it is woken: compiling all ~200 took 0.15 s, which every process paid that masked a
+it is woken: compiling all ~200 took 60 ms, which every process paid that masked a
 single path (an unchanged reindex of a small repository, for one).
 """
 
